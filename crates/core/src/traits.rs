@@ -1,0 +1,57 @@
+//! The seams between the stages of the MAPE loop.
+//!
+//! The simulator implements [`MetricSource`], [`TopologySource`], [`Actuator`] and
+//! [`crate::time::Clock`]; so will the Prometheus collector and the Kubernetes actuator. An
+//! [`Autoscaler`] sees only snapshots and the graph, so the same autoscaler runs on both.
+
+use crate::graph::AppGraph;
+use crate::observe::{ClusterSnapshot, ScalingDecision};
+use crate::time::Millis;
+
+/// Produces what a control loop sees now.
+pub trait MetricSource {
+    /// The source's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The current snapshot.
+    fn observe(&mut self) -> Result<ClusterSnapshot, Self::Error>;
+}
+
+/// Produces the application graph.
+pub trait TopologySource {
+    /// The source's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The current graph.
+    fn topology(&self) -> Result<AppGraph, Self::Error>;
+}
+
+/// Carries out scaling decisions.
+pub trait Actuator {
+    /// The actuator's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Applies the decisions; a decision equal to the current state is a no-op.
+    fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), Self::Error>;
+}
+
+/// Turns snapshots into decisions. Implementations hold their own state (recommendation
+/// history, models) and must be deterministic given the same snapshots.
+pub trait Autoscaler {
+    /// A short, stable name used in reports (`hpa`, `static`, ...).
+    fn name(&self) -> &str;
+    /// How often the control loop calls [`Autoscaler::decide`].
+    fn sync_period(&self) -> Millis;
+    /// One decision per workload it manages. Bad or missing input yields a held decision
+    /// (the current replica count) with a reason, never a panic.
+    fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision>;
+}
+
+impl<A: Autoscaler + ?Sized> Autoscaler for Box<A> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn sync_period(&self) -> Millis {
+        (**self).sync_period()
+    }
+    fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision> {
+        (**self).decide(snapshot, graph)
+    }
+}
