@@ -1,0 +1,311 @@
+//! Typed, validated descriptions of a simulated application and its cluster.
+//!
+//! An [`AppSpec`] is what a topology file holds (JSON, see `docs/schema.md`): services with
+//! their per-request costs and pod resources, queues and topics, typed edges with call ratios,
+//! entry points with their share of external load, the cluster's nodes and the latency SLO.
+
+use std::collections::HashSet;
+
+use graphscale_core::{AppGraph, Edge, Node, NodeKind, Relation, Resources};
+use serde::{Deserialize, Serialize};
+
+use crate::SimError;
+
+fn d_base_latency() -> f64 {
+    2.0
+}
+fn d_mem_per_inflight() -> f64 {
+    0.5
+}
+fn d_idle_cpu() -> f64 {
+    1.0
+}
+fn d_startup() -> f64 {
+    30.0
+}
+fn d_one() -> u32 {
+    1
+}
+fn d_max_replicas() -> u32 {
+    50
+}
+fn d_timeout() -> f64 {
+    10_000.0
+}
+
+/// One service (a Deployment) of the simulated application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Name, unique in the app.
+    pub name: String,
+    /// CPU time one request costs, in ms of one core (> 0). A replica with a CPU limit of
+    /// `L` millicores serves at most `L / cpu_ms_per_request` requests per second.
+    pub cpu_ms_per_request: f64,
+    /// Latency a request spends off the CPU (network, I/O), in ms; default 2.
+    #[serde(default = "d_base_latency")]
+    pub base_latency_ms: f64,
+    /// Memory working set of an idle replica, MiB (> 0).
+    pub memory_base_mib: f64,
+    /// Extra memory per in-flight request, MiB; default 0.5.
+    #[serde(default = "d_mem_per_inflight")]
+    pub memory_per_inflight_mib: f64,
+    /// CPU an idle ready replica uses, millicores; default 1.
+    #[serde(default = "d_idle_cpu")]
+    pub idle_cpu_millicores: f64,
+    /// CPU and memory requests of one pod (both > 0).
+    pub requests: Resources,
+    /// CPU and memory limits of one pod (>= requests).
+    pub limits: Resources,
+    /// Seconds from scheduling until the pod is ready; default 30.
+    #[serde(default = "d_startup")]
+    pub startup_s: f64,
+    /// Replicas at time zero; default 1.
+    #[serde(default = "d_one")]
+    pub initial_replicas: u32,
+    /// Hard cap the simulated cluster enforces on `spec.replicas`; default 50.
+    #[serde(default = "d_max_replicas")]
+    pub max_replicas: u32,
+    /// A request that would wait longer than this (ms) in the queue fails; default 10 000.
+    #[serde(default = "d_timeout")]
+    pub timeout_ms: f64,
+}
+
+impl ServiceSpec {
+    /// Requests per second one ready replica serves at its CPU limit.
+    pub fn replica_capacity_rps(&self) -> f64 {
+        self.limits.cpu_millicores / self.cpu_ms_per_request
+    }
+}
+
+/// A share of the external load entering at one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntrySpec {
+    /// The entry service.
+    pub service: String,
+    /// Its share of the scenario's load (> 0; shares are normalised).
+    pub share: f64,
+}
+
+/// A machine of the simulated cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Node name.
+    pub name: String,
+    /// Allocatable CPU, millicores.
+    pub cpu_millicores: f64,
+    /// Allocatable memory, MiB.
+    pub memory_mib: f64,
+}
+
+/// A simulated application with its cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    /// App name.
+    pub name: String,
+    /// Where the numbers come from.
+    #[serde(default)]
+    pub description: String,
+    /// End-to-end p95 latency SLO at the entry services, ms (> 0).
+    pub slo_ms: f64,
+    /// The external request rate (rps) the scenarios call "peak" for this app (> 0).
+    pub nominal_peak_rps: f64,
+    /// Services.
+    pub services: Vec<ServiceSpec>,
+    /// Queue names.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Topic names.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Edges: calls, produces, consumes, publishes, subscribes (runs_on is derived from placement).
+    pub edges: Vec<Edge>,
+    /// Entry points; empty means every service with no caller, with equal shares.
+    #[serde(default)]
+    pub entries: Vec<EntrySpec>,
+    /// Cluster nodes; empty means sized automatically (see [`AppSpec::cluster_nodes`]).
+    #[serde(default)]
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl AppSpec {
+    /// Parses and validates an app from JSON; `context` (a file name) prefixes any error.
+    pub fn from_json(text: &str, context: &str) -> Result<Self, SimError> {
+        let spec: AppSpec = serde_json::from_str(text).map_err(|e| SimError::Parse {
+            context: context.to_string(),
+            message: e.to_string(),
+        })?;
+        spec.validate().map_err(|e| SimError::Parse {
+            context: context.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(spec)
+    }
+
+    /// Checks every field; the error names the service and field.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |field: String, reason: String| Err(SimError::InvalidSpec { field, reason });
+        if !(self.slo_ms.is_finite() && self.slo_ms > 0.0) {
+            return bad("slo_ms".into(), format!("must be > 0, got {}", self.slo_ms));
+        }
+        if !(self.nominal_peak_rps.is_finite() && self.nominal_peak_rps > 0.0) {
+            return bad(
+                "nominal_peak_rps".into(),
+                format!("must be > 0, got {}", self.nominal_peak_rps),
+            );
+        }
+        if self.services.is_empty() {
+            return bad(
+                "services".into(),
+                "an app needs at least one service".into(),
+            );
+        }
+        for s in &self.services {
+            let f = |name: &str| format!("services[{}].{name}", s.name);
+            let pos = |v: f64| v.is_finite() && v > 0.0;
+            let nonneg = |v: f64| v.is_finite() && v >= 0.0;
+            if !pos(s.cpu_ms_per_request) {
+                return bad(
+                    f("cpu_ms_per_request"),
+                    format!("must be > 0, got {}", s.cpu_ms_per_request),
+                );
+            }
+            if !pos(s.memory_base_mib) {
+                return bad(
+                    f("memory_base_mib"),
+                    format!("must be > 0, got {}", s.memory_base_mib),
+                );
+            }
+            for (n, v) in [
+                ("base_latency_ms", s.base_latency_ms),
+                ("memory_per_inflight_mib", s.memory_per_inflight_mib),
+                ("idle_cpu_millicores", s.idle_cpu_millicores),
+                ("startup_s", s.startup_s),
+            ] {
+                if !nonneg(v) {
+                    return bad(f(n), format!("must be >= 0, got {v}"));
+                }
+            }
+            if !pos(s.timeout_ms) {
+                return bad(
+                    f("timeout_ms"),
+                    format!("must be > 0, got {}", s.timeout_ms),
+                );
+            }
+            if !pos(s.requests.cpu_millicores) || !pos(s.requests.memory_mib) {
+                return bad(
+                    f("requests"),
+                    "CPU and memory requests must be > 0 (zero capacity)".into(),
+                );
+            }
+            if !(s.limits.cpu_millicores >= s.requests.cpu_millicores
+                && s.limits.memory_mib >= s.requests.memory_mib)
+            {
+                return bad(f("limits"), "limits must be >= requests".into());
+            }
+            if s.max_replicas == 0 || s.initial_replicas > s.max_replicas {
+                return bad(
+                    f("initial_replicas"),
+                    format!(
+                        "need 1 <= max_replicas and initial_replicas ({}) <= max_replicas ({})",
+                        s.initial_replicas, s.max_replicas
+                    ),
+                );
+            }
+        }
+        for n in &self.nodes {
+            if !(n.cpu_millicores > 0.0 && n.memory_mib > 0.0) {
+                return bad(
+                    format!("nodes[{}]", n.name),
+                    "allocatable CPU and memory must be > 0 (zero capacity)".into(),
+                );
+            }
+        }
+        let mut seen = HashSet::new();
+        for e in &self.entries {
+            if !self.services.iter().any(|s| s.name == e.service) {
+                return bad(
+                    "entries".into(),
+                    format!("unknown entry service `{}`", e.service),
+                );
+            }
+            if !(e.share.is_finite() && e.share > 0.0) || !seen.insert(&e.service) {
+                return bad(
+                    format!("entries[{}]", e.service),
+                    "share must be > 0 and each service listed once".into(),
+                );
+            }
+        }
+        if self.edges.iter().any(|e| e.relation == Relation::RunsOn) {
+            return bad(
+                "edges".into(),
+                "runs_on edges are derived from pod placement, not declared".into(),
+            );
+        }
+        let g = self.graph().map_err(|e| SimError::InvalidSpec {
+            field: "edges".into(),
+            reason: e.to_string(),
+        })?;
+        if self.entry_shares(&g).is_empty() {
+            return bad(
+                "entries".into(),
+                "no entry service: every service is called by another".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The application graph (services, queues, topics and their edges; no cluster nodes).
+    pub fn graph(&self) -> Result<AppGraph, graphscale_core::CoreError> {
+        let mut nodes: Vec<Node> = self
+            .services
+            .iter()
+            .map(|s| Node::new(&s.name, NodeKind::Service))
+            .collect();
+        nodes.extend(self.queues.iter().map(|q| Node::new(q, NodeKind::Queue)));
+        nodes.extend(self.topics.iter().map(|t| Node::new(t, NodeKind::Topic)));
+        AppGraph::new(&self.name, nodes, self.edges.clone())
+    }
+
+    /// Entry services with normalised shares.
+    pub fn entry_shares(&self, g: &AppGraph) -> Vec<(String, f64)> {
+        let raw: Vec<(String, f64)> = if self.entries.is_empty() {
+            g.entry_services()
+                .into_iter()
+                .map(|s| (s.to_string(), 1.0))
+                .collect()
+        } else {
+            self.entries
+                .iter()
+                .map(|e| (e.service.clone(), e.share))
+                .collect()
+        };
+        let total: f64 = raw.iter().map(|(_, s)| s).sum();
+        raw.into_iter().map(|(n, s)| (n, s / total)).collect()
+    }
+
+    /// The cluster: the declared nodes, or enough 16-core / 64 GiB nodes to hold ten times the
+    /// CPU and memory requests of the initial replicas (at least 3 nodes).
+    pub fn cluster_nodes(&self) -> Vec<NodeSpec> {
+        if !self.nodes.is_empty() {
+            return self.nodes.clone();
+        }
+        let (mut cpu, mut mem) = (0.0, 0.0);
+        for s in &self.services {
+            let n = s.initial_replicas.max(1) as f64;
+            cpu += s.requests.cpu_millicores * n;
+            mem += s.requests.memory_mib * n;
+        }
+        let count = ((cpu * 10.0 / 16_000.0).max(mem * 10.0 / 65_536.0).ceil() as usize).max(3);
+        (0..count)
+            .map(|i| NodeSpec {
+                name: format!("node-{i}"),
+                cpu_millicores: 16_000.0,
+                memory_mib: 65_536.0,
+            })
+            .collect()
+    }
+}
