@@ -1,16 +1,43 @@
-fn main() {
-    let data = std::path::Path::new("../shared/data");
-    for (file, app) in graphscale_sim::calibrate::all(data).unwrap() {
-        std::fs::write(
-            format!("data/topologies/{file}"),
-            serde_json::to_string_pretty(&app).unwrap() + "\n",
-        )
-        .unwrap();
-        println!(
-            "{file}: {} services, peak {} slo {}",
-            app.services.len(),
-            app.nominal_peak_rps,
-            app.slo_ms
-        );
+//! The `graphscale` binary: parses flags, runs a subcommand, maps errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// `println!` that returns an error on a closed pipe instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use say;
+
+mod app;
+mod bench;
+
+fn main() -> ExitCode {
+    let cli = app::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GRAPHSCALE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match app::run(cli) {
+        Ok(code) => code,
+        // A closed pipe (`graphscale ... | head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }

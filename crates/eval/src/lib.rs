@@ -1,1 +1,624 @@
-//! wip
+//! # graphscale-eval
+//!
+//! Experiments over the simulator: every autoscaler runs through the same seams
+//! ([`graphscale_core::MetricSource`], [`graphscale_core::Autoscaler`],
+//! [`graphscale_core::Actuator`]) that a real cluster uses, on apps x scenarios x seeds; each
+//! run is measured by [`metrics::Recorder`]; across seeds [`summarize`] gives means, 95 %
+//! bootstrap confidence intervals and Cliff's delta against the baseline (the HPA), and
+//! [`report`] writes the terminal table, the JSON and the HTML report.
+//!
+//! ```
+//! use graphscale_eval::{run_experiment, ExperimentSpec, ScenarioSpec};
+//! let spec = ExperimentSpec {
+//!     apps: vec!["event-driven".into()],
+//!     scenarios: vec![ScenarioSpec::named("rush").with_duration(120)],
+//!     autoscalers: vec!["hpa".into(), "static".into()],
+//!     seeds: vec![1, 2],
+//!     ..ExperimentSpec::default()
+//! };
+//! let result = run_experiment(&spec, &|_| {}).unwrap();
+//! assert_eq!(result.runs.len(), 4);
+//! ```
+
+pub mod metrics;
+pub mod report;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use graphscale_core::{Actuator, Autoscaler, Clock, MetricSource, Millis};
+use graphscale_plan::fixed::StaticReplicas;
+use graphscale_plan::hpa::{HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget};
+use graphscale_sim::engine::{SimConfig, Simulator};
+use graphscale_sim::spec::AppSpec;
+use graphscale_sim::topology;
+use graphscale_sim::workload::WorkloadSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{MinutePoint, Recorder, RunMetrics};
+use crate::stats::{bootstrap_ci, cliffs_delta, mean, Magnitude};
+
+/// Errors of an experiment.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The simulator rejected a spec or failed.
+    #[error("{context}: {source}")]
+    Sim {
+        /// Which app, scenario or run.
+        context: String,
+        /// The simulator's error.
+        #[source]
+        source: graphscale_sim::SimError,
+    },
+    /// An autoscaler config is invalid.
+    #[error("autoscaler `{name}`: {source}")]
+    Plan {
+        /// The autoscaler's name.
+        name: String,
+        /// The planner's error.
+        #[source]
+        source: graphscale_plan::PlanError,
+    },
+    /// The experiment spec is invalid.
+    #[error("invalid experiment: {0}")]
+    Invalid(String),
+    /// Writing a report failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A scenario: a named workload or an explicit one, with an optional duration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// Name in reports; also the named workload when `workload` is absent.
+    pub name: String,
+    /// Explicit workload; `None` means [`WorkloadSpec::named`] sized to the app's peak.
+    #[serde(default)]
+    pub workload: Option<WorkloadSpec>,
+    /// Seconds to simulate; `None` means the workload's natural duration.
+    #[serde(default)]
+    pub duration_s: Option<u64>,
+}
+
+impl ScenarioSpec {
+    /// A named scenario.
+    pub fn named(name: &str) -> Self {
+        ScenarioSpec {
+            name: name.to_string(),
+            workload: None,
+            duration_s: None,
+        }
+    }
+
+    /// With a fixed duration.
+    pub fn with_duration(mut self, s: u64) -> Self {
+        self.duration_s = Some(s);
+        self
+    }
+}
+
+/// An autoscaler under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AutoscalerSpec {
+    /// The Kubernetes HPA with one spec for every service.
+    Hpa {
+        /// Name in reports.
+        name: String,
+        /// Controller flags.
+        #[serde(default)]
+        controller: HpaControllerConfig,
+        /// The HPA object's spec.
+        spec: HpaSpec,
+    },
+    /// Fixed replicas: `replicas` for every service, or, when absent, the count each service
+    /// needs at the app's nominal peak at 80 % of its CPU request (peak provisioning).
+    Static {
+        /// Name in reports.
+        name: String,
+        /// Replicas for every service.
+        #[serde(default)]
+        replicas: Option<u32>,
+    },
+}
+
+impl AutoscalerSpec {
+    /// Names accepted by [`AutoscalerSpec::named`].
+    pub const NAMES: &'static str = "hpa, static";
+
+    /// A named autoscaler: `hpa` (Kubernetes defaults, CPU target 80 %, 1..=50 replicas) or
+    /// `static` (peak provisioning).
+    pub fn named(name: &str) -> Result<Self, EvalError> {
+        match name {
+            "hpa" => Ok(AutoscalerSpec::Hpa {
+                name: "hpa".into(),
+                controller: HpaControllerConfig::default(),
+                spec: HpaSpec {
+                    min_replicas: 1,
+                    max_replicas: 50,
+                    metrics: vec![MetricTarget::CpuUtilization { target_percent: 80 }],
+                    ..HpaSpec::default()
+                },
+            }),
+            "static" => Ok(AutoscalerSpec::Static {
+                name: "static".into(),
+                replicas: None,
+            }),
+            other => Err(EvalError::Invalid(format!(
+                "unknown autoscaler `{other}` (known: {})",
+                Self::NAMES
+            ))),
+        }
+    }
+
+    /// Its name in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            AutoscalerSpec::Hpa { name, .. } | AutoscalerSpec::Static { name, .. } => name,
+        }
+    }
+
+    fn build(&self, app: &AppSpec) -> Result<Box<dyn Autoscaler + Send>, EvalError> {
+        let plan_err = |source| EvalError::Plan {
+            name: self.name().to_string(),
+            source,
+        };
+        match self {
+            AutoscalerSpec::Hpa {
+                name,
+                controller,
+                spec,
+            } => Ok(Box::new(
+                HpaAutoscaler::new(
+                    name.clone(),
+                    controller.clone(),
+                    spec.clone(),
+                    BTreeMap::new(),
+                )
+                .map_err(plan_err)?,
+            )),
+            AutoscalerSpec::Static { replicas, .. } => {
+                let visits = app.visits_per_request().map_err(|source| EvalError::Sim {
+                    context: app.name.clone(),
+                    source,
+                })?;
+                let map = app
+                    .services
+                    .iter()
+                    .zip(visits)
+                    .map(|(s, v)| {
+                        let n = replicas.unwrap_or_else(|| {
+                            let load_m = v * app.nominal_peak_rps * s.cpu_ms_per_request;
+                            ((load_m / (0.8 * s.requests.cpu_millicores)).ceil() as u32)
+                                .clamp(1, s.max_replicas)
+                        });
+                        (s.name.clone(), n)
+                    })
+                    .collect();
+                Ok(Box::new(
+                    StaticReplicas::new(map, Millis::from_secs(15)).map_err(plan_err)?,
+                ))
+            }
+        }
+    }
+}
+
+/// Builds the autoscaler an [`AutoscalerSpec`] describes, for `app`.
+pub fn build_autoscaler(
+    spec: &AutoscalerSpec,
+    app: &AppSpec,
+) -> Result<Box<dyn Autoscaler + Send>, EvalError> {
+    spec.build(app)
+}
+
+impl From<&str> for AutoscalerSpec {
+    /// A named autoscaler; an unknown name becomes a static spec that [`ExperimentSpec::validate`]
+    /// rejects. Prefer [`AutoscalerSpec::named`] where the error matters.
+    fn from(s: &str) -> Self {
+        AutoscalerSpec::named(s).unwrap_or(AutoscalerSpec::Static {
+            name: format!("unknown:{s}"),
+            replicas: Some(0),
+        })
+    }
+}
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Apps: built-in names or app JSON paths; default `online-boutique`.
+    pub apps: Vec<String>,
+    /// Scenarios; default `rush`.
+    pub scenarios: Vec<ScenarioSpec>,
+    /// Autoscalers; default `hpa` and `static`.
+    pub autoscalers: Vec<AutoscalerSpec>,
+    /// Seeds; default 1..=5.
+    pub seeds: Vec<u64>,
+    /// Simulator settings (its `seed` is replaced by each run's seed).
+    pub sim: SimConfig,
+    /// Overrides every app's SLO, ms.
+    pub slo_ms: Option<f64>,
+    /// Seconds after each scrape at which autoscalers decide; default 7 (the HPA's sync is not
+    /// aligned with metric scrapes; 7 s is about half a period).
+    pub decision_offset_s: u64,
+    /// Name of the baseline for Cliff's delta; default `hpa`.
+    pub baseline: String,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+}
+
+impl Default for ExperimentSpec {
+    fn default() -> Self {
+        ExperimentSpec {
+            apps: vec!["online-boutique".into()],
+            scenarios: vec![ScenarioSpec::named("rush")],
+            autoscalers: vec!["hpa".into(), "static".into()],
+            seeds: (1..=5).collect(),
+            sim: SimConfig::default(),
+            slo_ms: None,
+            decision_offset_s: 7,
+            baseline: "hpa".into(),
+            threads: 0,
+        }
+    }
+}
+
+impl ExperimentSpec {
+    /// Checks the spec without running it; returns the resolved apps.
+    pub fn validate(&self) -> Result<Vec<AppSpec>, EvalError> {
+        if self.apps.is_empty()
+            || self.scenarios.is_empty()
+            || self.autoscalers.is_empty()
+            || self.seeds.is_empty()
+        {
+            return Err(EvalError::Invalid(
+                "apps, scenarios, autoscalers and seeds must each be non-empty".into(),
+            ));
+        }
+        if let Some(slo) = self.slo_ms {
+            if !(slo.is_finite() && slo > 0.0) {
+                return Err(EvalError::Invalid(format!("slo_ms must be > 0, got {slo}")));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for a in &self.autoscalers {
+            if !names.insert(a.name()) {
+                return Err(EvalError::Invalid(format!(
+                    "autoscaler name `{}` appears twice",
+                    a.name()
+                )));
+            }
+            if let Some(n) = a.name().strip_prefix("unknown:") {
+                return Err(EvalError::Invalid(format!(
+                    "unknown autoscaler `{n}` (known: {})",
+                    AutoscalerSpec::NAMES
+                )));
+            }
+        }
+        let apps = self
+            .apps
+            .iter()
+            .map(|a| {
+                topology::builtin(a).map_err(|source| EvalError::Sim {
+                    context: format!("app `{a}`"),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for app in &apps {
+            for a in &self.autoscalers {
+                a.build(app)?;
+            }
+            for sc in &self.scenarios {
+                self.workload(app, sc)?;
+            }
+        }
+        Ok(apps)
+    }
+
+    fn workload(&self, app: &AppSpec, sc: &ScenarioSpec) -> Result<(WorkloadSpec, u64), EvalError> {
+        let ctx = |source| EvalError::Sim {
+            context: format!("scenario `{}`", sc.name),
+            source,
+        };
+        let w = match &sc.workload {
+            Some(w) => w.clone(),
+            None => WorkloadSpec::named(&sc.name, app.nominal_peak_rps).map_err(ctx)?,
+        };
+        let d = match sc.duration_s {
+            Some(0) => {
+                return Err(EvalError::Invalid(format!(
+                    "scenario `{}`: duration must be > 0",
+                    sc.name
+                )))
+            }
+            Some(d) => d,
+            None => w.natural_duration_s().map_err(ctx)?,
+        };
+        Ok((w, d))
+    }
+}
+
+/// One run's identity and measurements.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// App name.
+    pub app: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Autoscaler name.
+    pub autoscaler: String,
+    /// Seed.
+    pub seed: u64,
+    /// Simulated seconds.
+    pub duration_s: u64,
+    /// SLO used, ms.
+    pub slo_ms: f64,
+    /// The measurements.
+    pub metrics: RunMetrics,
+    /// How often each decision rule fired (from the decisions' reasons).
+    pub rules: BTreeMap<String, u64>,
+    /// Service names, in the order of the timeline's vectors.
+    pub services: Vec<String>,
+    /// Per-minute timeline (kept for the first seed only).
+    pub timeline: Vec<MinutePoint>,
+}
+
+/// Runs one autoscaler on one app, scenario and seed.
+pub fn run_one(
+    spec: &ExperimentSpec,
+    app: &AppSpec,
+    scenario: &ScenarioSpec,
+    autoscaler: &AutoscalerSpec,
+    seed: u64,
+    keep_timeline: bool,
+) -> Result<RunResult, EvalError> {
+    let span = tracing::info_span!("run", app = %app.name, scenario = %scenario.name, autoscaler = autoscaler.name(), seed);
+    let _enter = span.enter();
+    let (workload, duration) = spec.workload(app, scenario)?;
+    let sim_err = |source| EvalError::Sim {
+        context: format!(
+            "{} / {} / {} / seed {seed}",
+            app.name,
+            scenario.name,
+            autoscaler.name()
+        ),
+        source,
+    };
+    let rates = workload.rates(duration, seed).map_err(sim_err)?;
+    let cfg = SimConfig {
+        seed,
+        ..spec.sim.clone()
+    };
+    let mut sim = Simulator::new(app.clone(), cfg, rates).map_err(sim_err)?;
+    let mut scaler = autoscaler.build(app)?;
+    let slo = spec.slo_ms.unwrap_or(app.slo_ms);
+    let mut rec = Recorder::new(&sim, slo, keep_timeline);
+    let sync = scaler.sync_period().0.max(1);
+    let offset = Millis::from_secs(spec.decision_offset_s).0 % sync;
+    let graph = sim.graph().clone();
+    let steps = duration * 1000 / sim.step_len().0;
+    let mut rules: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..steps {
+        sim.step();
+        rec.record(&sim);
+        let now = sim.now();
+        if now.0 % sync == offset {
+            let snap = sim.observe().map_err(sim_err)?;
+            let decisions = scaler.decide(&snap, &graph);
+            for d in &decisions {
+                for r in &d.reasons {
+                    *rules.entry(r.rule.clone()).or_default() += 1;
+                }
+            }
+            sim.apply(&decisions).map_err(sim_err)?;
+        }
+    }
+    let (metrics, timeline) = rec.finish(sim.now());
+    Ok(RunResult {
+        app: app.name.clone(),
+        scenario: scenario.name.clone(),
+        autoscaler: autoscaler.name().to_string(),
+        seed,
+        duration_s: duration,
+        slo_ms: slo,
+        metrics,
+        rules,
+        services: app.services.iter().map(|s| s.name.clone()).collect(),
+        timeline,
+    })
+}
+
+/// Mean, CI and effect size of one metric for one (app, scenario, autoscaler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Metric name.
+    pub metric: String,
+    /// Whether lower values are better.
+    pub lower_is_better: bool,
+    /// Per-seed values, in seed order.
+    pub values: Vec<f64>,
+    /// Mean over seeds.
+    pub mean: f64,
+    /// 95 % bootstrap CI of the mean, lower end.
+    pub ci_low: f64,
+    /// 95 % bootstrap CI of the mean, upper end.
+    pub ci_high: f64,
+    /// Cliff's delta against the baseline (negative: lower than the baseline).
+    pub cliffs_delta_vs_baseline: Option<f64>,
+    /// Its magnitude.
+    pub magnitude: Option<Magnitude>,
+}
+
+/// All metrics of one (app, scenario, autoscaler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// App.
+    pub app: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Autoscaler.
+    pub autoscaler: String,
+    /// Metrics in [`RunMetrics::fields`] order.
+    pub metrics: Vec<MetricSummary>,
+}
+
+impl SummaryRow {
+    /// A metric by name.
+    pub fn get(&self, name: &str) -> Option<&MetricSummary> {
+        self.metrics.iter().find(|m| m.metric == name)
+    }
+}
+
+/// An experiment's spec, runs and summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResult {
+    /// graphscale version that ran it.
+    pub graphscale_version: String,
+    /// Git revision of the code that ran it (set by the caller; `unknown` if not known).
+    pub git_revision: String,
+    /// The exact spec.
+    pub spec: ExperimentSpec,
+    /// Every run.
+    pub runs: Vec<RunResult>,
+    /// Aggregates across seeds.
+    pub summary: Vec<SummaryRow>,
+}
+
+/// Aggregates runs across seeds: mean, 95 % bootstrap CI (10,000 resamples, seeded) and Cliff's
+/// delta against `baseline`'s runs of the same app and scenario.
+pub fn summarize(runs: &[RunResult], baseline: &str) -> Vec<SummaryRow> {
+    let mut groups: BTreeMap<(String, String, String), Vec<&RunResult>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for r in runs {
+        let key = (r.app.clone(), r.scenario.clone(), r.autoscaler.clone());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    for g in groups.values_mut() {
+        g.sort_by_key(|r| r.seed);
+    }
+    let values = |g: &[&RunResult], i: usize| -> Vec<f64> {
+        g.iter().map(|r| r.metrics.fields()[i].1).collect()
+    };
+    order
+        .iter()
+        .map(|key| {
+            let g = &groups[key];
+            let base = groups.get(&(key.0.clone(), key.1.clone(), baseline.to_string()));
+            let fields = g[0].metrics.fields();
+            let metrics = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _, lower))| {
+                    let v = values(g, i);
+                    let (lo, hi) = bootstrap_ci(&v, 0.95, 10_000, 0x9e37_79b9 ^ i as u64);
+                    let delta = match base {
+                        Some(b) if key.2 != baseline => Some(cliffs_delta(&v, &values(b, i))),
+                        _ => None,
+                    };
+                    MetricSummary {
+                        metric: name.to_string(),
+                        lower_is_better: *lower,
+                        mean: mean(&v),
+                        ci_low: lo,
+                        ci_high: hi,
+                        cliffs_delta_vs_baseline: delta,
+                        magnitude: delta.map(Magnitude::of),
+                        values: v,
+                    }
+                })
+                .collect();
+            SummaryRow {
+                app: key.0.clone(),
+                scenario: key.1.clone(),
+                autoscaler: key.2.clone(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// Runs every (app, scenario, autoscaler, seed) on worker threads; `progress` is called after
+/// each run. The first seed of each combination keeps its timeline. Results are in a fixed
+/// order whatever the scheduling.
+pub fn run_experiment(
+    spec: &ExperimentSpec,
+    progress: &(dyn Fn(&RunResult) + Sync),
+) -> Result<ExperimentResult, EvalError> {
+    let apps = spec.validate()?;
+    let mut jobs = Vec::new();
+    for app in &apps {
+        for sc in &spec.scenarios {
+            for a in &spec.autoscalers {
+                for (k, &seed) in spec.seeds.iter().enumerate() {
+                    jobs.push((app, sc, a, seed, k == 0));
+                }
+            }
+        }
+    }
+    let threads = if spec.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        spec.threads
+    }
+    .min(jobs.len())
+    .max(1);
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<Result<RunResult, EvalError>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(&(app, sc, a, seed, keep)) = jobs.get(i) else {
+                    break;
+                };
+                let r = run_one(spec, app, sc, a, seed, keep);
+                if let Ok(run) = &r {
+                    progress(run);
+                }
+                let failed = r.is_err();
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                if failed {
+                    // Stop handing out work after an error.
+                    *next.lock().unwrap_or_else(|e| e.into_inner()) = jobs.len();
+                }
+            });
+        }
+    });
+    let mut runs = Vec::with_capacity(jobs.len());
+    for r in results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+    {
+        runs.push(r?);
+    }
+    let summary = summarize(&runs, &spec.baseline);
+    Ok(ExperimentResult {
+        graphscale_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: "unknown".into(),
+        spec: spec.clone(),
+        runs,
+        summary,
+    })
+}

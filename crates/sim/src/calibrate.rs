@@ -13,7 +13,8 @@
 //! | CPU per request | median CPU (m) over all minutes / request rate, in 0.05..500 ms | 1 + 9 * normalised mean CPU ms |
 //! | memory base | median working set (MiB) | 64 + 448 * normalised mean memory MiB |
 //! | off-CPU latency | p50 of calls into `s` minus callees' p50 times ratio minus the median service time, >= 0.5 ms | 2 ms |
-//! | requests / limits | CPU 200 m / 500 m; memory request 1.25 x base rounded up to 16 MiB, limit 2 x request | same |
+//! | memory per in-flight request | 0.05 MiB (not in the data) | same |
+//! | requests / limits | CPU 200 m / 500 m; memory request 1.25 x (base + in-flight memory at 80 % of a replica's capacity), rounded up to 16 MiB, limit 2 x request | same |
 //! | start-up | 30 s (OB), 60 s (TT, Spring Boot); not measured in the data | 30 s |
 //!
 //! Medians are over every minute of both days; the injected faults cover a minority of minutes
@@ -34,6 +35,7 @@ use crate::SimError;
 
 const CPU_REQUEST_M: f64 = 200.0;
 const CPU_LIMIT_M: f64 = 500.0;
+const MEM_PER_INFLIGHT_MIB: f64 = 0.05;
 
 fn read(path: &Path) -> Result<csv::Reader<std::fs::File>, SimError> {
     let sep = if path.extension().is_some_and(|e| e == "tsv") {
@@ -119,37 +121,7 @@ fn round_up(x: f64, to: f64) -> f64 {
 }
 
 fn finish(mut app: AppSpec) -> Result<AppSpec, SimError> {
-    // Visits per external request, by propagation along calls (the graphs here are DAGs; a
-    // cycle is cut after 64 rounds).
-    let idx: BTreeMap<String, usize> = app
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
-        .collect();
-    let g = app.graph().map_err(|e| SimError::InvalidSpec {
-        field: "edges".into(),
-        reason: e.to_string(),
-    })?;
-    let shares = app.entry_shares(&g);
-    let mut visits = vec![0.0; app.services.len()];
-    let mut frontier = vec![0.0; app.services.len()];
-    for (name, share) in &shares {
-        frontier[idx[name]] += share;
-    }
-    for _ in 0..64 {
-        let mut next = vec![0.0; app.services.len()];
-        for (i, f) in frontier.iter().enumerate() {
-            visits[i] += f;
-        }
-        for e in app.edges.iter().filter(|e| e.relation == Relation::Calls) {
-            next[idx[&e.dst]] += frontier[idx[&e.src]] * e.ratio;
-        }
-        if next.iter().sum::<f64>() < 1e-9 {
-            break;
-        }
-        frontier = next;
-    }
+    let visits = app.visits_per_request()?;
     let busiest = app
         .services
         .iter()
@@ -180,13 +152,16 @@ fn service(
     base_latency: f64,
     startup_s: f64,
 ) -> ServiceSpec {
-    let mem_req = round_up(1.25 * mem_base, 16.0).max(32.0);
+    // Memory for the requests in flight at 80 % of a replica's capacity (Little's law).
+    let mu = CPU_LIMIT_M / cpu_ms;
+    let inflight = 0.8 * mu * (base_latency + cpu_ms * 1000.0 / CPU_LIMIT_M) / 1000.0;
+    let mem_req = round_up(1.25 * (mem_base + MEM_PER_INFLIGHT_MIB * inflight), 16.0).max(32.0);
     ServiceSpec {
         name: name.to_string(),
         cpu_ms_per_request: (cpu_ms * 1000.0).round() / 1000.0,
         base_latency_ms: (base_latency * 100.0).round() / 100.0,
         memory_base_mib: mem_base.round().max(1.0),
-        memory_per_inflight_mib: 0.5,
+        memory_per_inflight_mib: MEM_PER_INFLIGHT_MIB,
         idle_cpu_millicores: 1.0,
         requests: Resources::new(CPU_REQUEST_M, mem_req),
         limits: Resources::new(CPU_LIMIT_M, 2.0 * mem_req),

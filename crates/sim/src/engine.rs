@@ -21,9 +21,10 @@
 //!    off-CPU latency. End-to-end latency at a service adds its callees' end-to-end latency
 //!    weighted by the call ratio (sequential calls); the end-to-end success rate multiplies
 //!    the callees' success rates.
-//! 5. **Memory** of a ready replica is `base + per_inflight * in-flight / c` (Little's law);
-//!    above the limit one replica is OOM-killed per step: its share of the queue fails and it
-//!    restarts (start-up delay again).
+//! 5. **Memory** of a ready replica is `base + per_inflight * in-flight / c`, with in-flight
+//!    the requests in service (Little's law on throughput and time in service; requests in the
+//!    backlog wait in the accept queue and hold no memory); above the limit one replica is
+//!    OOM-killed per step: its share of the queue fails and it restarts (start-up delay again).
 //! 6. **Observation**, every `scrape_interval_s`: per-pod CPU as a rate between the last two
 //!    scrapes (a pod with one scrape has no sample yet: "missing", as with metrics-server),
 //!    and per-service rates over `rate_window_s`. Autoscalers see only these.
@@ -561,7 +562,7 @@ impl Simulator {
         if c > 0 {
             sv.cum_cpu_per_ready += (busy_m / c as f64 + spec.idle_cpu_millicores) * dt;
         }
-        let inflight = sv.waiting as f64 + offered * mean_s;
+        let inflight = (served as f64 / dt) * mean_s;
         sv.mem_per_ready = if c > 0 {
             spec.memory_base_mib + spec.memory_per_inflight_mib * inflight / c as f64
         } else {
@@ -820,7 +821,8 @@ fn jittered(base_s: f64, jitter: f64, rng: &mut ChaCha8Rng) -> Millis {
     Millis::from_secs_f64(base_s * f)
 }
 
-/// M/M/c response-time quantiles (p50, p95, p99, ms) and mean (s); see the module docs.
+/// M/M/c response-time quantiles (p50, p95, p99, ms) and the mean time in service (s,
+/// without the backlog wait); see the module docs.
 fn latency(
     c: u32,
     mu: f64,
@@ -852,7 +854,9 @@ fn latency(
         let l = base_ms + 1000.0 * (-(tail.ln()) * svc_s + w + backlog_s);
         out[i] = l.min(timeout_ms);
     }
-    let mean = base_ms / 1000.0 + svc_s + wq + backlog_s;
+    // Mean time in service and in the M/M/c queue, without the backlog wait: requests held
+    // in the backlog do not occupy the replica's memory (they wait in the accept queue).
+    let mean = base_ms / 1000.0 + svc_s + wq;
     (out, mean)
 }
 
@@ -1099,6 +1103,10 @@ mod tests {
         let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9);
         let exact_mean = 1.0 / (100.0 - 50.0);
         assert!((mean - exact_mean).abs() < 1e-9, "{mean} vs {exact_mean}");
+        // Backlog adds to the quantiles, not to the time in service.
+        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9);
+        assert_eq!(mean_b, mean);
+        assert!((qb[1] - q[1] - 1000.0).abs() < 1e-6);
         let exact_p95 = 1000.0 * (20f64).ln() / 50.0;
         assert!(
             q[1] >= exact_p95 * 0.95 && q[1] <= exact_p95 * 1.6,

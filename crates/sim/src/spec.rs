@@ -15,7 +15,7 @@ fn d_base_latency() -> f64 {
     2.0
 }
 fn d_mem_per_inflight() -> f64 {
-    0.5
+    0.05
 }
 fn d_idle_cpu() -> f64 {
     1.0
@@ -47,7 +47,7 @@ pub struct ServiceSpec {
     pub base_latency_ms: f64,
     /// Memory working set of an idle replica, MiB (> 0).
     pub memory_base_mib: f64,
-    /// Extra memory per in-flight request, MiB; default 0.5.
+    /// Extra memory per in-flight request (waiting or in service), MiB; default 0.05.
     #[serde(default = "d_mem_per_inflight")]
     pub memory_per_inflight_mib: f64,
     /// CPU an idle ready replica uses, millicores; default 1.
@@ -307,5 +307,44 @@ impl AppSpec {
                 memory_mib: 65_536.0,
             })
             .collect()
+    }
+
+    /// Expected visits to each service (in `services` order) per external request, by
+    /// propagating the entry shares along call ratios (a call cycle is cut after 64 rounds).
+    pub fn visits_per_request(&self) -> Result<Vec<f64>, SimError> {
+        let g = self.graph().map_err(|e| SimError::InvalidSpec {
+            field: "edges".into(),
+            reason: e.to_string(),
+        })?;
+        let idx: std::collections::HashMap<&str, usize> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let n = self.services.len();
+        let mut visits = vec![0.0; n];
+        let mut frontier = vec![0.0; n];
+        for (name, share) in self.entry_shares(&g) {
+            if let Some(&i) = idx.get(name.as_str()) {
+                frontier[i] += share;
+            }
+        }
+        for _ in 0..64 {
+            for (v, f) in visits.iter_mut().zip(&frontier) {
+                *v += f;
+            }
+            let mut next = vec![0.0; n];
+            for e in self.edges.iter().filter(|e| e.relation == Relation::Calls) {
+                if let (Some(&a), Some(&b)) = (idx.get(e.src.as_str()), idx.get(e.dst.as_str())) {
+                    next[b] += frontier[a] * e.ratio;
+                }
+            }
+            if next.iter().sum::<f64>() < 1e-9 {
+                break;
+            }
+            frontier = next;
+        }
+        Ok(visits)
     }
 }

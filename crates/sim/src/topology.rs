@@ -67,7 +67,7 @@ fn svc(name: &str, cpu_ms: f64, base_ms: f64, mem: f64) -> ServiceSpec {
         cpu_ms_per_request: cpu_ms,
         base_latency_ms: base_ms,
         memory_base_mib: mem,
-        memory_per_inflight_mib: 0.5,
+        memory_per_inflight_mib: 0.05,
         idle_cpu_millicores: 1.0,
         requests: Resources::new(200.0, 256.0),
         limits: Resources::new(500.0, 512.0),

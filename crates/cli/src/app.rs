@@ -1,0 +1,543 @@
+//! Flags, their validation, and the subcommands.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use graphscale_core::{Actuator, Autoscaler, Clock, GraphSeries, Metric, MetricSource};
+use graphscale_eval::{
+    report, run_experiment, AutoscalerSpec, ExperimentResult, ExperimentSpec, ScenarioSpec,
+};
+use graphscale_sim::engine::{SimConfig, Simulator};
+use graphscale_sim::{calibrate, topology, workload::WorkloadSpec};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// graphscale: a graph-aware, predictive autoscaler for Kubernetes microservices.
+///
+/// With no cluster, graphscale runs on its embedded simulator: `graphscale demo` compares every
+/// available autoscaler with the Kubernetes HPA on Online Boutique, and `graphscale eval` runs
+/// any experiment (apps x scenarios x autoscalers x seeds) with confidence intervals and effect
+/// sizes. Log level: GRAPHSCALE_LOG (e.g. `info`).
+#[derive(Debug, Parser)]
+#[command(name = "graphscale", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd, every available
+    /// autoscaler against the HPA, 5 seeds; prints the comparison and writes the JSON and HTML report.
+    Demo(DemoArgs),
+    /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
+    Eval(EvalArgs),
+    /// Simulate one app under one scenario and autoscaler; optionally export the per-node and
+    /// per-edge series as JSON (docs/schema.md).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// List the built-in apps or print one as JSON (the app file format).
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
+    /// Re-derive the bundled Online Boutique, Train Ticket and Alibaba apps from shared/data.
+    Calibrate {
+        /// The shared data folder.
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where to write the app JSON files.
+        #[arg(long, default_value = "data/topologies")]
+        out: PathBuf,
+    },
+    /// Benchmarks (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Output folder for results.json and report.html.
+    #[arg(long, default_value = "graphscale-out/demo")]
+    out: PathBuf,
+    /// Number of seeds (1, 2, ...).
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// An experiment spec as JSON (docs/schema.md); flags below override its fields.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Comma-separated apps: online-boutique, train-ticket, alibaba, event-driven, random:N[:SEED] or app JSON paths.
+    #[arg(long, value_delimiter = ',')]
+    apps: Vec<String>,
+    /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Comma-separated autoscalers: hpa, static.
+    #[arg(long, value_delimiter = ',')]
+    autoscalers: Vec<String>,
+    /// Number of seeds (seeds 1..=N); default 5.
+    #[arg(long)]
+    seeds: Option<u64>,
+    /// Simulated duration per run (e.g. 600s, 30m, 2h); default each scenario's own (1 h, or 24 h
+    /// for diurnal and worldcup98).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<u64>,
+    /// Override every app's end-to-end p95 SLO, ms.
+    #[arg(long)]
+    slo_ms: Option<f64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder for results.json and report.html.
+    #[arg(long, default_value = "graphscale-out/eval")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Run one simulation and print its metrics.
+    Run {
+        /// App name or app JSON path.
+        #[arg(long, default_value = "online-boutique")]
+        app: String,
+        /// Scenario name, or a CSV file to replay (timestamp, requests).
+        #[arg(long, default_value = "rush")]
+        scenario: String,
+        /// Peak rate for a replayed CSV, rps (default: the app's nominal peak).
+        #[arg(long)]
+        peak_rps: Option<f64>,
+        /// Autoscaler: hpa or static.
+        #[arg(long, default_value = "hpa")]
+        autoscaler: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated duration (e.g. 600s, 30m); default the scenario's own.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<u64>,
+        /// Write per-node and per-edge series (15 s grid) as JSON to this file.
+        #[arg(long)]
+        series_out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopologyCommand {
+    /// One line per built-in app: services, edges, SLO, nominal peak.
+    List,
+    /// Print an app as JSON.
+    Show {
+        /// App name or app JSON path.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Simulator throughput in service-steps per second, one thread, with and without the HPA loop.
+    Sim {
+        /// Simulated seconds per measurement.
+        #[arg(long, default_value_t = 86_400)]
+        seconds: u64,
+        /// Apps to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:1000"
+        )]
+        apps: Vec<String>,
+    },
+}
+
+/// Parses `90`, `90s`, `15m`, `2h`, `1d` into seconds.
+fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 600s, 30m, 2h)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("duration must be > 0, got `{s}`"));
+    }
+    Ok((n * mult as f64).round().max(1.0) as u64)
+}
+
+fn git_revision() -> String {
+    if let Ok(r) = std::env::var("GRAPHSCALE_GIT_REVISION") {
+        return r;
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo(a),
+        Command::Eval(a) => eval(a),
+        Command::Sim { command } => sim(command),
+        Command::Topology { command } => topology_cmd(command),
+        Command::Calibrate { data, out } => calibrate_cmd(&data, &out),
+        Command::Bench { command } => match command {
+            BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
+        },
+    }
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
+    spec.validate()?;
+    let total = spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len();
+    let pb = progress_bar(total);
+    let mut result = run_experiment(spec, &|r| {
+        pb.set_message(format!(
+            "{} / {} / {} / seed {}",
+            r.app, r.scenario, r.autoscaler, r.seed
+        ));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    result.git_revision = git_revision();
+    crate::say!("{}", report::table(&result))?;
+    let (j, h) = report::write_all(&result, out)?;
+    crate::say!("\nwrote {} and {}", j.display(), h.display())?;
+    Ok(result)
+}
+
+fn demo(a: DemoArgs) -> Result<ExitCode> {
+    if a.seeds == 0 {
+        bail!("--seeds must be >= 1");
+    }
+    let spec = ExperimentSpec {
+        apps: vec!["online-boutique".into()],
+        scenarios: vec![
+            ScenarioSpec::named("worldcup98"),
+            ScenarioSpec::named("rush"),
+        ],
+        autoscalers: AutoscalerSpec::NAMES
+            .split(", ")
+            .map(AutoscalerSpec::named)
+            .collect::<std::result::Result<_, _>>()?,
+        seeds: (1..=a.seeds).collect(),
+        ..ExperimentSpec::default()
+    };
+    crate::say!(
+        "graphscale demo: Online Boutique (calibrated from real measurements) under the 1998-06-30 WorldCup98 day \
+         (24 h) and a flash crowd (1 h); autoscalers: {}; {} seeds.\n",
+        AutoscalerSpec::NAMES,
+        a.seeds
+    )?;
+    execute(&spec, &a.out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let mut spec = match &a.spec {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str::<ExperimentSpec>(&text)
+                .with_context(|| format!("{}: invalid experiment spec", p.display()))?
+        }
+        None => ExperimentSpec::default(),
+    };
+    if !a.apps.is_empty() {
+        spec.apps = a.apps.clone();
+    }
+    if !a.scenarios.is_empty() {
+        spec.scenarios = a.scenarios.iter().map(|s| ScenarioSpec::named(s)).collect();
+    }
+    if !a.autoscalers.is_empty() {
+        spec.autoscalers = a
+            .autoscalers
+            .iter()
+            .map(|s| AutoscalerSpec::named(s))
+            .collect::<std::result::Result<_, _>>()?;
+    }
+    if let Some(n) = a.seeds {
+        if n == 0 {
+            bail!("--seeds must be >= 1");
+        }
+        spec.seeds = (1..=n).collect();
+    }
+    if let Some(d) = a.duration {
+        for s in &mut spec.scenarios {
+            s.duration_s = Some(d);
+        }
+    }
+    if a.slo_ms.is_some() {
+        spec.slo_ms = a.slo_ms;
+    }
+    if let Some(t) = a.threads {
+        spec.threads = t;
+    }
+    execute(&spec, &a.out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sim(cmd: SimCommand) -> Result<ExitCode> {
+    let SimCommand::Run {
+        app,
+        scenario,
+        peak_rps,
+        autoscaler,
+        seed,
+        duration,
+        series_out,
+    } = cmd;
+    let app = topology::builtin(&app)?;
+    let workload = if scenario.ends_with(".csv") {
+        graphscale_sim::workload::check_readable(Path::new(&scenario))?;
+        WorkloadSpec::Replay {
+            path: Some(scenario.clone()),
+            time_col: None,
+            value_col: None,
+            peak_rps: peak_rps.unwrap_or(app.nominal_peak_rps),
+            speedup: None,
+        }
+    } else {
+        WorkloadSpec::named(&scenario, peak_rps.unwrap_or(app.nominal_peak_rps))?
+    };
+    let duration = match duration {
+        Some(d) => d,
+        None => workload.natural_duration_s()?,
+    };
+    let spec = ExperimentSpec {
+        apps: vec![app.name.clone()],
+        scenarios: vec![ScenarioSpec {
+            name: scenario.clone(),
+            workload: Some(workload.clone()),
+            duration_s: Some(duration),
+        }],
+        autoscalers: vec![AutoscalerSpec::named(&autoscaler)?],
+        seeds: vec![seed],
+        ..ExperimentSpec::default()
+    };
+    let run = graphscale_eval::run_one(
+        &spec,
+        &app,
+        &spec.scenarios[0],
+        &spec.autoscalers[0],
+        seed,
+        false,
+    )?;
+    crate::say!(
+        "{} / {} / {} / seed {} / {} s",
+        run.app,
+        run.scenario,
+        run.autoscaler,
+        seed,
+        duration
+    )?;
+    for (name, v, _) in run.metrics.fields() {
+        crate::say!("  {name:34} {v:.3}")?;
+    }
+    if let Some(path) = series_out {
+        let series = record_series(&app, &workload, &spec.autoscalers[0], seed, duration)?;
+        report::write_atomic(&path, series.to_json()?.as_bytes())?;
+        crate::say!("wrote {}", path.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Re-runs a simulation and samples every node and edge on the scrape grid.
+fn record_series(
+    app: &graphscale_sim::spec::AppSpec,
+    workload: &WorkloadSpec,
+    autoscaler: &AutoscalerSpec,
+    seed: u64,
+    duration: u64,
+) -> Result<GraphSeries> {
+    let rates = workload.rates(duration, seed)?;
+    let cfg = SimConfig {
+        seed,
+        ..SimConfig::default()
+    };
+    let step = cfg.scrape_interval_s * 1000;
+    let mut sim = Simulator::new(app.clone(), cfg, rates)?;
+    let spec = ExperimentSpec {
+        apps: vec![app.name.clone()],
+        autoscalers: vec![autoscaler.clone()],
+        ..ExperimentSpec::default()
+    };
+    spec.validate()?;
+    let mut scaler: Box<dyn Autoscaler + Send> =
+        graphscale_eval::build_autoscaler(autoscaler, app)?;
+    let graph = sim.graph().clone();
+    let len = (duration * 1000 / step) as usize;
+    let mut series = GraphSeries::new(graph.clone(), step, step, len);
+    let sync = scaler.sync_period().0.max(1);
+    let mut k = 0;
+    while k < len {
+        sim.step();
+        let now = sim.now();
+        if now.0 % sync == (spec.decision_offset_s * 1000) % sync {
+            let snap = sim.observe()?;
+            let d = scaler.decide(&snap, &graph);
+            sim.apply(&d)?;
+        }
+        if now.0 % step == 0 {
+            let snap = sim.observe()?;
+            for (i, w) in snap.workloads.iter().enumerate() {
+                let st = &sim.stats()[i];
+                let m = series.nodes.entry(w.name.clone()).or_default();
+                let mut put = |metric: Metric, v: f64| {
+                    m.entry(metric).or_insert_with(|| vec![f64::NAN; len])[k] = v
+                };
+                put(Metric::Rps, w.rps.unwrap_or(f64::NAN));
+                put(Metric::CpuMillicores, st.cpu_usage_m);
+                put(Metric::MemoryMib, st.memory_mib);
+                put(Metric::LatencyP50Ms, st.latency_ms[0]);
+                put(Metric::LatencyP95Ms, st.latency_ms[1]);
+                put(Metric::LatencyP99Ms, st.latency_ms[2]);
+                put(Metric::ErrorRate, w.error_rate.unwrap_or(f64::NAN));
+                put(Metric::ReplicasDesired, w.spec_replicas as f64);
+                put(Metric::ReplicasReady, w.ready_pods() as f64);
+                put(Metric::Backlog, st.waiting as f64);
+                put(
+                    Metric::Throughput,
+                    st.served as f64 / sim.step_len().as_secs_f64(),
+                );
+            }
+            for (name, _, backlog, _, _) in sim.backlogs() {
+                let node = name.split('/').next().unwrap_or(&name).to_string();
+                let m = series.nodes.entry(node).or_default();
+                let v = m.entry(Metric::Backlog).or_insert_with(|| vec![0.0; len]);
+                if v[k].is_nan() {
+                    v[k] = 0.0;
+                }
+                v[k] += backlog as f64;
+            }
+            for e in &snap.edges {
+                let idx = series
+                    .edges
+                    .iter()
+                    .position(|x| x.src == e.src && x.dst == e.dst && x.relation == e.relation)
+                    .unwrap_or_else(|| {
+                        series.edges.push(graphscale_core::series::EdgeSeries {
+                            src: e.src.clone(),
+                            dst: e.dst.clone(),
+                            relation: e.relation,
+                            metrics: Default::default(),
+                        });
+                        series.edges.len() - 1
+                    });
+                series.edges[idx]
+                    .metrics
+                    .entry(Metric::Rps)
+                    .or_insert_with(|| vec![f64::NAN; len])[k] = e.rps.unwrap_or(f64::NAN);
+            }
+            k += 1;
+        }
+    }
+    series.validate()?;
+    Ok(series)
+}
+
+fn topology_cmd(cmd: TopologyCommand) -> Result<ExitCode> {
+    match cmd {
+        TopologyCommand::List => {
+            crate::say!(
+                "{:18} {:>8} {:>6} {:>8} {:>10}  description",
+                "name",
+                "services",
+                "edges",
+                "SLO ms",
+                "peak rps"
+            )?;
+            for name in [
+                "online-boutique",
+                "train-ticket",
+                "alibaba",
+                "event-driven",
+                "random:100",
+            ] {
+                let a = topology::builtin(name)?;
+                crate::say!(
+                    "{:18} {:>8} {:>6} {:>8} {:>10}  {}",
+                    name,
+                    a.services.len(),
+                    a.edges.len(),
+                    a.slo_ms,
+                    a.nominal_peak_rps,
+                    a.description
+                )?;
+            }
+        }
+        TopologyCommand::Show { name } => {
+            let a = topology::builtin(&name)?;
+            crate::say!("{}", serde_json::to_string_pretty(&a)?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn calibrate_cmd(data: &Path, out: &Path) -> Result<ExitCode> {
+    if !data.is_dir() {
+        bail!("{}: not a folder (the shared data folder, with microservices-ob-tt and alibaba-2022-microservices)", data.display());
+    }
+    for (file, app) in calibrate::all(data)? {
+        let path = out.join(&file);
+        report::write_atomic(
+            &path,
+            (serde_json::to_string_pretty(&app)? + "\n").as_bytes(),
+        )?;
+        crate::say!(
+            "{}: {} services, {} edges, SLO {} ms, nominal peak {} rps",
+            path.display(),
+            app.services.len(),
+            app.edges.len(),
+            app.slo_ms,
+            app.nominal_peak_rps
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

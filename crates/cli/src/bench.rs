@@ -1,0 +1,65 @@
+//! `graphscale bench sim`: simulator throughput, one thread.
+//!
+//! For each app it measures (a) the simulator stepping alone and (b) the same simulation with
+//! the HPA closed loop (observe, decide, apply every 15 s), in the same process, so (a) is the
+//! baseline that (b)'s control-loop overhead is compared with.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use graphscale_core::{Actuator, Autoscaler, Clock, MetricSource};
+use graphscale_eval::{build_autoscaler, AutoscalerSpec};
+use graphscale_sim::engine::{SimConfig, Simulator};
+use graphscale_sim::{topology, workload::WorkloadSpec};
+
+/// Runs the benchmark and prints a Markdown table.
+pub fn sim(seconds: u64, apps: &[String]) -> Result<ExitCode> {
+    crate::say!(
+        "| app | services | simulated | mode | wall s | service-steps/s | simulated s per wall s |"
+    )?;
+    crate::say!("|---|---:|---:|---|---:|---:|---:|")?;
+    for name in apps {
+        let app = topology::builtin(name)?;
+        let rates = WorkloadSpec::named("diurnal", app.nominal_peak_rps)?.rates(seconds, 1)?;
+        for with_hpa in [false, true] {
+            let mut sim = Simulator::new(
+                app.clone(),
+                SimConfig {
+                    seed: 1,
+                    ..SimConfig::default()
+                },
+                rates.clone(),
+            )?;
+            let mut hpa = build_autoscaler(&AutoscalerSpec::named("hpa")?, &app)?;
+            let graph = sim.graph().clone();
+            let sync = hpa.sync_period().0;
+            let start = Instant::now();
+            for _ in 0..seconds {
+                sim.step();
+                if with_hpa && sim.now().0 % sync == 7000 {
+                    let snap = sim.observe()?;
+                    let d = hpa.decide(&snap, &graph);
+                    sim.apply(&d)?;
+                }
+            }
+            let wall = start.elapsed().as_secs_f64();
+            let steps = seconds as f64 * app.services.len() as f64;
+            crate::say!(
+                "| {} | {} | {} s | {} | {:.2} | {:.0} | {:.0} |",
+                name,
+                app.services.len(),
+                seconds,
+                if with_hpa {
+                    "sim + HPA loop"
+                } else {
+                    "sim only (baseline)"
+                },
+                wall,
+                steps / wall,
+                seconds as f64 / wall
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
