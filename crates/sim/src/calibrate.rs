@@ -22,8 +22,8 @@
 //! of CPU on load is undetermined: idle CPU is folded into the per-request cost (an upper bound).
 //!
 //! App-wide: `nominal_peak_rps` is the external rate at which the busiest service needs 10
-//! replicas at 80 % of its CPU request; `slo_ms` is 2.5 x the zero-load end-to-end mean latency
-//! at the entry, rounded up to 50 ms, at least 100 ms.
+//! replicas at 80 % of its CPU request; `slo_ms` is [`AppSpec::default_slo_ms`]: twice the
+//! zero-load end-to-end p95 of the slowest entry, rounded up to 50 ms, at least 100 ms.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -129,18 +129,7 @@ fn finish(mut app: AppSpec) -> Result<AppSpec, SimError> {
         .map(|(i, s)| visits[i] * s.cpu_ms_per_request)
         .fold(0.0, f64::max);
     app.nominal_peak_rps = round_up(10.0 * 0.8 * CPU_REQUEST_M / busiest, 10.0);
-    // Zero-load end-to-end mean at the entries: each visit costs its off-CPU latency plus its
-    // service time at the CPU limit.
-    let e2e: f64 = app
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            visits[i]
-                * (s.base_latency_ms + s.cpu_ms_per_request * 1000.0 / s.limits.cpu_millicores)
-        })
-        .sum();
-    app.slo_ms = round_up(2.5 * e2e, 50.0).max(100.0);
+    app.slo_ms = app.default_slo_ms();
     app.validate()?;
     Ok(app)
 }

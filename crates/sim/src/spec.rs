@@ -310,41 +310,137 @@ impl AppSpec {
     }
 
     /// Expected visits to each service (in `services` order) per external request, by
-    /// propagating the entry shares along call ratios (a call cycle is cut after 64 rounds).
+    /// propagating the entry shares along call ratios, and along produce/publish ratios to the
+    /// consumers of a queue (split evenly) and every subscriber of a topic. A cycle is cut after
+    /// 64 rounds.
     pub fn visits_per_request(&self) -> Result<Vec<f64>, SimError> {
         let g = self.graph().map_err(|e| SimError::InvalidSpec {
             field: "edges".into(),
             reason: e.to_string(),
         })?;
-        let idx: std::collections::HashMap<&str, usize> = self
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
+        let start: Vec<(usize, f64)> = self
+            .entry_shares(&g)
+            .into_iter()
+            .filter_map(|(name, share)| {
+                self.services
+                    .iter()
+                    .position(|s| s.name == name)
+                    .map(|i| (i, share))
+            })
             .collect();
+        Ok(self.propagate(&start))
+    }
+
+    /// Service-to-service load flow: `(from, to, ratio)`.
+    fn flows(&self) -> Vec<(usize, usize, f64)> {
+        let idx = |id: &str| self.services.iter().position(|s| s.name == id);
+        let mut out = Vec::new();
+        for e in &self.edges {
+            match e.relation {
+                Relation::Calls => {
+                    if let (Some(a), Some(b)) = (idx(&e.src), idx(&e.dst)) {
+                        out.push((a, b, e.ratio));
+                    }
+                }
+                Relation::Produces | Relation::Publishes => {
+                    let Some(a) = idx(&e.src) else { continue };
+                    let takers = if e.relation == Relation::Produces {
+                        Relation::Consumes
+                    } else {
+                        Relation::Subscribes
+                    };
+                    let consumers: Vec<usize> = self
+                        .edges
+                        .iter()
+                        .filter(|c| c.relation == takers && c.dst == e.dst)
+                        .filter_map(|c| idx(&c.src))
+                        .collect();
+                    let split = if takers == Relation::Consumes {
+                        consumers.len().max(1) as f64
+                    } else {
+                        1.0
+                    };
+                    for b in consumers {
+                        out.push((a, b, e.ratio / split));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn propagate(&self, start: &[(usize, f64)]) -> Vec<f64> {
         let n = self.services.len();
+        let flows = self.flows();
         let mut visits = vec![0.0; n];
         let mut frontier = vec![0.0; n];
-        for (name, share) in self.entry_shares(&g) {
-            if let Some(&i) = idx.get(name.as_str()) {
-                frontier[i] += share;
-            }
+        for &(i, share) in start {
+            frontier[i] += share;
         }
         for _ in 0..64 {
             for (v, f) in visits.iter_mut().zip(&frontier) {
                 *v += f;
             }
             let mut next = vec![0.0; n];
-            for e in self.edges.iter().filter(|e| e.relation == Relation::Calls) {
-                if let (Some(&a), Some(&b)) = (idx.get(e.src.as_str()), idx.get(e.dst.as_str())) {
-                    next[b] += frontier[a] * e.ratio;
-                }
+            for &(a, b, r) in &flows {
+                next[b] += frontier[a] * r;
             }
             if next.iter().sum::<f64>() < 1e-9 {
                 break;
             }
             frontier = next;
         }
-        Ok(visits)
+        visits
+    }
+
+    /// The end-to-end p95 latency at zero load, ms, of the slowest entry: the sum, over the
+    /// synchronous call tree, of visits times (off-CPU latency + the p95 of an exponential
+    /// service time at the CPU limit, `ln 20` times its mean), the same sum the simulator makes.
+    pub fn zero_load_e2e_p95_ms(&self) -> f64 {
+        let idx = |id: &str| self.services.iter().position(|s| s.name == id);
+        let calls: Vec<(usize, usize, f64)> = self
+            .edges
+            .iter()
+            .filter(|e| e.relation == Relation::Calls)
+            .filter_map(|e| Some((idx(&e.src)?, idx(&e.dst)?, e.ratio)))
+            .collect();
+        let own: Vec<f64> = self
+            .services
+            .iter()
+            .map(|s| {
+                s.base_latency_ms
+                    + 20f64.ln() * s.cpu_ms_per_request * 1000.0 / s.limits.cpu_millicores
+            })
+            .collect();
+        let Ok(g) = self.graph() else { return f64::NAN };
+        let mut worst: f64 = 0.0;
+        for (name, _) in self.entry_shares(&g) {
+            let Some(e) = idx(&name) else { continue };
+            let n = self.services.len();
+            let (mut visits, mut frontier) = (vec![0.0; n], vec![0.0; n]);
+            frontier[e] = 1.0;
+            for _ in 0..64 {
+                for (v, f) in visits.iter_mut().zip(&frontier) {
+                    *v += f;
+                }
+                let mut next = vec![0.0; n];
+                for &(a, b, r) in &calls {
+                    next[b] += frontier[a] * r;
+                }
+                if next.iter().sum::<f64>() < 1e-9 {
+                    break;
+                }
+                frontier = next;
+            }
+            worst = worst.max(visits.iter().zip(&own).map(|(v, o)| v * o).sum());
+        }
+        worst
+    }
+
+    /// The SLO rule of the generated and calibrated apps: twice the zero-load end-to-end p95,
+    /// rounded up to 50 ms, at least 100 ms.
+    pub fn default_slo_ms(&self) -> f64 {
+        ((2.0 * self.zero_load_e2e_p95_ms() / 50.0).ceil() * 50.0).max(100.0)
     }
 }

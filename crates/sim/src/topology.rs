@@ -78,7 +78,8 @@ fn svc(name: &str, cpu_ms: f64, base_ms: f64, mem: f64) -> ServiceSpec {
     }
 }
 
-/// An event-driven shop (hand-written; the costs are illustrative, not measured):
+/// An event-driven shop (hand-written; the costs are illustrative, not measured; the SLO
+/// follows [`AppSpec::default_slo_ms`]):
 ///
 /// ```text
 /// gateway -calls-> catalog (x2), orders (x0.3)
@@ -87,11 +88,11 @@ fn svc(name: &str, cpu_ms: f64, base_ms: f64, mem: f64) -> ServiceSpec {
 /// shipping -produces-> shipment-jobs (queue) -> consumed by shipment-worker
 /// ```
 pub fn event_driven() -> AppSpec {
-    AppSpec {
+    let app = AppSpec {
         name: "event-driven".into(),
         description:
             "An event-driven shop with a topic and a queue; hand-written, costs illustrative".into(),
-        slo_ms: 250.0,
+        slo_ms: 1.0,
         nominal_peak_rps: 400.0,
         services: vec![
             svc("gateway", 0.8, 2.0, 64.0),
@@ -123,6 +124,10 @@ pub fn event_driven() -> AppSpec {
             share: 1.0,
         }],
         nodes: vec![],
+    };
+    AppSpec {
+        slo_ms: app.default_slo_ms(),
+        ..app
     }
 }
 
@@ -198,18 +203,10 @@ pub fn random_app(n: usize, seed: u64) -> Result<AppSpec, SimError> {
         .map(|(s, v)| s.cpu_ms_per_request * v)
         .fold(0.0, f64::max);
     let peak = ((10.0 * 0.8 * 200.0 / busiest) / 10.0).ceil() * 10.0;
-    // Zero-load end-to-end mean at the heaviest entry tree, approximated by all visits.
-    let e2e: f64 = services
-        .iter()
-        .zip(&visits)
-        .map(|(s, v)| v * entries as f64 * (s.base_latency_ms + s.cpu_ms_per_request * 2.0))
-        .sum::<f64>()
-        / entries as f64;
-    let slo = ((2.5 * e2e / 50.0).ceil() * 50.0).max(100.0);
     let app = AppSpec {
         name: format!("random-{n}-{seed}"),
         description: format!("seeded random layered call graph, {n} services, seed {seed}"),
-        slo_ms: slo,
+        slo_ms: 1.0,
         nominal_peak_rps: peak,
         services,
         queues: vec![],
@@ -217,6 +214,10 @@ pub fn random_app(n: usize, seed: u64) -> Result<AppSpec, SimError> {
         edges,
         entries: vec![],
         nodes: vec![],
+    };
+    let app = AppSpec {
+        slo_ms: app.default_slo_ms(),
+        ..app
     };
     app.validate()?;
     Ok(app)
