@@ -1,0 +1,295 @@
+//! The `graphscale` binary end to end: real processes, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_graphscale"));
+    c.env("GRAPHSCALE_GIT_REVISION", "test-rev");
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("graphscale-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let o = run(args);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(!e.contains("panicked"), "{args:?} panicked: {e}");
+    for n in needles {
+        assert!(e.contains(n), "{args:?}: `{n}` not in: {e}");
+    }
+}
+
+#[test]
+fn eval_end_to_end_on_a_short_scenario() {
+    let out = tmp("eval");
+    let o = run(&[
+        "eval",
+        "--apps",
+        "event-driven",
+        "--scenarios",
+        "rush",
+        "--autoscalers",
+        "hpa,static",
+        "--seeds",
+        "3",
+        "--duration",
+        "20m",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("event-driven") && table.contains("static") && table.contains("baseline"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["git_revision"], "test-rev");
+    assert_eq!(json["spec"]["seeds"].as_array().unwrap().len(), 3);
+    assert_eq!(json["runs"].as_array().unwrap().len(), 6);
+    let summary = json["summary"].as_array().unwrap();
+    let stat = summary
+        .iter()
+        .find(|r| r["autoscaler"] == "static")
+        .unwrap();
+    let cpu = stat["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "cpu_core_hours")
+        .unwrap();
+    assert!(cpu["cliffs_delta_vs_baseline"].is_number());
+    assert!(cpu["ci_low"].as_f64().unwrap() <= cpu["mean"].as_f64().unwrap());
+    // The rush must stress the HPA: some scaling happened.
+    let hpa_runs: Vec<_> = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["autoscaler"] == "hpa")
+        .collect();
+    assert!(hpa_runs
+        .iter()
+        .all(|r| r["metrics"]["scaling_actions"].as_f64().unwrap() > 0.0));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg")
+            && html.contains("test-rev")
+            && html.contains("SLO violations vs cost")
+    );
+    // No temporary files are left behind.
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn sim_run_exports_series_in_the_documented_schema() {
+    let out = tmp("series");
+    let file = out.join("series.json");
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        "event-driven",
+        "--scenario",
+        "peak",
+        "--duration",
+        "5m",
+        "--series-out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let s = graphscale_core::GraphSeries::from_json(&text, "series.json").unwrap();
+    assert_eq!(s.len, 20);
+    assert_eq!(s.step_ms, 15_000);
+    assert!(s.nodes["gateway"][&graphscale_core::Metric::Rps][10] > 0.0);
+    assert!(s.nodes.contains_key("shipment-jobs"));
+    assert!(s
+        .edges
+        .iter()
+        .any(|e| e.src == "gateway" && e.dst == "catalog"));
+}
+
+#[test]
+fn topology_show_prints_a_loadable_app() {
+    let o = run(&["topology", "show", "online-boutique"]);
+    assert!(o.status.success());
+    let out = tmp("topo");
+    let f = out.join("ob.json");
+    std::fs::write(&f, &o.stdout).unwrap();
+    // The printed file is itself an app that `eval` accepts by path.
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        f.to_str().unwrap(),
+        "--scenario",
+        "off-peak",
+        "--duration",
+        "120s",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn replaying_a_csv_and_its_errors() {
+    let out = tmp("csv");
+    let good = out.join("load.csv");
+    std::fs::write(&good, "timestamp,requests\n0,10\n60,20\n120,15\n").unwrap();
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        "event-driven",
+        "--scenario",
+        good.to_str().unwrap(),
+        "--peak-rps",
+        "50",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "timestamp,requests\n0,10\n60,abc\n",
+            &["line 3", "requests", "not a number"],
+        ),
+        (
+            "timestamp,requests\n0,10\n0,20\n",
+            &["line 3", "duplicate timestamp"],
+        ),
+        (
+            "timestamp,requests\n60,10\n0,20\n",
+            &["line 3", "must increase"],
+        ),
+        ("timestamp,requests\n0,10\n60,-5\n", &["line 3", ">= 0"]),
+        (
+            "timestamp\n0\n60\n",
+            &["line 1", "at least a timestamp and a value column"],
+        ),
+    ];
+    for (i, (body, needles)) in cases.iter().enumerate() {
+        let f = out.join(format!("bad{i}.csv"));
+        std::fs::write(&f, body).unwrap();
+        let mut n: Vec<&str> = needles.to_vec();
+        let name = f.display().to_string();
+        n.push(&name);
+        fails_with(
+            &[
+                "sim",
+                "run",
+                "--app",
+                "event-driven",
+                "--scenario",
+                f.to_str().unwrap(),
+            ],
+            &n,
+        );
+    }
+    fails_with(
+        &["sim", "run", "--scenario", "/nonexistent/load.csv"],
+        &["/nonexistent/load.csv"],
+    );
+}
+
+#[test]
+fn bad_names_and_impossible_configs_fail_clearly() {
+    fails_with(
+        &["eval", "--apps", "hipster-shop", "--duration", "60s"],
+        &["unknown topology `hipster-shop`", "online-boutique"],
+    );
+    fails_with(
+        &["eval", "--scenarios", "tsunami", "--duration", "60s"],
+        &["unknown workload `tsunami`", "rush"],
+    );
+    fails_with(
+        &["eval", "--autoscalers", "magic"],
+        &["unknown autoscaler `magic`"],
+    );
+    fails_with(&["eval", "--seeds", "0"], &["--seeds must be >= 1"]);
+    fails_with(
+        &["eval", "--slo-ms", "0", "--duration", "60s"],
+        &["slo_ms must be > 0"],
+    );
+    fails_with(&["eval", "--duration=-3m"], &["duration must be > 0"]);
+    let out = tmp("spec");
+    let spec = out.join("spec.json");
+    std::fs::write(
+        &spec,
+        r#"{"apps": ["event-driven"], "seeds": [1],
+            "autoscalers": [{"kind": "hpa", "name": "hpa", "spec": {"min_replicas": 5, "max_replicas": 2}}]}"#,
+    )
+    .unwrap();
+    fails_with(
+        &["eval", "--spec", spec.to_str().unwrap()],
+        &["min_replicas 5 > max_replicas 2"],
+    );
+    std::fs::write(&spec, "{\n  \"apps\": [\"ob\"],\n  \"seeds\": 3\n}").unwrap();
+    fails_with(
+        &["eval", "--spec", spec.to_str().unwrap()],
+        &["spec.json", "line 3"],
+    );
+    let app = out.join("app.json");
+    let mut ob: serde_json::Value =
+        serde_json::from_slice(&run(&["topology", "show", "event-driven"]).stdout).unwrap();
+    ob["services"][0]["requests"]["cpu_millicores"] = serde_json::json!(0.0);
+    std::fs::write(&app, serde_json::to_string(&ob).unwrap()).unwrap();
+    fails_with(
+        &["eval", "--apps", app.to_str().unwrap()],
+        &["app.json", "services[gateway].requests", "zero capacity"],
+    );
+    fails_with(
+        &["calibrate", "--data", "/nonexistent"],
+        &["/nonexistent", "not a folder"],
+    );
+}
+
+#[test]
+fn existing_results_survive_a_failed_run() {
+    let out = tmp("keep");
+    let o = run(&[
+        "eval",
+        "--apps",
+        "event-driven",
+        "--seeds",
+        "1",
+        "--duration",
+        "60s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(out.join("results.json")).unwrap();
+    fails_with(
+        &["eval", "--apps", "nope", "--out", out.to_str().unwrap()],
+        &["unknown topology"],
+    );
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let o = run(&["--help"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for sub in ["demo", "eval", "sim", "topology", "calibrate", "bench"] {
+        assert!(h.contains(sub), "{sub} missing from --help: {h}");
+    }
+    assert!(Path::new(env!("CARGO_BIN_EXE_graphscale")).exists());
+}

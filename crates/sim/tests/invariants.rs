@@ -1,0 +1,400 @@
+//! Simulator invariants (property tests) and behaviour checks.
+
+use graphscale_core::{Actuator, Clock, MetricSource, Resources, ScalingDecision, TopologySource};
+use graphscale_sim::engine::{SimConfig, Simulator};
+use graphscale_sim::spec::{AppSpec, NodeSpec};
+use graphscale_sim::topology;
+use graphscale_sim::workload::WorkloadSpec;
+use proptest::prelude::*;
+
+fn sim(app: &str, scenario: &str, secs: u64, seed: u64) -> Simulator {
+    let app = topology::builtin(app).unwrap();
+    let rates = WorkloadSpec::named(scenario, app.nominal_peak_rps)
+        .unwrap()
+        .rates(secs, seed)
+        .unwrap();
+    Simulator::new(
+        app,
+        SimConfig {
+            seed,
+            ..SimConfig::default()
+        },
+        rates,
+    )
+    .unwrap()
+}
+
+fn decide_all(s: &Simulator, n: u32) -> Vec<ScalingDecision> {
+    s.app()
+        .services
+        .iter()
+        .map(|x| ScalingDecision {
+            workload: x.name.clone(),
+            replicas: n,
+            reasons: vec![],
+        })
+        .collect()
+}
+
+/// Checks conservation for every service and queue.
+fn check_conservation(s: &Simulator) {
+    for (i, st) in s.stats().iter().enumerate() {
+        let t = s.totals(i);
+        assert_eq!(
+            t.arrived,
+            t.served + t.failed + st.waiting,
+            "service {i}: arrived = served + failed + waiting"
+        );
+        assert!(st.ready <= st.bound && st.bound <= st.spec_replicas.max(st.bound));
+        assert!(st.latency_ms.iter().all(|x| x.is_finite() && *x >= 0.0));
+        assert!(st.e2e_success >= 0.0 && st.e2e_success <= 1.0 + 1e-12);
+    }
+    for (name, _, backlog, produced, consumed) in s.backlogs() {
+        assert_eq!(
+            produced,
+            consumed + backlog,
+            "{name}: produced = consumed + backlog"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Requests are conserved, replicas stay within bounds, whatever the scaling decisions.
+    #[test]
+    fn conservation_and_bounds_under_random_scaling(
+        app in prop::sample::select(vec!["online-boutique", "event-driven", "random:40"]),
+        scenario in prop::sample::select(vec!["rush", "fluctuating", "peak"]),
+        seed in 0u64..1000,
+        moves in prop::collection::vec((0usize..64, 0u32..80), 1..12),
+    ) {
+        let mut s = sim(app, scenario, 900, seed);
+        let names: Vec<String> = s.app().services.iter().map(|x| x.name.clone()).collect();
+        for (k, (svc, n)) in moves.iter().enumerate() {
+            for _ in 0..(60 + k * 7) {
+                s.step();
+            }
+            let d = ScalingDecision { workload: names[svc % names.len()].clone(), replicas: *n, reasons: vec![] };
+            s.apply(&[d]).unwrap();
+            check_conservation(&s);
+            for (i, st) in s.stats().iter().enumerate() {
+                prop_assert!(st.spec_replicas <= s.app().services[i].max_replicas);
+            }
+        }
+    }
+
+    /// The same seed gives the same run; observation does not perturb it.
+    #[test]
+    fn same_seed_same_result(seed in 0u64..10_000) {
+        let run = |observe: bool| {
+            let mut s = sim("online-boutique", "rush", 1200, seed);
+            for t in 0..1200 {
+                s.step();
+                if observe && t % 15 == 7 {
+                    let _ = s.observe().unwrap();
+                }
+            }
+            (0..s.stats().len()).map(|i| s.totals(i)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(run(false), run(true));
+    }
+}
+
+#[test]
+fn different_seeds_differ() {
+    let total = |seed| {
+        let mut s = sim("online-boutique", "peak", 300, seed);
+        for _ in 0..300 {
+            s.step();
+        }
+        // The entry's arrivals are Poisson draws; downstream counts may be capacity-bound.
+        let i = s
+            .app()
+            .services
+            .iter()
+            .position(|x| x.name == "frontend")
+            .unwrap();
+        s.totals(i).arrived
+    };
+    assert_ne!(total(1), total(2));
+}
+
+#[test]
+fn new_pods_become_ready_after_startup_and_are_missing_a_cpu_sample_at_first() {
+    let mut s = sim("online-boutique", "off-peak", 600, 3);
+    for _ in 0..30 {
+        s.step();
+    }
+    s.apply(&[ScalingDecision {
+        workload: "frontend".into(),
+        replicas: 3,
+        reasons: vec![],
+    }])
+    .unwrap();
+    let i = s
+        .app()
+        .services
+        .iter()
+        .position(|x| x.name == "frontend")
+        .unwrap();
+    assert_eq!(s.stats()[i].ready, 1);
+    // Start-up is 30 s +/- 20 %: not ready at 20 s, ready by 40 s.
+    for _ in 0..20 {
+        s.step();
+    }
+    assert_eq!(s.stats()[i].ready, 1);
+    let snap = s.observe().unwrap();
+    let w = snap.workload("frontend").unwrap();
+    assert_eq!(w.pods.len(), 3);
+    assert_eq!(w.pods.iter().filter(|p| p.ready == Some(false)).count(), 2);
+    for _ in 0..20 {
+        s.step();
+    }
+    assert_eq!(s.stats()[i].ready, 3);
+    let snap = s.observe().unwrap();
+    let w = snap.workload("frontend").unwrap();
+    assert!(w.pods.iter().all(|p| p.ready == Some(true)));
+    assert!(w.pods.iter().all(|p| p.start_time.is_some()));
+    // runs_on edges appear in the topology.
+    let g = s.topology().unwrap();
+    assert!(g
+        .edges
+        .iter()
+        .any(|e| e.src == "frontend" && e.relation == graphscale_core::Relation::RunsOn));
+}
+
+#[test]
+fn pods_that_do_not_fit_stay_pending() {
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.nodes = vec![NodeSpec {
+        name: "tiny".into(),
+        cpu_millicores: 2000.0,
+        memory_mib: 8192.0,
+    }];
+    let rates = vec![10.0; 300];
+    let mut s = Simulator::new(app, SimConfig::default(), rates).unwrap();
+    // 9 services x 200 m = 1800 m already; 5 more gateway pods cannot all fit.
+    s.apply(&[ScalingDecision {
+        workload: "gateway".into(),
+        replicas: 6,
+        reasons: vec![],
+    }])
+    .unwrap();
+    for _ in 0..60 {
+        s.step();
+    }
+    let st = &s.stats()[0];
+    assert_eq!(st.bound, 2, "one more pod fits in the remaining 200 m");
+    assert_eq!(st.pending, 4);
+    // Scaling another service down frees room; the pending pods get bound.
+    s.apply(&decide_all(&s, 1)).unwrap();
+    s.apply(&[ScalingDecision {
+        workload: "catalog".into(),
+        replicas: 1,
+        reasons: vec![],
+    }])
+    .unwrap();
+    for _ in 0..20 {
+        s.step();
+    }
+    assert_eq!(s.stats()[0].pending, 0);
+}
+
+#[test]
+fn overload_queues_then_times_out_and_latency_saturates() {
+    let mut s = sim("online-boutique", "peak", 300, 5);
+    // One replica everywhere at peak: the frontend saturates.
+    for _ in 0..120 {
+        s.step();
+    }
+    check_conservation(&s);
+    let i = s
+        .app()
+        .services
+        .iter()
+        .position(|x| x.name == "productcatalogservice")
+        .unwrap();
+    let st = &s.stats()[i];
+    assert!(
+        st.offered_rps > st.capacity_rps,
+        "{} vs {}",
+        st.offered_rps,
+        st.capacity_rps
+    );
+    assert!(st.failed > 0, "timeouts count as errors");
+    assert!(st.latency_ms[1] > 1000.0, "p95 {}", st.latency_ms[1]);
+    // With enough replicas the same load is served.
+    s.apply(&decide_all(&s, 12)).unwrap();
+    for _ in 0..90 {
+        s.step();
+    }
+    let st = &s.stats()[i];
+    assert_eq!(st.failed, 0);
+    assert!(st.latency_ms[1] < 100.0, "p95 {}", st.latency_ms[1]);
+}
+
+#[test]
+fn memory_over_the_limit_kills_a_replica() {
+    let mut app = topology::builtin("event-driven").unwrap();
+    // About 1.2 requests in service at 300 rps: 64 MiB + 1.2 x 100 MiB > the 128 MiB limit.
+    app.services[0].memory_per_inflight_mib = 100.0;
+    app.services[0].limits = Resources::new(500.0, 128.0);
+    app.services[0].requests = Resources::new(200.0, 128.0);
+    let rates = vec![300.0; 200];
+    let mut s = Simulator::new(app, SimConfig::default(), rates).unwrap();
+    let mut kills = 0;
+    for _ in 0..60 {
+        s.step();
+        kills += s.stats()[0].oom_kills;
+        check_conservation(&s);
+    }
+    assert!(kills > 0);
+}
+
+#[test]
+fn queues_and_topics_fan_out_and_drain() {
+    let mut s = sim("event-driven", "peak", 600, 9);
+    for _ in 0..600 {
+        s.step();
+    }
+    check_conservation(&s);
+    let b = s.backlogs();
+    let sub: Vec<_> = b
+        .iter()
+        .filter(|x| x.0.starts_with("order-placed/"))
+        .collect();
+    assert_eq!(sub.len(), 3, "one subscription per subscriber");
+    assert!(
+        sub.iter().all(|x| x.3 == sub[0].3),
+        "every subscriber gets every message"
+    );
+    assert!(sub[0].3 > 0);
+    let q = b.iter().find(|x| x.0 == "shipment-jobs").unwrap();
+    assert!(q.4 > 0, "the worker consumes");
+}
+
+#[test]
+fn scrapes_every_15_s_and_rates_match_arrivals() {
+    let mut s = sim("online-boutique", "off-peak", 400, 2);
+    for _ in 0..300 {
+        s.step();
+    }
+    assert_eq!(s.now().0, 300_000);
+    let snap = s.observe().unwrap();
+    let w = snap.workload("frontend").unwrap();
+    let rate = w.rps.unwrap();
+    let expected = s.app().nominal_peak_rps * 0.2;
+    assert!(
+        (rate - expected).abs() / expected < 0.15,
+        "{rate} vs {expected}"
+    );
+    let cpu = w.pods[0].cpu.unwrap();
+    assert_eq!(cpu.window.0, 15_000);
+    assert_eq!(cpu.timestamp.0, 300_000);
+}
+
+#[test]
+fn invalid_specs_are_rejected_with_the_field() {
+    let mut app: AppSpec = topology::builtin("event-driven").unwrap();
+    app.services[1].requests.cpu_millicores = 0.0;
+    let e = app.validate().unwrap_err().to_string();
+    assert!(e.contains("services[catalog].requests"), "{e}");
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.slo_ms = 0.0;
+    assert!(app.validate().unwrap_err().to_string().contains("slo_ms"));
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.services[2].initial_replicas = 60;
+    assert!(app
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("initial_replicas"));
+    let e = Simulator::new(
+        topology::builtin("ob").unwrap(),
+        SimConfig {
+            step_ms: 300,
+            ..SimConfig::default()
+        },
+        vec![1.0],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("step_ms"), "{e}");
+    let e = Simulator::new(
+        topology::builtin("ob").unwrap(),
+        SimConfig::default(),
+        vec![f64::NAN],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("rates[0]"), "{e}");
+    let mut s = sim("ob", "peak", 10, 1);
+    let e = s
+        .apply(&[ScalingDecision {
+            workload: "nope".into(),
+            replicas: 1,
+            reasons: vec![],
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown workload `nope`"), "{e}");
+    let e = AppSpec::from_json("{\"name\": 1}", "bad.json")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("bad.json:") && e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn replays_any_csv_and_the_full_worldcup_trace() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/worldcup98/worldcup98_requests_per_minute.csv");
+    if !path.exists() {
+        eprintln!("skipping: {} not present", path.display());
+        return;
+    }
+    let w = WorkloadSpec::Replay {
+        path: Some(path.display().to_string()),
+        time_col: Some("unix_ts".into()),
+        value_col: Some("requests".into()),
+        peak_rps: 1000.0,
+        speedup: Some(60.0),
+    };
+    // 87 days at 60x: one recorded minute per simulated second.
+    let d = w.natural_duration_s().unwrap();
+    assert!((125_000..126_000).contains(&d), "{d}");
+    let r = w.rates(d, 0).unwrap();
+    let max = r.iter().cloned().fold(0.0, f64::max);
+    assert!((max - 1000.0).abs() < 1e-6);
+}
+
+#[test]
+fn calibrated_topologies_match_the_data() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    if !data.join("microservices-ob-tt").exists() {
+        eprintln!("skipping: {} not present", data.display());
+        return;
+    }
+    for (file, derived) in graphscale_sim::calibrate::all(&data).unwrap() {
+        let bundled = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/topologies")
+                .join(&file),
+        )
+        .unwrap();
+        let bundled = AppSpec::from_json(&bundled, &file).unwrap();
+        assert_eq!(
+            bundled, derived,
+            "{file} is stale: run `graphscale calibrate`"
+        );
+    }
+    let ob = topology::builtin("online-boutique").unwrap();
+    assert_eq!(ob.services.len(), 10);
+    let pc = ob
+        .edges
+        .iter()
+        .find(|e| e.src == "frontend" && e.dst == "productcatalogservice")
+        .unwrap();
+    // 591,734 calls from 134,612 frontend requests in the trace totals: about 4.4 per request.
+    assert!((pc.ratio - 4.4).abs() < 0.2, "{}", pc.ratio);
+}
