@@ -55,7 +55,7 @@ impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0 / 1000;
         write!(f, "{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)?;
-        if self.0 % 1000 != 0 {
+        if !self.0.is_multiple_of(1000) {
             write!(f, ".{:03}", self.0 % 1000)?;
         }
         Ok(())

@@ -414,7 +414,7 @@ impl Recorder {
         self.minute.finished += fin;
         self.minute.violating += viol;
         self.minute.steps += 1;
-        if now.0 % 60_000 == 0 {
+        if now.0.is_multiple_of(60_000) {
             let m = std::mem::take(&mut self.minute);
             if m.finished > 0.0 && m.violating / m.finished > 0.05 {
                 self.violation_minutes += 1;

@@ -77,7 +77,7 @@ impl Magnitude {
     /// The magnitude of `d`.
     pub fn of(d: f64) -> Self {
         let a = d.abs();
-        if !(a >= 0.147) {
+        if a.is_nan() || a < 0.147 {
             Magnitude::Negligible
         } else if a < 0.33 {
             Magnitude::Small

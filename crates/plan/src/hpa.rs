@@ -301,8 +301,8 @@ impl Hpa {
         } else {
             let mut best: Option<u32> = None;
             let mut invalid = 0;
-            for m in self.spec.metrics.clone() {
-                match self.metric_proposal(now, w, &m) {
+            for m in &self.spec.metrics {
+                match self.metric_proposal(now, w, m) {
                     Ok((n, why)) => {
                         reasons.push(Reason::new("hpa.metric", why));
                         best = Some(best.map_or(n, |b| b.max(n)));
@@ -741,16 +741,18 @@ impl Autoscaler for HpaAutoscaler {
             .workloads
             .iter()
             .map(|w| {
-                let spec = self
-                    .specs
-                    .get(&w.name)
-                    .unwrap_or(&self.default_spec)
-                    .clone();
-                let config = self.config.clone();
-                self.controllers
-                    .entry(w.name.clone())
-                    .or_insert_with(|| Hpa::new(config, spec))
-                    .reconcile(snapshot.time, w)
+                if !self.controllers.contains_key(&w.name) {
+                    let spec = self.specs.get(&w.name).unwrap_or(&self.default_spec).clone();
+                    self.controllers.insert(w.name.clone(), Hpa::new(self.config.clone(), spec));
+                }
+                match self.controllers.get_mut(&w.name) {
+                    Some(h) => h.reconcile(snapshot.time, w),
+                    None => ScalingDecision {
+                        workload: w.name.clone(),
+                        replicas: w.spec_replicas,
+                        reasons: vec![Reason::new("hpa.internal", "no controller for the workload: hold")],
+                    },
+                }
             })
             .collect()
     }

@@ -37,6 +37,9 @@ const CPU_REQUEST_M: f64 = 200.0;
 const CPU_LIMIT_M: f64 = 500.0;
 const MEM_PER_INFLIGHT_MIB: f64 = 0.05;
 
+/// Calls on one edge in one minute: (segment, timestamp, calls).
+type MinuteCalls = (String, String, f64);
+
 fn read(path: &Path) -> Result<csv::Reader<std::fs::File>, SimError> {
     let sep = if path.extension().is_some_and(|e| e == "tsv") {
         b'\t'
@@ -190,7 +193,7 @@ pub fn microservices_app(dir: &Path, app: &str) -> Result<AppSpec, SimError> {
     for r in &edges_csv {
         let (a, b) = (r["caller"].clone(), r["callee"].clone());
         let (calls, minutes) = (num(r, "trace_calls_total"), num(r, "trace_minutes"));
-        if !(calls > 0.0 && minutes > 0.0) || !known.contains(&b) {
+        if !(calls > 0.0 && minutes > 0.0 && known.contains(&b)) {
             continue;
         }
         *rps_in.entry(b.clone()).or_default() += calls / (minutes * 60.0);
@@ -213,12 +216,12 @@ pub fn microservices_app(dir: &Path, app: &str) -> Result<AppSpec, SimError> {
         ],
     )?;
     let mut incoming: BTreeMap<(String, String, String), f64> = BTreeMap::new();
-    let mut out_calls: BTreeMap<(String, String), Vec<(String, String, f64)>> = BTreeMap::new();
+    let mut out_calls: BTreeMap<(String, String), Vec<MinuteCalls>> = BTreeMap::new();
     let mut p50: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for r in &per_min {
         let key = (r["segment"].clone(), r["timestamp"].clone());
         let calls = num(r, "calls");
-        if !(calls > 0.0) {
+        if calls.is_nan() || calls <= 0.0 {
             continue;
         }
         *incoming

@@ -154,6 +154,7 @@ pub struct Totals {
 #[derive(Debug, Clone)]
 struct Pod {
     id: u64,
+    name: String,
     node: Option<usize>,
     started: Option<Millis>,
     ready_at: Millis,
@@ -225,6 +226,7 @@ pub struct Simulator {
     rates: Vec<f64>,
     unbound: usize,
     sched_retry_at: Millis,
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl Simulator {
@@ -365,6 +367,7 @@ impl Simulator {
             rates,
             unbound: 0,
             sched_retry_at: Millis::ZERO,
+            index: app.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect(),
             app,
         };
         for s in 0..n {
@@ -504,7 +507,7 @@ impl Simulator {
             st.e2e_ms = e2e;
             st.e2e_success = success;
         }
-        if now.0 % (self.cfg.scrape_interval_s * 1000) == 0 {
+        if now.0.is_multiple_of(self.cfg.scrape_interval_s * 1000) {
             self.scrape();
         }
     }
@@ -652,6 +655,7 @@ impl Simulator {
         let sv = &mut self.svcs[s];
         sv.pods.push(Pod {
             id: sv.next_pod_id,
+            name: format!("{}-{}", self.app.services[s].name, sv.next_pod_id),
             node: None,
             started: None,
             ready_at: Millis(u64::MAX),
@@ -844,14 +848,16 @@ fn latency(
     let backlog_s = waiting as f64 / cmu;
     let svc_s = 1.0 / mu;
     let mut out = [0.0; 3];
-    for (i, q) in [0.5f64, 0.95, 0.99].iter().enumerate() {
-        let tail = 1.0 - q;
-        let w = if p_wait > tail {
-            (p_wait / tail).ln() / headroom
-        } else {
-            0.0
-        };
-        let l = base_ms + 1000.0 * (-(tail.ln()) * svc_s + w + backlog_s);
+    // (1 - q, -ln(1 - q)) for q = 0.5, 0.95, 0.99: constants, kept out of the hot loop.
+    const TAILS: [(f64, f64); 3] = [
+        (0.5, std::f64::consts::LN_2),
+        (0.05, 2.995_732_273_553_991),
+        (0.01, 4.605_170_185_988_091),
+    ];
+    let ln_p_wait = if p_wait > 0.0 { p_wait.ln() } else { f64::NEG_INFINITY };
+    for (i, &(tail, neg_ln_tail)) in TAILS.iter().enumerate() {
+        let w = if p_wait > tail { (ln_p_wait + neg_ln_tail) / headroom } else { 0.0 };
+        let l = base_ms + 1000.0 * (neg_ln_tail * svc_s + w + backlog_s);
         out[i] = l.min(timeout_ms);
     }
     // Mean time in service and in the M/M/c queue, without the backlog wait: requests held
@@ -903,7 +909,7 @@ impl MetricSource for Simulator {
                 .pods
                 .iter()
                 .map(|p| PodObservation {
-                    name: format!("{}-{}", spec.name, p.id),
+                    name: p.name.clone(),
                     phase: if p.node.is_some() {
                         PodPhase::Running
                     } else {
@@ -1022,22 +1028,11 @@ impl Actuator for Simulator {
     /// recently started ready ones.
     fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), SimError> {
         for d in decisions {
-            let s = self
-                .app
-                .services
-                .iter()
-                .position(|x| x.name == d.workload)
-                .ok_or_else(|| SimError::UnknownName {
-                    what: "workload",
-                    name: d.workload.clone(),
-                    known: self
-                        .app
-                        .services
-                        .iter()
-                        .map(|x| x.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
+            let s = *self.index.get(&d.workload).ok_or_else(|| SimError::UnknownName {
+                what: "workload",
+                name: d.workload.clone(),
+                known: self.app.services.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", "),
+            })?;
             let want = d.replicas.min(self.app.services[s].max_replicas);
             self.svcs[s].spec_replicas = want;
             let have = self.svcs[s].pods.len() as u32;

@@ -232,7 +232,7 @@ impl AppSpec {
                     format!("unknown entry service `{}`", e.service),
                 );
             }
-            if !(e.share.is_finite() && e.share > 0.0) || !seen.insert(&e.service) {
+            if !(e.share.is_finite() && e.share > 0.0 && seen.insert(&e.service)) {
                 return bad(
                     format!("entries[{}]", e.service),
                     "share must be > 0 and each service listed once".into(),

@@ -206,7 +206,7 @@ impl WorkloadSpec {
                 max_rps,
                 period_s,
             } => {
-                if !pos(*max_rps) || !(min_rps.is_finite() && *min_rps >= 0.0 && min_rps <= max_rps)
+                if !(pos(*max_rps) && min_rps.is_finite() && *min_rps >= 0.0 && min_rps <= max_rps)
                 {
                     Err(SimError::InvalidSpec {
                         field: "workload.min_rps".into(),
@@ -263,7 +263,7 @@ impl WorkloadSpec {
     pub fn rates(&self, duration_s: u64, seed: u64) -> Result<Vec<f64>, SimError> {
         self.validate()?;
         let n = duration_s as usize;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_10ad);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_10ad);
         let mut ar = Ar1::new(0.98);
         let mut out = Vec::with_capacity(n);
         match self {
