@@ -622,3 +622,99 @@ pub fn run_experiment(
         summary,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(autoscaler: &str, seed: u64, cpu: f64, viol: f64) -> RunResult {
+        RunResult {
+            app: "a".into(),
+            scenario: "s".into(),
+            autoscaler: autoscaler.into(),
+            seed,
+            duration_s: 60,
+            slo_ms: 100.0,
+            metrics: RunMetrics {
+                cpu_core_hours: cpu,
+                slo_violation_time_pct: viol,
+                ..RunMetrics::default()
+            },
+            rules: BTreeMap::new(),
+            services: vec![],
+            timeline: vec![],
+        }
+    }
+
+    #[test]
+    fn summary_compares_against_the_baseline_per_seed() {
+        let runs = vec![
+            run("hpa", 1, 10.0, 5.0),
+            run("hpa", 2, 11.0, 6.0),
+            run("hpa", 3, 12.0, 7.0),
+            run("x", 1, 20.0, 1.0),
+            run("x", 2, 21.0, 0.5),
+            run("x", 3, 22.0, 0.0),
+        ];
+        let s = summarize(&runs, "hpa");
+        assert_eq!(s.len(), 2);
+        let hpa = &s[0];
+        assert_eq!(hpa.autoscaler, "hpa");
+        assert!(hpa
+            .get("cpu_core_hours")
+            .unwrap()
+            .cliffs_delta_vs_baseline
+            .is_none());
+        let x = &s[1];
+        let cpu = x.get("cpu_core_hours").unwrap();
+        assert_eq!(cpu.values, vec![20.0, 21.0, 22.0]);
+        assert_eq!(cpu.mean, 21.0);
+        assert_eq!(cpu.cliffs_delta_vs_baseline, Some(1.0));
+        assert_eq!(cpu.magnitude, Some(Magnitude::Large));
+        assert!(cpu.ci_low >= 20.0 && cpu.ci_high <= 22.0 && cpu.ci_low < cpu.ci_high);
+        let v = x.get("slo_violation_time_pct").unwrap();
+        assert_eq!(v.cliffs_delta_vs_baseline, Some(-1.0));
+    }
+
+    #[test]
+    fn invalid_experiments_are_rejected() {
+        let e = ExperimentSpec {
+            seeds: vec![],
+            ..ExperimentSpec::default()
+        };
+        assert!(e.validate().is_err());
+        let e = ExperimentSpec {
+            autoscalers: vec!["hpa".into(), "hpa".into()],
+            ..ExperimentSpec::default()
+        };
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("appears twice"));
+        let e = ExperimentSpec {
+            scenarios: vec![ScenarioSpec::named("rush").with_duration(0)],
+            ..ExperimentSpec::default()
+        };
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("duration must be > 0"));
+    }
+
+    #[test]
+    fn the_documented_experiment_example_parses() {
+        let doc = include_str!("../../../docs/schema.md");
+        let start = doc.find("## Experiment").unwrap();
+        let block = &doc[start..];
+        let json = &block[block.find("```json").unwrap() + 7..];
+        let json = &json[..json.find("```").unwrap()];
+        let spec: ExperimentSpec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.autoscalers.len(), 3);
+        assert_eq!(spec.autoscalers[1].name(), "hpa-tuned");
+        let graph_block = &doc[doc.find("```json").unwrap() + 7..];
+        let graph_json = &graph_block[..graph_block.find("```").unwrap()];
+        graphscale_core::AppGraph::from_json(graph_json, "docs/schema.md").unwrap();
+    }
+}

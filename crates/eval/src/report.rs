@@ -212,7 +212,7 @@ fn timeline_svg(run: &RunResult) -> Result<String, String> {
             .map(|p| p.e2e_p95_ms)
             .filter(|v| v.is_finite())
             .fold(run.slo_ms, f64::max)
-            * 1.1;
+            * 1.25;
         let mut c = ChartBuilder::on(&top)
             .caption(
                 format!(

@@ -742,15 +742,23 @@ impl Autoscaler for HpaAutoscaler {
             .iter()
             .map(|w| {
                 if !self.controllers.contains_key(&w.name) {
-                    let spec = self.specs.get(&w.name).unwrap_or(&self.default_spec).clone();
-                    self.controllers.insert(w.name.clone(), Hpa::new(self.config.clone(), spec));
+                    let spec = self
+                        .specs
+                        .get(&w.name)
+                        .unwrap_or(&self.default_spec)
+                        .clone();
+                    self.controllers
+                        .insert(w.name.clone(), Hpa::new(self.config.clone(), spec));
                 }
                 match self.controllers.get_mut(&w.name) {
                     Some(h) => h.reconcile(snapshot.time, w),
                     None => ScalingDecision {
                         workload: w.name.clone(),
                         replicas: w.spec_replicas,
-                        reasons: vec![Reason::new("hpa.internal", "no controller for the workload: hold")],
+                        reasons: vec![Reason::new(
+                            "hpa.internal",
+                            "no controller for the workload: hold",
+                        )],
                     },
                 }
             })

@@ -367,7 +367,12 @@ impl Simulator {
             rates,
             unbound: 0,
             sched_retry_at: Millis::ZERO,
-            index: app.services.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect(),
+            index: app
+                .services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
             app,
         };
         for s in 0..n {
@@ -854,9 +859,17 @@ fn latency(
         (0.05, 2.995_732_273_553_991),
         (0.01, 4.605_170_185_988_091),
     ];
-    let ln_p_wait = if p_wait > 0.0 { p_wait.ln() } else { f64::NEG_INFINITY };
+    let ln_p_wait = if p_wait > 0.0 {
+        p_wait.ln()
+    } else {
+        f64::NEG_INFINITY
+    };
     for (i, &(tail, neg_ln_tail)) in TAILS.iter().enumerate() {
-        let w = if p_wait > tail { (ln_p_wait + neg_ln_tail) / headroom } else { 0.0 };
+        let w = if p_wait > tail {
+            (ln_p_wait + neg_ln_tail) / headroom
+        } else {
+            0.0
+        };
         let l = base_ms + 1000.0 * (neg_ln_tail * svc_s + w + backlog_s);
         out[i] = l.min(timeout_ms);
     }
@@ -1028,11 +1041,20 @@ impl Actuator for Simulator {
     /// recently started ready ones.
     fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), SimError> {
         for d in decisions {
-            let s = *self.index.get(&d.workload).ok_or_else(|| SimError::UnknownName {
-                what: "workload",
-                name: d.workload.clone(),
-                known: self.app.services.iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", "),
-            })?;
+            let s = *self
+                .index
+                .get(&d.workload)
+                .ok_or_else(|| SimError::UnknownName {
+                    what: "workload",
+                    name: d.workload.clone(),
+                    known: self
+                        .app
+                        .services
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
             let want = d.replicas.min(self.app.services[s].max_replicas);
             self.svcs[s].spec_replicas = want;
             let have = self.svcs[s].pods.len() as u32;

@@ -328,7 +328,7 @@ impl AppSpec {
                     .map(|i| (i, share))
             })
             .collect();
-        Ok(self.propagate(&start))
+        Ok(self.propagate(&self.flows(), &start))
     }
 
     /// Service-to-service load flow: `(from, to, ratio)`.
@@ -370,9 +370,8 @@ impl AppSpec {
         out
     }
 
-    fn propagate(&self, start: &[(usize, f64)]) -> Vec<f64> {
+    fn propagate(&self, flows: &[(usize, usize, f64)], start: &[(usize, f64)]) -> Vec<f64> {
         let n = self.services.len();
-        let flows = self.flows();
         let mut visits = vec![0.0; n];
         let mut frontier = vec![0.0; n];
         for &(i, share) in start {
@@ -383,7 +382,7 @@ impl AppSpec {
                 *v += f;
             }
             let mut next = vec![0.0; n];
-            for &(a, b, r) in &flows {
+            for &(a, b, r) in flows {
                 next[b] += frontier[a] * r;
             }
             if next.iter().sum::<f64>() < 1e-9 {
@@ -417,22 +416,7 @@ impl AppSpec {
         let mut worst: f64 = 0.0;
         for (name, _) in self.entry_shares(&g) {
             let Some(e) = idx(&name) else { continue };
-            let n = self.services.len();
-            let (mut visits, mut frontier) = (vec![0.0; n], vec![0.0; n]);
-            frontier[e] = 1.0;
-            for _ in 0..64 {
-                for (v, f) in visits.iter_mut().zip(&frontier) {
-                    *v += f;
-                }
-                let mut next = vec![0.0; n];
-                for &(a, b, r) in &calls {
-                    next[b] += frontier[a] * r;
-                }
-                if next.iter().sum::<f64>() < 1e-9 {
-                    break;
-                }
-                frontier = next;
-            }
+            let visits = self.propagate(&calls, &[(e, 1.0)]);
             worst = worst.max(visits.iter().zip(&own).map(|(v, o)| v * o).sum());
         }
         worst
