@@ -34,6 +34,7 @@
 //! ```
 
 pub mod error;
+pub mod exposition;
 pub mod graph;
 pub mod observe;
 pub mod series;

@@ -50,35 +50,11 @@ fn bucket_mid(i: usize) -> f64 {
     LO_MS * 10f64.powf((i as f64 + 0.5) / BUCKETS as f64 * DECADES)
 }
 
-/// Segments `(lo, hi, probability mass)` of the piecewise-linear latency CDF.
-fn segments(q: [f64; 3]) -> [(f64, f64, f64); 4] {
-    let (p50, p95, p99) = (
-        q[0].max(1e-3),
-        q[1].max(q[0]).max(1e-3),
-        q[2].max(q[1]).max(1e-3),
-    );
-    [
-        (0.5 * p50, p50, 0.5),
-        (p50, p95, 0.45),
-        (p95, p99, 0.04),
-        (p99, 1.3 * p99, 0.01),
-    ]
-}
+use graphscale_core::exposition::{latency_cdf, latency_segments as segments};
 
 /// Share of a step's good requests slower than `slo`.
 fn share_over(q: [f64; 3], slo: f64) -> f64 {
-    segments(q)
-        .iter()
-        .map(|&(lo, hi, m)| {
-            if slo <= lo {
-                m
-            } else if slo >= hi {
-                0.0
-            } else {
-                m * (hi - slo) / (hi - lo)
-            }
-        })
-        .sum()
+    1.0 - latency_cdf(q, slo)
 }
 
 /// Every number measured on one run.

@@ -34,6 +34,10 @@
 
 use std::collections::VecDeque;
 
+use graphscale_core::exposition::{
+    latency_cdf, latency_segments, ClusterCounters, DeploymentCounters, GroupCounters, PodCounters,
+    RequestCounters, TopicCounters, ISTIO_DURATION_BUCKETS_MS,
+};
 use graphscale_core::{
     Actuator, AppGraph, Clock, ClusterSnapshot, CpuSample, Edge, EdgeObservation, MetricSource,
     Millis, Node, NodeKind, PodObservation, PodPhase, Relation, Resources, ScalingDecision,
@@ -61,6 +65,9 @@ pub struct SimConfig {
     pub startup_jitter: f64,
     /// Seed of every random draw.
     pub seed: u64,
+    /// Keep the per-edge request counters and latency histograms that
+    /// [`Simulator::counters`] exports (for `graphscale sim serve`); default off, for speed.
+    pub exposition: bool,
 }
 
 impl Default for SimConfig {
@@ -71,6 +78,7 @@ impl Default for SimConfig {
             rate_window_s: 60,
             startup_jitter: 0.2,
             seed: 0,
+            exposition: false,
         }
     }
 }
@@ -227,6 +235,10 @@ pub struct Simulator {
     unbound: usize,
     sched_retry_at: Millis,
     index: std::collections::HashMap<String, usize>,
+    drain_consumed: Vec<Vec<u64>>,
+    edge_step: Vec<u64>,
+    req_counters: Vec<RequestCounters>,
+    req_of_edge: Vec<Option<usize>>,
 }
 
 impl Simulator {
@@ -373,8 +385,32 @@ impl Simulator {
                 .enumerate()
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
+            drain_consumed: Vec::new(),
+            edge_step: vec![0; edge_count],
+            req_counters: Vec::new(),
+            req_of_edge: vec![None; edge_count],
             app,
         };
+        sim.drain_consumed = sim.drains.iter().map(|d| vec![0; d.len()]).collect();
+        let new_counter = |source: &str, destination: &str| RequestCounters {
+            source: source.to_string(),
+            destination: destination.to_string(),
+            ok_total: 0.0,
+            error_total: 0.0,
+            duration_buckets: vec![0.0; ISTIO_DURATION_BUCKETS_MS.len()],
+            duration_sum_ms: 0.0,
+            duration_count: 0.0,
+        };
+        for &(s, _) in &sim.entries {
+            sim.req_counters
+                .push(new_counter("unknown", &sim.app.services[s].name));
+        }
+        for (ei, e) in sim.graph.edges.iter().enumerate() {
+            if e.relation == Relation::Calls {
+                sim.req_of_edge[ei] = Some(sim.req_counters.len());
+                sim.req_counters.push(new_counter(&e.src, &e.dst));
+            }
+        }
         for s in 0..n {
             let want = sim.app.services[s].initial_replicas;
             sim.svcs[s].spec_replicas = want;
@@ -512,8 +548,123 @@ impl Simulator {
             st.e2e_ms = e2e;
             st.e2e_success = success;
         }
+        if self.cfg.exposition {
+            self.update_request_counters();
+        }
         if now.0.is_multiple_of(self.cfg.scrape_interval_s * 1000) {
             self.scrape();
+        }
+    }
+
+    fn update_request_counters(&mut self) {
+        let add = |c: &mut RequestCounters, n: f64, st: &ServiceStats| {
+            let ok = n * st.e2e_success.clamp(0.0, 1.0);
+            c.ok_total += ok;
+            c.error_total += n - ok;
+            c.duration_count += ok;
+            for (i, le) in ISTIO_DURATION_BUCKETS_MS.iter().enumerate() {
+                c.duration_buckets[i] += ok * latency_cdf(st.e2e_ms, *le);
+            }
+            c.duration_sum_ms += ok
+                * latency_segments(st.e2e_ms)
+                    .iter()
+                    .map(|(lo, hi, m)| m * 0.5 * (lo + hi))
+                    .sum::<f64>();
+        };
+        for (k, &(s, _)) in self.entries.iter().enumerate() {
+            let st = &self.stats[s];
+            add(
+                &mut self.req_counters[k],
+                (st.served + st.failed) as f64,
+                st,
+            );
+        }
+        for (e, edge) in self.graph.edges.iter().enumerate() {
+            if let Some(ci) = self.req_of_edge[e] {
+                let t = self.index[&edge.dst];
+                add(
+                    &mut self.req_counters[ci],
+                    self.edge_step[e] as f64,
+                    &self.stats[t],
+                );
+                self.edge_step[e] = 0;
+            }
+        }
+    }
+
+    /// Cumulative counters as cluster exporters publish them (cAdvisor, kube-state-metrics,
+    /// Istio, kafka-exporter), for `namespace`. Request counters and histograms are kept only
+    /// with [`SimConfig::exposition`]; without it they stay at zero.
+    pub fn counters(&self, namespace: &str) -> ClusterCounters {
+        let mut pods = Vec::new();
+        let mut deployments = Vec::new();
+        for (s, sv) in self.svcs.iter().enumerate() {
+            let spec = &self.app.services[s];
+            for p in &sv.pods {
+                let mem = if p.ready {
+                    sv.mem_per_ready
+                } else {
+                    spec.memory_base_mib
+                };
+                pods.push(PodCounters {
+                    pod: p.name.clone(),
+                    deployment: spec.name.clone(),
+                    node: p.node.map(|n| self.nodes[n].spec.name.clone()),
+                    ready: p.ready,
+                    cpu_seconds_total: self.pod_cpu_counter(s, p) / 1000.0,
+                    memory_bytes: if p.node.is_some() {
+                        mem * 1_048_576.0
+                    } else {
+                        0.0
+                    },
+                    requests: spec.requests,
+                    limits: spec.limits,
+                });
+            }
+            deployments.push(DeploymentCounters {
+                name: spec.name.clone(),
+                spec_replicas: sv.spec_replicas,
+                ready_replicas: sv.ready,
+            });
+        }
+        let mut topics: Vec<TopicCounters> = self
+            .channel_names
+            .iter()
+            .map(|(name, _)| TopicCounters {
+                topic: name.clone(),
+                produced_total: 0.0,
+                producers: Vec::new(),
+                groups: Vec::new(),
+            })
+            .collect();
+        for (s, emits) in self.emits_out.iter().enumerate() {
+            for &(ch, _, e) in emits {
+                topics[ch]
+                    .producers
+                    .push((self.app.services[s].name.clone(), self.edge_total[e] as f64));
+            }
+        }
+        for (ch, slots) in self.channel_slots.iter().enumerate() {
+            if let Some(&first) = slots.first() {
+                topics[ch].produced_total = self.backlogs[first].produced as f64;
+            }
+        }
+        for (s, slots) in self.drains.iter().enumerate() {
+            for (k, &slot) in slots.iter().enumerate() {
+                let b = &self.backlogs[slot];
+                topics[b.channel].groups.push(GroupCounters {
+                    group: self.app.services[s].name.clone(),
+                    consumed_total: self.drain_consumed[s][k] as f64,
+                    lag: b.backlog as f64,
+                });
+            }
+        }
+        ClusterCounters {
+            namespace: namespace.to_string(),
+            pods,
+            deployments,
+            requests: self.req_counters.clone(),
+            topics,
         }
     }
 
@@ -538,7 +689,7 @@ impl Simulator {
             spare = (cap - served_sync as f64).max(0.0);
         }
         let mut pulled = 0u64;
-        for &slot in &self.drains[s] {
+        for (k, &slot) in self.drains[s].iter().enumerate() {
             if spare < 1.0 {
                 break;
             }
@@ -546,6 +697,7 @@ impl Simulator {
             let take = b.backlog.min(spare.floor() as u64);
             b.backlog -= take;
             b.consumed += take;
+            self.drain_consumed[s][k] += take;
             spare -= take as f64;
             pulled += take;
         }
@@ -625,6 +777,7 @@ impl Simulator {
             let k = carry.floor();
             self.edge_carry[e] = carry - k;
             self.edge_total[e] += k as u64;
+            self.edge_step[e] = k as u64;
             self.svcs[t].inflow += k as u64;
         }
         for &(ch, ratio, e) in &self.emits_out[s] {
@@ -660,7 +813,7 @@ impl Simulator {
         let sv = &mut self.svcs[s];
         sv.pods.push(Pod {
             id: sv.next_pod_id,
-            name: format!("{}-{}", self.app.services[s].name, sv.next_pod_id),
+            name: pod_name(&self.app.services[s].name, sv.next_pod_id),
             node: None,
             started: None,
             ready_at: Millis(u64::MAX),
@@ -819,6 +972,35 @@ impl Simulator {
             self.edge_ring.pop_front();
         }
     }
+}
+
+/// `<deployment>-<replicaset hash>-<suffix>`, as a Deployment names its pods: a stable
+/// 10-character hash of the deployment name and a 5-character suffix from the pod's number.
+fn pod_name(deployment: &str, id: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let base = ALPHABET.len() as u64;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in deployment.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut name = String::with_capacity(deployment.len() + 17);
+    name.push_str(deployment);
+    name.push('-');
+    let mut x = h;
+    for _ in 0..10 {
+        name.push(ALPHABET[(x % base) as usize] as char);
+        x /= base;
+    }
+    name.push('-');
+    // A bijection on 0..27^5 (1,000,003 is coprime with 27): names never repeat within a
+    // deployment for its first 14 million pods.
+    const SPACE: u64 = 27 * 27 * 27 * 27 * 27;
+    let mut y = ((id % SPACE) * 1_000_003) % SPACE;
+    for _ in 0..5 {
+        name.push(ALPHABET[(y % base) as usize] as char);
+        y /= base;
+    }
+    name
 }
 
 fn jittered(base_s: f64, jitter: f64, rng: &mut ChaCha8Rng) -> Millis {
@@ -1141,6 +1323,18 @@ mod tests {
         assert!(low[0] < low[1] && low[1] < low[2]);
         let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0);
         assert_eq!(none, [5000.0; 3]);
+    }
+
+    #[test]
+    fn pod_names_look_like_kubernetes_and_do_not_repeat() {
+        let names: std::collections::HashSet<String> =
+            (0..5000).map(|i| pod_name("cart", i)).collect();
+        assert_eq!(names.len(), 5000);
+        let n = pod_name("cart", 7);
+        let parts: Vec<&str> = n.split('-').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!((parts[0], parts[1].len(), parts[2].len()), ("cart", 10, 5));
+        assert_eq!(pod_name("cart", 7), n);
     }
 
     #[test]
