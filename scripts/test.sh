@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# The monitor's tests run a real Prometheus on loopback.
+if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then need_apt+=(prometheus); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update
-  apt-get install -y "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install the Rust toolchain (https://rustup.rs) and re-run" >&2

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: TopologyCommand,
     },
+    /// Collect node and edge series from Prometheus (or any PromQL store) into graph.json,
+    /// nodes.csv and edges.csv (docs/schema.md).
+    Collect(CollectFlags),
+    /// Discover the application graph from Prometheus telemetry or a Kiali graph file; prints JSON.
+    Discover(CollectFlags),
     /// Re-derive the bundled Online Boutique, Train Ticket and Alibaba apps from shared/data.
     Calibrate {
         /// The shared data folder.
@@ -69,6 +74,57 @@ struct DemoArgs {
     /// Number of seeds (1, 2, ...).
     #[arg(long, default_value_t = 5)]
     seeds: u64,
+}
+
+#[derive(Debug, Args)]
+struct CollectFlags {
+    /// Prometheus base URL, e.g. http://127.0.0.1:9090 (any PromQL-compatible API).
+    #[arg(long)]
+    prometheus: Option<String>,
+    /// (discover) A Kiali graph JSON file instead of Prometheus.
+    #[arg(long)]
+    kiali: Option<PathBuf>,
+    /// Collector config JSON: discovery settings, PromQL templates, client settings (docs/monitor.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kubernetes namespace (default `default`).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// (collect) How far back from --end, e.g. 6h.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    range: u64,
+    /// (collect) Step of the series, e.g. 15s.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    step: u64,
+    /// End of the range (Unix seconds); default now.
+    #[arg(long)]
+    end: Option<f64>,
+    /// Divide rates by this: the speed factor of an accelerated `sim serve`.
+    #[arg(long)]
+    time_scale: Option<f64>,
+    /// Per-request timeout, ms (default 10000).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// (collect) Output folder; (discover) output file, default stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl CollectFlags {
+    fn into_args(self) -> crate::serve::CollectArgs {
+        crate::serve::CollectArgs {
+            prometheus: self.prometheus,
+            kiali: self.kiali,
+            config: self.config,
+            namespace: self.namespace,
+            range_s: self.range,
+            step_s: self.step,
+            end: self.end,
+            time_scale: self.time_scale,
+            timeout_ms: self.timeout_ms,
+            out: self.out,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +161,35 @@ struct EvalArgs {
 
 #[derive(Debug, Subcommand)]
 enum SimCommand {
+    /// Run a simulation in real time (or --speed times faster) and serve its metrics on
+    /// /metrics with the names a real cluster has (cAdvisor, kube-state-metrics, Istio,
+    /// kafka-exporter), for Prometheus to scrape.
+    Serve {
+        /// App name or app JSON path.
+        #[arg(long, default_value = "online-boutique")]
+        app: String,
+        /// Scenario name.
+        #[arg(long, default_value = "peak")]
+        scenario: String,
+        /// Autoscaler driving the simulated cluster: hpa or static.
+        #[arg(long, default_value = "hpa")]
+        autoscaler: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+        /// Namespace label of every workload.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Simulated duration (e.g. 2h); default the scenario's own.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<u64>,
+    },
     /// Run one simulation and print its metrics.
     Run {
         /// App name or app JSON path.
@@ -197,7 +282,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => demo(a),
         Command::Eval(a) => eval(a),
+        Command::Sim {
+            command:
+                SimCommand::Serve {
+                    app,
+                    scenario,
+                    autoscaler,
+                    seed,
+                    speed,
+                    listen,
+                    namespace,
+                    duration,
+                },
+        } => crate::serve::sim_serve(crate::serve::ServeArgs {
+            app,
+            scenario,
+            autoscaler,
+            seed,
+            speed,
+            listen,
+            namespace,
+            duration,
+        }),
         Command::Sim { command } => sim(command),
+        Command::Collect(f) => crate::serve::collect_cmd(f.into_args()),
+        Command::Discover(f) => crate::serve::discover_cmd(f.into_args()),
         Command::Topology { command } => topology_cmd(command),
         Command::Calibrate { data, out } => calibrate_cmd(&data, &out),
         Command::Bench { command } => match command {
@@ -317,7 +426,10 @@ fn sim(cmd: SimCommand) -> Result<ExitCode> {
         seed,
         duration,
         series_out,
-    } = cmd;
+    } = cmd
+    else {
+        anyhow::bail!("internal: `sim serve` is dispatched elsewhere");
+    };
     let app = topology::builtin(&app)?;
     let workload = if scenario.ends_with(".csv") {
         graphscale_sim::workload::check_readable(Path::new(&scenario))?;

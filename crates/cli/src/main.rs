@@ -15,6 +15,7 @@ pub(crate) use say;
 
 mod app;
 mod bench;
+mod serve;
 
 fn main() -> ExitCode {
     let cli = app::Cli::parse();

@@ -293,3 +293,88 @@ fn help_explains_every_subcommand() {
     }
     assert!(Path::new(env!("CARGO_BIN_EXE_graphscale")).exists());
 }
+
+#[test]
+fn collect_and_discover_fail_clearly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tmp("collect");
+    fails_with(
+        &[
+            "collect",
+            "--prometheus",
+            &url,
+            "--timeout-ms",
+            "200",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["unreachable", &format!("127.0.0.1:{port}")],
+    );
+    fails_with(
+        &["collect", "--out", out.to_str().unwrap()],
+        &["--prometheus URL is required"],
+    );
+    fails_with(
+        &["discover"],
+        &["exactly one of --prometheus URL or --kiali FILE"],
+    );
+    let cfg = out.join("bad.json");
+    std::fs::write(
+        &cfg,
+        r#"{"templates": {"edge_rps": "sum(rate(istio_requests_total[$win]))"}}"#,
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "collect",
+            "--prometheus",
+            &url,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["template `edge_rps`", "unknown placeholder `$win`"],
+    );
+    std::fs::write(&cfg, r#"{"discovery": {"namespace": "x", "bogus": 1}}"#).unwrap();
+    fails_with(
+        &[
+            "collect",
+            "--prometheus",
+            &url,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "x",
+        ],
+        &["bad.json", "bogus"],
+    );
+    let kiali = out.join("kiali.json");
+    std::fs::write(
+        &kiali,
+        r#"{"elements": {"nodes": [{"data": {"id": "n1", "nodeType": "serverless"}}]}}"#,
+    )
+    .unwrap();
+    fails_with(
+        &["discover", "--kiali", kiali.to_str().unwrap()],
+        &["kiali.json", "unknown node type `serverless`"],
+    );
+    std::fs::write(
+        &kiali,
+        r#"{"elements": {"nodes": [{"data": {"id": "u", "nodeType": "unknown"}}, {"data": {"id": "a", "nodeType": "workload", "workload": "web"}},
+            {"data": {"id": "b", "nodeType": "workload", "workload": "db"}}],
+          "edges": [{"data": {"source": "u", "target": "a", "traffic": {"rates": {"http": "5"}}}},
+                    {"data": {"source": "a", "target": "b", "traffic": {"rates": {"http": "10"}}}}]}}"#,
+    )
+    .unwrap();
+    let o = run(&["discover", "--kiali", kiali.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["graph"]["edges"][0]["ratio"], 2.0);
+    assert_eq!(v["entries"]["web"], 5.0);
+}

@@ -34,9 +34,12 @@ type CounterF = Counter<f64, AtomicU64>;
 type GaugeF = Gauge<f64, AtomicU64>;
 
 /// A histogram whose buckets are already counted (the simulator integrates them).
+/// Sum, count and per-bucket (upper bound, count) of a histogram.
+type HistogramState = (f64, u64, Vec<(f64, u64)>);
+
 #[derive(Debug, Default)]
 struct FixedHistogram {
-    inner: Mutex<(f64, u64, Vec<(f64, u64)>)>,
+    inner: Mutex<HistogramState>,
 }
 
 impl TypedMetric for FixedHistogram {
@@ -75,8 +78,9 @@ pub fn render(c: &ClusterCounters) -> Result<String, std::fmt::Error> {
     let pod_ready = Family::<Labels, GaugeF>::default();
     let istio = Family::<Labels, CounterF>::default();
     let dur = Family::<Labels, FixedHistogram>::default();
-    let offset = Family::<Labels, CounterF>::default();
-    let group_offset = Family::<Labels, CounterF>::default();
+    // kafka-exporter publishes offsets as gauges.
+    let offset = Family::<Labels, GaugeF>::default();
+    let group_offset = Family::<Labels, GaugeF>::default();
     let lag = Family::<Labels, GaugeF>::default();
     let sends = Family::<Labels, CounterF>::default();
     for p in &c.pods {
@@ -158,7 +162,7 @@ pub fn render(c: &ClusterCounters) -> Result<String, std::fmt::Error> {
     for t in &c.topics {
         offset
             .get_or_create(&labels(&[("topic", &t.topic), ("partition", "0")]))
-            .inc_by(t.produced_total);
+            .set(t.produced_total);
         for (client, n) in &t.producers {
             sends
                 .get_or_create(&labels(&[("client_id", client), ("topic", &t.topic)]))
@@ -170,70 +174,70 @@ pub fn render(c: &ClusterCounters) -> Result<String, std::fmt::Error> {
                 ("partition", "0"),
                 ("consumergroup", &g.group),
             ]);
-            group_offset.get_or_create(&l).inc_by(g.consumed_total);
+            group_offset.get_or_create(&l).set(g.consumed_total);
             lag.get_or_create(&l).set(g.lag);
         }
     }
     reg.register(
         "container_cpu_usage_seconds",
-        "Cumulative CPU time consumed, seconds.",
+        "Cumulative CPU time consumed, seconds",
         cpu,
     );
     reg.register(
         "container_memory_working_set_bytes",
-        "Current working set, bytes.",
+        "Current working set, bytes",
         mem,
     );
     reg.register(
         "kube_deployment_spec_replicas",
-        "Desired pods of a deployment.",
+        "Desired pods of a deployment",
         spec,
     );
     reg.register(
         "kube_deployment_status_replicas_ready",
-        "Ready pods of a deployment.",
+        "Ready pods of a deployment",
         ready,
     );
     reg.register(
         "kube_pod_container_resource_requests",
-        "Requested resources of a container.",
+        "Requested resources of a container",
         req,
     );
     reg.register(
         "kube_pod_container_resource_limits",
-        "Resource limits of a container.",
+        "Resource limits of a container",
         lim,
     );
-    reg.register("kube_pod_info", "Information about a pod.", info);
+    reg.register("kube_pod_info", "Information about a pod", info);
     reg.register(
         "kube_pod_status_ready",
-        "Whether the pod is ready.",
+        "Whether the pod is ready",
         pod_ready,
     );
     reg.register(
         "istio_requests",
-        "Requests handled by the Istio proxy.",
+        "Requests handled by the Istio proxy",
         istio,
     );
     reg.register(
         "istio_request_duration_milliseconds",
-        "Request duration, ms.",
+        "Request duration, ms",
         dur,
     );
     reg.register(
         "kafka_topic_partition_current_offset",
-        "Current offset of a partition.",
+        "Current offset of a partition",
         offset,
     );
     reg.register(
         "kafka_consumergroup_current_offset",
-        "Current offset of a consumer group.",
+        "Current offset of a consumer group",
         group_offset,
     );
-    reg.register("kafka_consumergroup_lag", "Lag of a consumer group.", lag);
+    reg.register("kafka_consumergroup_lag", "Lag of a consumer group", lag);
     reg.register(
         "kafka_producer_record_send",
-        "Records sent by a producer client.",
+        "Records sent by a producer client",
         sends,
     );
     let mut out = String::new();
