@@ -102,7 +102,7 @@ struct CollectFlags {
     /// Divide rates by this: the speed factor of an accelerated `sim serve`.
     #[arg(long)]
     time_scale: Option<f64>,
-    /// Per-request timeout, ms (default 10000).
+    /// Per-request timeout, ms (default 120000, Prometheus' own query timeout).
     #[arg(long)]
     timeout_ms: Option<u64>,
     /// (collect) Output folder; (discover) output file, default stdout.

@@ -228,3 +228,25 @@ pub fn discover_cmd(a: CollectArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_collector_config_parses() {
+        let doc = include_str!("../../../docs/monitor.md");
+        let start = doc.find("## Collector config").unwrap();
+        let block = &doc[start..];
+        let json = &block[block.find("```json").unwrap() + 7..];
+        let json = &json[..json.find("```").unwrap()];
+        let cfg: CollectConfig = serde_json::from_str(json).unwrap();
+        let d = cfg.discovery.unwrap();
+        assert_eq!(d.namespace, "shop");
+        assert_eq!(
+            d.ignore,
+            vec![("api".to_string(), "metrics-sidecar".to_string())]
+        );
+        cfg.templates.unwrap().validate("shop").unwrap();
+    }
+}

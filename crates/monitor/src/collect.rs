@@ -38,9 +38,11 @@ pub async fn collect(
     );
     let q = |name: &str, t: &str| render(name, t, &cfg.namespace, &templates.window);
     for (i, t) in templates.nodes.iter().enumerate() {
+        let started = std::time::Instant::now();
         let result = client
             .query_range(&q(&format!("nodes[{i}]"), &t.query)?, grid)
             .await?;
+        tracing::info!(template = i, metric = %t.metric, series = result.len(), secs = started.elapsed().as_secs_f64(), "range query");
         for s in result {
             let Some(node) = s.labels.get(&t.node_label) else {
                 continue;
@@ -77,7 +79,15 @@ pub async fn collect(
             false,
         ),
     ] {
-        for s in client.query_range(&q(name, t)?, grid).await? {
+        let started = std::time::Instant::now();
+        let result = client.query_range(&q(name, t)?, grid).await?;
+        tracing::info!(
+            template = name,
+            series = result.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "range query"
+        );
+        for s in result {
             let (Some(src), Some(dst)) = (
                 s.labels.get("source_workload"),
                 s.labels.get("destination_workload"),

@@ -18,7 +18,8 @@ use crate::MonitorError;
 pub struct PromConfig {
     /// Base URL, for example `http://127.0.0.1:9090` (a path prefix such as `/prometheus` is kept).
     pub url: String,
-    /// Per-request timeout, ms; default 10,000.
+    /// Per-request timeout, ms; default 120,000, Prometheus' own default query timeout (2 min):
+    /// the client should not give up before the server does.
     pub timeout_ms: u64,
     /// Retries after a connection error, a timeout or a 5xx answer; default 3.
     pub retries: u32,
@@ -32,7 +33,7 @@ impl Default for PromConfig {
     fn default() -> Self {
         PromConfig {
             url: "http://127.0.0.1:9090".into(),
-            timeout_ms: 10_000,
+            timeout_ms: 120_000,
             retries: 3,
             backoff_ms: 200,
             max_response_bytes: 64 << 20,
