@@ -35,6 +35,7 @@
 
 pub mod error;
 pub mod exposition;
+pub mod forecast;
 pub mod graph;
 pub mod observe;
 pub mod series;
@@ -42,6 +43,7 @@ pub mod time;
 pub mod traits;
 
 pub use error::CoreError;
+pub use forecast::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
 pub use graph::{AppGraph, Edge, Node, NodeKind, Relation};
 pub use observe::{
     ClusterSnapshot, CpuSample, EdgeObservation, PodObservation, PodPhase, Reason, Resources,

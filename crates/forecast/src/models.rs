@@ -1,0 +1,268 @@
+//! Point forecasters. Quantiles come from [`crate::conformal`], so every model gets
+//! calibrated intervals the same way; a bare model answers quantile requests with an error.
+
+use augurs::ets::{trend::AutoETSTrendModel, AutoETS};
+use augurs::mstl::MSTLModel;
+use augurs::{Fit, Predict};
+use graphscale_core::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
+
+fn check(name: &str, y: &[f64], min: usize) -> Result<(), ForecastFailure> {
+    if y.len() < min {
+        return Err(ForecastFailure::new(
+            name,
+            format!("needs at least {min} points, got {}", y.len()),
+        ));
+    }
+    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+        return Err(ForecastFailure::new(
+            name,
+            format!("point {i} is not finite ({}); fill gaps first", y[i]),
+        ));
+    }
+    Ok(())
+}
+
+fn points_only(
+    name: &str,
+    point: Vec<f64>,
+    quantiles: &[f64],
+) -> Result<ForecastOutput, ForecastFailure> {
+    if !quantiles.is_empty() {
+        return Err(ForecastFailure::new(
+            name,
+            "quantiles need calibration: wrap the model in Conformal",
+        ));
+    }
+    Ok(ForecastOutput {
+        point,
+        quantiles: Vec::new(),
+    })
+}
+
+/// The last value, repeated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Persistence;
+
+struct FittedPersistence(f64);
+
+impl Forecaster for Persistence {
+    fn name(&self) -> String {
+        "persistence".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        check("persistence", y, 1)?;
+        Ok(Box::new(FittedPersistence(y[y.len() - 1])))
+    }
+}
+
+impl FittedForecaster for FittedPersistence {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        points_only("persistence", vec![self.0; horizon], q)
+    }
+}
+
+/// The value one season earlier.
+#[derive(Debug, Clone, Copy)]
+pub struct SeasonalNaive {
+    /// Season length in steps (>= 1).
+    pub period: usize,
+}
+
+struct FittedSeasonalNaive(Vec<f64>);
+
+impl Forecaster for SeasonalNaive {
+    fn name(&self) -> String {
+        "seasonal-naive".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        if self.period == 0 {
+            return Err(ForecastFailure::new(
+                "seasonal-naive",
+                "period must be >= 1",
+            ));
+        }
+        check("seasonal-naive", y, self.period)?;
+        Ok(Box::new(FittedSeasonalNaive(
+            y[y.len() - self.period..].to_vec(),
+        )))
+    }
+}
+
+impl FittedForecaster for FittedSeasonalNaive {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        let m = self.0.len();
+        points_only(
+            "seasonal-naive",
+            (0..horizon).map(|h| self.0[h % m]).collect(),
+            q,
+        )
+    }
+}
+
+/// AutoETS (Holt-Winters family; error, trend and season chosen by AICc) from augurs.
+/// With `period` of 1 or none it is non-seasonal (a damped trend is allowed). augurs' ETS
+/// keeps seasons short (up to 24 steps); longer seasons belong to [`Mstl`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ets {
+    /// Season length in steps, or `None`.
+    pub period: Option<usize>,
+}
+
+struct FittedEts(augurs::ets::FittedAutoETS);
+
+impl Forecaster for Ets {
+    fn name(&self) -> String {
+        "ets".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        let err = |e: &dyn std::fmt::Display| ForecastFailure::new("ets", e.to_string());
+        check("ets", y, 10)?;
+        let model = match self.period.filter(|p| *p > 1) {
+            Some(p) if p > 24 => {
+                return Err(ForecastFailure::new(
+                    "ets",
+                    format!("season {p} is too long for ETS (<= 24): use mstl"),
+                ))
+            }
+            Some(p) => AutoETS::new(p, "ZZZ").map_err(|e| err(&e))?,
+            None => AutoETS::non_seasonal().damped(true).map_err(|e| err(&e))?,
+        };
+        Ok(Box::new(FittedEts(model.fit(y).map_err(|e| err(&e))?)))
+    }
+}
+
+impl FittedForecaster for FittedEts {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        let f = self
+            .0
+            .predict(horizon, None)
+            .map_err(|e| ForecastFailure::new("ets", e.to_string()))?;
+        points_only("ets", f.point, q)
+    }
+}
+
+/// MSTL from augurs: seasonal components for each period (STL), an AutoETS trend on the
+/// seasonally adjusted series.
+#[derive(Debug, Clone)]
+pub struct Mstl {
+    /// Season lengths in steps (each >= 2).
+    pub periods: Vec<usize>,
+}
+
+struct FittedMstl(augurs::mstl::FittedMSTLModel);
+
+impl Forecaster for Mstl {
+    fn name(&self) -> String {
+        "mstl".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        let err = |e: &dyn std::fmt::Display| ForecastFailure::new("mstl", e.to_string());
+        if self.periods.is_empty() || self.periods.iter().any(|p| *p < 2) {
+            return Err(ForecastFailure::new(
+                "mstl",
+                "needs at least one period >= 2",
+            ));
+        }
+        let longest = self.periods.iter().copied().max().unwrap_or(2);
+        check("mstl", y, 2 * longest + 1)?;
+        let trend = AutoETS::non_seasonal().damped(true).map_err(|e| err(&e))?;
+        let model = MSTLModel::new(self.periods.clone(), AutoETSTrendModel::from(trend));
+        Ok(Box::new(FittedMstl(model.fit(y).map_err(|e| err(&e))?)))
+    }
+}
+
+impl FittedForecaster for FittedMstl {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        let f = self
+            .0
+            .predict(horizon, None)
+            .map_err(|e| ForecastFailure::new("mstl", e.to_string()))?;
+        points_only("mstl", f.point, q)
+    }
+}
+
+/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`; `period` is the season
+/// length in steps where the model uses one.
+pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, ForecastFailure> {
+    Ok(match name {
+        "persistence" => Box::new(Persistence),
+        "seasonal-naive" | "snaive" => Box::new(SeasonalNaive { period }),
+        "ets" => Box::new(Ets {
+            period: (period <= 24 && period > 1).then_some(period),
+        }),
+        "mstl" => Box::new(Mstl {
+            periods: vec![period],
+        }),
+        other => {
+            return Err(ForecastFailure::new(
+                other,
+                "unknown model (known: persistence, seasonal-naive, ets, mstl)",
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baselines_match_hand_computed_answers() {
+        let y = [3.0, 5.0, 7.0, 1.0, 2.0, 4.0];
+        assert_eq!(
+            Persistence.fit(&y).unwrap().predict(2, &[]).unwrap().point,
+            vec![4.0, 4.0]
+        );
+        let f = SeasonalNaive { period: 3 }.fit(&y).unwrap();
+        assert_eq!(
+            f.predict(5, &[]).unwrap().point,
+            vec![1.0, 2.0, 4.0, 1.0, 2.0]
+        );
+        assert!(SeasonalNaive { period: 7 }.fit(&y).is_err());
+        assert!(Persistence.fit(&[]).is_err());
+        assert!(Persistence
+            .fit(&[1.0, f64::NAN])
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("point 1"));
+        assert!(Persistence.fit(&y).unwrap().predict(1, &[0.9]).is_err());
+    }
+
+    #[test]
+    fn ets_follows_a_trend_and_mstl_a_season() {
+        // A clean line: a damped-trend ETS must continue it closely for a few steps.
+        let y: Vec<f64> = (0..60).map(|i| 10.0 + 2.0 * i as f64).collect();
+        let p = Ets { period: None }
+            .fit(&y)
+            .unwrap()
+            .predict(3, &[])
+            .unwrap()
+            .point;
+        for (h, v) in p.iter().enumerate() {
+            let want = 10.0 + 2.0 * (60 + h) as f64;
+            assert!((v - want).abs() < 2.0, "step {h}: {v} vs {want}");
+        }
+        // A pure season of 12 with a level: MSTL reproduces it.
+        let y: Vec<f64> = (0..120)
+            .map(|i| 50.0 + 10.0 * (std::f64::consts::TAU * i as f64 / 12.0).sin())
+            .collect();
+        let p = Mstl { periods: vec![12] }
+            .fit(&y)
+            .unwrap()
+            .predict(12, &[])
+            .unwrap()
+            .point;
+        for (h, v) in p.iter().enumerate() {
+            let want = 50.0 + 10.0 * (std::f64::consts::TAU * (120 + h) as f64 / 12.0).sin();
+            assert!((v - want).abs() < 1.5, "step {h}: {v} vs {want}");
+        }
+        assert!(Ets { period: Some(288) }
+            .fit(&y)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("use mstl"));
+        assert!(by_name("arima", 12).is_err());
+    }
+}
