@@ -50,6 +50,11 @@ enum Command {
     Collect(CollectFlags),
     /// Discover the application graph from Prometheus telemetry or a Kiali graph file; prints JSON.
     Discover(CollectFlags),
+    /// Forecasting: rolling-origin backtests of the forecasters on a CSV series.
+    Forecast {
+        #[command(subcommand)]
+        command: ForecastCommand,
+    },
     /// Re-derive the bundled Online Boutique, Train Ticket and Alibaba apps from shared/data.
     Calibrate {
         /// The shared data folder.
@@ -217,6 +222,66 @@ enum SimCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ForecastCommand {
+    /// Rolling-origin backtest: MAE, RMSE, sMAPE, MASE, pinball loss, interval coverage and width
+    /// per model and horizon; a table, backtest.json and backtest.html (forecast vs actual with bands).
+    Backtest {
+        /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Timestamp column (default: the first).
+        #[arg(long)]
+        time_col: Option<String>,
+        /// Value column (default: the last).
+        #[arg(long)]
+        value_col: Option<String>,
+        /// Keep rows at or after this time (unix seconds or RFC 3339 UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Keep rows before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Resample to this step (e.g. 1m, 5m).
+        #[arg(long, value_parser = parse_duration, default_value = "1m")]
+        step: u64,
+        /// How values inside one step combine: sum (counts) or mean (rates, gauges).
+        #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
+        agg: String,
+        /// Comma-separated horizons, multiples of --step (e.g. 5m,15m,30m).
+        #[arg(long, value_delimiter = ',', value_parser = parse_duration, default_value = "15m")]
+        horizon: Vec<u64>,
+        /// Training window per fit (e.g. 7d).
+        #[arg(long, value_parser = parse_duration, default_value = "7d")]
+        window: u64,
+        /// Time between forecast origins (at least the longest horizon).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        every: u64,
+        /// Comma-separated models: persistence, seasonal-naive, ets, mstl.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "persistence,seasonal-naive,ets,mstl"
+        )]
+        models: Vec<String>,
+        /// Season length in steps (default: detected on the differenced first window, else one day).
+        #[arg(long)]
+        season: Option<usize>,
+        /// Nominal coverage of the intervals.
+        #[arg(long, default_value_t = 0.9)]
+        level: f64,
+        /// Previous origins whose errors calibrate the intervals (split conformal, rolling).
+        #[arg(long, default_value_t = 100)]
+        calibration: usize,
+        /// Keep monitoring glitches (isolated spikes and drops) instead of replacing them.
+        #[arg(long)]
+        no_filter: bool,
+        /// Output folder for backtest.json and backtest.html.
+        #[arg(long, default_value = "graphscale-out/forecast")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TopologyCommand {
     /// One line per built-in app: services, edges, SLO, nominal peak.
     List,
@@ -241,6 +306,23 @@ enum BenchCommand {
             default_value = "online-boutique,random:1000"
         )]
         apps: Vec<String>,
+    },
+    /// Forecaster speed: fit + predict (horizon 30) on a 10,080-point series (one week per minute
+    /// of the WorldCup98 tournament, from 1998-06-10), median of 5 runs, one thread.
+    Forecast {
+        /// The WorldCup98 CSV.
+        #[arg(
+            long,
+            default_value = "../shared/data/worldcup98/worldcup98_requests_per_minute.csv"
+        )]
+        csv: PathBuf,
+        /// Models to time.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "persistence,seasonal-naive,ets,mstl"
+        )]
+        models: Vec<String>,
     },
 }
 
@@ -306,11 +388,50 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }),
         Command::Sim { command } => sim(command),
         Command::Collect(f) => crate::serve::collect_cmd(f.into_args()),
+        Command::Forecast {
+            command:
+                ForecastCommand::Backtest {
+                    csv,
+                    time_col,
+                    value_col,
+                    from,
+                    to,
+                    step,
+                    agg,
+                    horizon,
+                    window,
+                    every,
+                    models,
+                    season,
+                    level,
+                    calibration,
+                    no_filter,
+                    out,
+                },
+        } => crate::forecast::backtest_cmd(crate::forecast::BacktestArgs {
+            csv,
+            time_col,
+            value_col,
+            from,
+            to,
+            step_s: step,
+            sum: agg == "sum",
+            horizons_s: horizon,
+            window_s: window,
+            every_s: every,
+            models,
+            season,
+            level,
+            calibration,
+            filter: !no_filter,
+            out,
+        }),
         Command::Discover(f) => crate::serve::discover_cmd(f.into_args()),
         Command::Topology { command } => topology_cmd(command),
         Command::Calibrate { data, out } => calibrate_cmd(&data, &out),
         Command::Bench { command } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
+            BenchCommand::Forecast { csv, models } => crate::bench::forecast(&csv, &models),
         },
     }
 }

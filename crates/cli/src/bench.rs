@@ -63,3 +63,49 @@ pub fn sim(seconds: u64, apps: &[String]) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `graphscale bench forecast`: fit + predict time per model on one week per minute.
+pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("{}: {e}", csv.display()))?;
+    let (t, v) = graphscale_sim::workload::parse_series_csv(
+        &text,
+        &csv.display().to_string(),
+        Some("unix_ts"),
+        Some("requests"),
+    )?;
+    let from = graphscale_sim::workload::parse_time("1998-06-10T00:00:00Z").unwrap_or(0.0);
+    let start = t.iter().position(|x| *x >= from).unwrap_or(0);
+    let y: Vec<f64> = v[start..].iter().take(10_080).copied().collect();
+    anyhow::ensure!(
+        y.len() == 10_080,
+        "{}: fewer than 10,080 points after 1998-06-10",
+        csv.display()
+    );
+    crate::say!("| model | season | points | fit + predict (30 steps), median of 5, ms |")?;
+    crate::say!("|---|---:|---:|---:|")?;
+    for name in models {
+        let model = graphscale_forecast::models::by_name(name, 1440)?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            let f = model.fit(&y)?;
+            let p = f.predict(30, &[])?;
+            anyhow::ensure!(p.point.len() == 30, "{name}: short forecast");
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        let season = if name == "ets" {
+            "none (ETS keeps seasons <= 24)".to_string()
+        } else {
+            "1440".to_string()
+        };
+        let season = if name == "persistence" {
+            "-".to_string()
+        } else {
+            season
+        };
+        crate::say!("| {name} | {season} | {} | {:.2} |", y.len(), times[2])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

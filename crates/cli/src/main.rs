@@ -15,6 +15,7 @@ pub(crate) use say;
 
 mod app;
 mod bench;
+mod forecast;
 mod serve;
 
 fn main() -> ExitCode {

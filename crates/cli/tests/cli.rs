@@ -378,3 +378,84 @@ fn collect_and_discover_fail_clearly() {
     assert_eq!(v["graph"]["edges"][0]["ratio"], 2.0);
     assert_eq!(v["entries"]["web"], 5.0);
 }
+
+#[test]
+fn forecast_backtest_end_to_end_and_bad_input() {
+    let out = tmp("forecast");
+    // Three days of a daily wave with noise-free structure, per minute.
+    let mut csv = String::from("ts,requests\n");
+    for i in 0..(3 * 1440) {
+        let v = 1000.0 + 500.0 * (std::f64::consts::TAU * i as f64 / 1440.0).sin() + (i % 7) as f64;
+        csv.push_str(&format!("{},{v}\n", 1_000_000_020 + 60 * i));
+    }
+    let f = out.join("load.csv");
+    std::fs::write(&f, &csv).unwrap();
+    let o = run(&[
+        "forecast",
+        "backtest",
+        "--csv",
+        f.to_str().unwrap(),
+        "--step",
+        "5m",
+        "--agg",
+        "sum",
+        "--horizon",
+        "5m,15m",
+        "--window",
+        "1d",
+        "--every",
+        "30m",
+        "--season",
+        "288",
+        "--models",
+        "persistence,seasonal-naive",
+        "--calibration",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("backtest.json")).unwrap()).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let mase = |m: usize, h: usize| results[m]["scores"][h]["mase"].as_f64().unwrap();
+    // On a clean daily wave the seasonal naive forecast beats persistence.
+    assert!(mase(1, 1) < mase(0, 1), "{} vs {}", mase(1, 1), mase(0, 1));
+    assert!(std::fs::read_to_string(out.join("backtest.html"))
+        .unwrap()
+        .contains("<svg"));
+    let bad = |args: &[&str], needles: &[&str]| {
+        let mut a = vec![
+            "forecast",
+            "backtest",
+            "--csv",
+            f.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(args);
+        fails_with(&a, needles);
+    };
+    bad(
+        &["--horizon", "7m", "--step", "5m"],
+        &["--horizon", "multiple of --step"],
+    );
+    bad(&["--models", "prophet9"], &["prophet9", "unknown model"]);
+    bad(&["--window", "30d"], &["needs at least"]);
+    bad(&["--from", "tomorrow"], &["--from `tomorrow`"]);
+    bad(&["--level", "1.5"], &["--level must be in (0, 1)"]);
+    let short = out.join("short.csv");
+    std::fs::write(&short, "ts,requests\n1,1\n").unwrap();
+    fails_with(
+        &[
+            "forecast",
+            "backtest",
+            "--csv",
+            short.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["short.csv", "at least 2 data rows"],
+    );
+}

@@ -480,7 +480,7 @@ pub fn parse_series_csv(
 }
 
 /// Unix seconds, or `YYYY-MM-DDTHH:MM:SSZ` / `YYYY-MM-DD HH:MM:SS` in UTC.
-fn parse_time(s: &str) -> Option<f64> {
+pub fn parse_time(s: &str) -> Option<f64> {
     if let Ok(v) = s.parse::<f64>() {
         return v.is_finite().then_some(v);
     }
