@@ -272,6 +272,10 @@ enum ForecastCommand {
         /// Previous origins whose errors calibrate the intervals (split conformal, rolling).
         #[arg(long, default_value_t = 100)]
         calibration: usize,
+        /// Locally scaled intervals: divide calibration errors by the mean absolute one-step
+        /// change over this many recent steps (0 = plain split conformal).
+        #[arg(long, default_value_t = 12)]
+        scale_window: usize,
         /// Keep monitoring glitches (isolated spikes and drops) instead of replacing them.
         #[arg(long)]
         no_filter: bool,
@@ -405,6 +409,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     season,
                     level,
                     calibration,
+                    scale_window,
                     no_filter,
                     out,
                 },
@@ -423,6 +428,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             season,
             level,
             calibration,
+            scale_window,
             filter: !no_filter,
             out,
         }),

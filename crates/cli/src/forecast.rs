@@ -29,6 +29,7 @@ pub struct BacktestArgs {
     pub season: Option<usize>,
     pub level: f64,
     pub calibration: usize,
+    pub scale_window: usize,
     pub filter: bool,
     pub out: PathBuf,
 }
@@ -137,6 +138,7 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
         calibration: a.calibration.max(1),
         min_calibration: 20.min(a.calibration.max(1)),
         keep_last: 6,
+        scale_window: a.scale_window,
     };
     let models = a
         .models

@@ -39,6 +39,12 @@ pub struct BacktestConfig {
     pub min_calibration: usize,
     /// How many origins to keep forecasts of, for plots (the last ones).
     pub keep_last: usize,
+    /// Locally scaled conformal intervals: errors are divided by the mean absolute one-step
+    /// change over the last `scale_window` steps of their origin's training data, and the
+    /// interval is that quantile times the current origin's scale, so intervals narrow when the
+    /// series calms down. 0 = plain (unscaled) split conformal.
+    #[serde(default)]
+    pub scale_window: usize,
 }
 
 impl BacktestConfig {
@@ -182,6 +188,21 @@ pub fn backtest(
         let train = &y[origin - cfg.window..origin];
         let scale =
             train.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (train.len() - 1) as f64;
+        let local = if cfg.scale_window >= 1 {
+            let recent = &train[train.len().saturating_sub(cfg.scale_window + 1)..];
+            let s = recent.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>()
+                / (recent.len().max(2) - 1) as f64;
+            // Never zero: fall back to the window's scale, then to 1.
+            if s > 0.0 {
+                s
+            } else if scale > 0.0 {
+                scale
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
         let result = model.fit(train).and_then(|f| f.predict(h, &[]));
         match result {
             Err(e) => {
@@ -203,8 +224,8 @@ pub fn backtest(
                         }
                         let past = &errors[s][errors[s].len().saturating_sub(cfg.calibration)..];
                         Some((
-                            p.point[s] + conformal_quantile(past, lo_tau).unwrap_or(0.0),
-                            p.point[s] + conformal_quantile(past, hi_tau).unwrap_or(0.0),
+                            p.point[s] + local * conformal_quantile(past, lo_tau).unwrap_or(0.0),
+                            p.point[s] + local * conformal_quantile(past, hi_tau).unwrap_or(0.0),
                         ))
                     })
                     .collect();
@@ -234,7 +255,7 @@ pub fn backtest(
                     }
                 }
                 for (s, errs) in errors.iter_mut().enumerate() {
-                    errs.push(y[origin + s] - p.point[s]);
+                    errs.push((y[origin + s] - p.point[s]) / local);
                 }
                 forecasts.push(fc);
                 if forecasts.len() > cfg.keep_last {
@@ -285,6 +306,7 @@ mod tests {
             calibration: 60,
             min_calibration: 2,
             keep_last: 3,
+            scale_window: 0,
         }
     }
 
@@ -315,6 +337,32 @@ mod tests {
         assert!(r.scores.iter().all(|s| s.mae == 0.0 && s.n > 20));
         let p = backtest(&Persistence, &y, &cfg(30, 5, vec![1, 5])).unwrap();
         assert!(p.scores[0].mase > 0.5);
+    }
+
+    #[test]
+    fn local_scaling_narrows_intervals_in_calm_periods() {
+        // Volatile first half (steps of +/- 50), calm second half (+/- 1): plain conformal keeps
+        // the wide intervals; scaled conformal narrows them once the series calms down.
+        let y: Vec<f64> = (0..400)
+            .map(|i| {
+                1000.0
+                    + if (i / 2) % 2 == 0 { 1.0 } else { -1.0 } * if i < 200 { 50.0 } else { 1.0 }
+            })
+            .collect();
+        let mut c = cfg(20, 1, vec![1]);
+        c.min_calibration = 20;
+        c.calibration = 400;
+        c.keep_last = 1;
+        let plain = backtest(&Persistence, &y, &c).unwrap();
+        c.scale_window = 4;
+        let scaled = backtest(&Persistence, &y, &c).unwrap();
+        let last_width = |r: &ModelBacktest| r.forecasts[0].upper[0] - r.forecasts[0].lower[0];
+        assert!(
+            last_width(&scaled) < last_width(&plain) / 5.0,
+            "{} vs {}",
+            last_width(&scaled),
+            last_width(&plain)
+        );
     }
 
     #[test]
