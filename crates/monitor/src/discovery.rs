@@ -81,6 +81,21 @@ pub struct EdgeFeatures {
     pub backlog: Option<f64>,
 }
 
+impl EdgeFeatures {
+    /// An edge with no measured features yet.
+    pub fn bare(src: &str, dst: &str, relation: Relation) -> Self {
+        EdgeFeatures {
+            src: src.to_string(),
+            dst: dst.to_string(),
+            relation,
+            rps: None,
+            latency_p95_ms: None,
+            error_rate: None,
+            backlog: None,
+        }
+    }
+}
+
 /// A discovered graph with its edge features and entry rates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiscoveredGraph {
@@ -244,15 +259,7 @@ pub async fn discover(
                 b.node(client_id, NodeKind::Service);
                 b.edge(
                     Edge::new(client_id, t, prod_rel, 1.0),
-                    EdgeFeatures {
-                        src: client_id.into(),
-                        dst: t.into(),
-                        relation: prod_rel,
-                        rps: None,
-                        latency_p95_ms: None,
-                        error_rate: None,
-                        backlog: None,
-                    },
+                    EdgeFeatures::bare(client_id, t, prod_rel),
                 );
             }
         }
@@ -261,13 +268,8 @@ pub async fn discover(
             b.edge(
                 Edge::new(g, t, cons_rel, 1.0),
                 EdgeFeatures {
-                    src: g.into(),
-                    dst: t.into(),
-                    relation: cons_rel,
-                    rps: None,
-                    latency_p95_ms: None,
-                    error_rate: None,
                     backlog: Some(lag),
+                    ..EdgeFeatures::bare(g, t, cons_rel)
                 },
             );
         }
@@ -286,15 +288,7 @@ pub async fn discover(
         b.node(node, NodeKind::ClusterNode);
         b.edge(
             Edge::new(deployment, node, Relation::RunsOn, 1.0),
-            EdgeFeatures {
-                src: deployment.into(),
-                dst: node.into(),
-                relation: Relation::RunsOn,
-                rps: None,
-                latency_p95_ms: None,
-                error_rate: None,
-                backlog: None,
-            },
+            EdgeFeatures::bare(deployment, node, Relation::RunsOn),
         );
     }
     b.finish(
@@ -352,15 +346,7 @@ impl Builder {
             let (sk, dk) = e.relation.endpoint_kinds();
             self.node(&e.src, sk);
             self.node(&e.dst, dk);
-            let f = EdgeFeatures {
-                src: e.src.clone(),
-                dst: e.dst.clone(),
-                relation: e.relation,
-                rps: None,
-                latency_p95_ms: None,
-                error_rate: None,
-                backlog: None,
-            };
+            let f = EdgeFeatures::bare(&e.src, &e.dst, e.relation);
             self.edge(e.clone(), f);
         }
         self.edges

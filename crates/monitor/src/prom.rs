@@ -176,6 +176,20 @@ impl PromClient {
         &self.cfg
     }
 
+    fn transport_error(&self, url: &str, e: reqwest::Error) -> MonitorError {
+        if e.is_timeout() {
+            MonitorError::Timeout {
+                url: url.to_string(),
+                after_ms: self.cfg.timeout_ms,
+            }
+        } else {
+            MonitorError::Unreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            }
+        }
+    }
+
     async fn get_once(
         &self,
         path: &str,
@@ -188,19 +202,7 @@ impl PromClient {
             .query(params)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    MonitorError::Timeout {
-                        url: url.clone(),
-                        after_ms: self.cfg.timeout_ms,
-                    }
-                } else {
-                    MonitorError::Unreachable {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    }
-                }
-            })?;
+            .map_err(|e| self.transport_error(&url, e))?;
         let status = resp.status();
         if let Some(len) = resp.content_length() {
             if len as usize > self.cfg.max_response_bytes {
@@ -213,19 +215,10 @@ impl PromClient {
         let mut resp = resp;
         let mut body = Vec::new();
         loop {
-            let chunk = resp.chunk().await.map_err(|e| {
-                if e.is_timeout() {
-                    MonitorError::Timeout {
-                        url: url.clone(),
-                        after_ms: self.cfg.timeout_ms,
-                    }
-                } else {
-                    MonitorError::Unreachable {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    }
-                }
-            })?;
+            let chunk = resp
+                .chunk()
+                .await
+                .map_err(|e| self.transport_error(&url, e))?;
             let Some(chunk) = chunk else { break };
             if body.len() + chunk.len() > self.cfg.max_response_bytes {
                 return Err(MonitorError::TooLarge {
