@@ -223,6 +223,61 @@ enum SimCommand {
 
 #[derive(Debug, Subcommand)]
 enum ForecastCommand {
+    /// Fit one model (with split-conformal calibration) to a CSV series and save a checkpoint:
+    /// FILE.safetensors with the manifest in its header, and FILE.safetensors.json.
+    Fit {
+        /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
+        #[arg(long)]
+        csv: PathBuf,
+        /// Timestamp column (default: the first).
+        #[arg(long)]
+        time_col: Option<String>,
+        /// Value column (default: the last).
+        #[arg(long)]
+        value_col: Option<String>,
+        /// Keep rows at or after this time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Keep rows before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Resample to this step.
+        #[arg(long, value_parser = parse_duration, default_value = "1m")]
+        step: u64,
+        /// sum (counts) or mean (rates, gauges).
+        #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
+        agg: String,
+        /// persistence, seasonal-naive, ets or mstl.
+        #[arg(long, default_value = "ets")]
+        model: String,
+        /// Season length in steps.
+        #[arg(long, default_value_t = 1440)]
+        season: usize,
+        /// Longest horizon the intervals are calibrated for.
+        #[arg(long, value_parser = parse_duration, default_value = "30m")]
+        max_horizon: u64,
+        /// Keep monitoring glitches instead of replacing them.
+        #[arg(long)]
+        no_filter: bool,
+        /// Checkpoint file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Forecast from a checkpoint: one row per step after its training data.
+    Predict {
+        /// Checkpoint written by `forecast fit`.
+        #[arg(long)]
+        model: PathBuf,
+        /// How far ahead (a multiple of the model's step).
+        #[arg(long, value_parser = parse_duration, default_value = "15m")]
+        horizon: u64,
+        /// Comma-separated quantile levels in (0, 1).
+        #[arg(long, value_delimiter = ',', default_value = "0.05,0.5,0.95")]
+        quantiles: Vec<f64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rolling-origin backtest: MAE, RMSE, sMAPE, MASE, pinball loss, interval coverage and width
     /// per model and horizon; a table, backtest.json and backtest.html (forecast vs actual with bands).
     Backtest {
@@ -392,6 +447,47 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }),
         Command::Sim { command } => sim(command),
         Command::Collect(f) => crate::serve::collect_cmd(f.into_args()),
+        Command::Forecast {
+            command:
+                ForecastCommand::Fit {
+                    csv,
+                    time_col,
+                    value_col,
+                    from,
+                    to,
+                    step,
+                    agg,
+                    model,
+                    season,
+                    max_horizon,
+                    no_filter,
+                    out,
+                },
+        } => crate::forecast::fit_cmd(crate::forecast::FitArgs {
+            series: crate::forecast::SeriesArgs {
+                csv,
+                time_col,
+                value_col,
+                from,
+                to,
+                step_s: step,
+                sum: agg == "sum",
+                filter: !no_filter,
+            },
+            model,
+            season,
+            max_horizon_s: max_horizon,
+            out,
+        }),
+        Command::Forecast {
+            command:
+                ForecastCommand::Predict {
+                    model,
+                    horizon,
+                    quantiles,
+                    json,
+                },
+        } => crate::forecast::predict_cmd(&model, horizon, &quantiles, json),
         Command::Forecast {
             command:
                 ForecastCommand::Backtest {

@@ -459,3 +459,86 @@ fn forecast_backtest_end_to_end_and_bad_input() {
         &["short.csv", "at least 2 data rows"],
     );
 }
+
+#[test]
+fn forecast_fit_then_predict_and_bad_checkpoints() {
+    let out = tmp("fit");
+    let mut csv = String::from("ts,rps\n");
+    for i in 0..600 {
+        csv.push_str(&format!(
+            "{},{}\n",
+            1_000_000_000 + 60 * i,
+            50.0 + (i % 24) as f64
+        ));
+    }
+    let f = out.join("s.csv");
+    std::fs::write(&f, &csv).unwrap();
+    let ck = out.join("m.safetensors");
+    let o = run(&[
+        "forecast",
+        "fit",
+        "--csv",
+        f.to_str().unwrap(),
+        "--model",
+        "seasonal-naive",
+        "--season",
+        "24",
+        "--max-horizon",
+        "5m",
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "forecast",
+        "predict",
+        "--model",
+        ck.to_str().unwrap(),
+        "--horizon",
+        "3m",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The series ends at i = 599 (599 % 24 = 23): the next three values repeat i % 24 = 0, 1, 2.
+    // Buckets are labelled by their start: 1e9 is not a multiple of 60, so the grid starts at
+    // 999,999,960 and the first forecast is for 600 steps later.
+    assert_eq!(rows[0]["unix"], 999_999_960.0 + 60.0 * 600.0);
+    assert_eq!(rows[0]["point"], 50.0);
+    assert_eq!(rows[2]["point"], 52.0);
+    assert_eq!(
+        rows[1]["q0.5"], 51.0,
+        "a perfect seasonal fit has zero calibration error"
+    );
+    fails_with(
+        &[
+            "forecast",
+            "predict",
+            "--model",
+            ck.to_str().unwrap(),
+            "--horizon",
+            "10m",
+        ],
+        &["calibrated for up to 5 steps"],
+    );
+    let manifest = std::fs::read_to_string(out.join("m.safetensors.json")).unwrap();
+    assert!(manifest.contains("\"kind\": \"seasonal-naive\""));
+    std::fs::write(&ck, b"garbage").unwrap();
+    fails_with(
+        &["forecast", "predict", "--model", ck.to_str().unwrap()],
+        &["m.safetensors", "not a safetensors file"],
+    );
+    fails_with(
+        &[
+            "forecast",
+            "fit",
+            "--csv",
+            f.to_str().unwrap(),
+            "--model",
+            "arima",
+            "--out",
+            ck.to_str().unwrap(),
+        ],
+        &["arima", "unknown model"],
+    );
+}

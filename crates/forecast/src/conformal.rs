@@ -27,6 +27,9 @@ pub fn conformal_quantile(errors: &[f64], tau: f64) -> Option<f64> {
     Some(e[idx])
 }
 
+/// A fitted model and its calibration errors per step ahead.
+pub type FittedWithErrors = (Box<dyn FittedForecaster>, Vec<Vec<f64>>);
+
 /// Wraps a model with split-conformal quantiles.
 pub struct Conformal {
     /// The point model.
@@ -57,12 +60,18 @@ impl Conformal {
     }
 }
 
-impl Forecaster for Conformal {
-    fn name(&self) -> String {
-        self.inner.name()
+impl Conformal {
+    /// Fits and also returns the calibration errors per step ahead (for checkpoints).
+    pub fn fit_with_errors(&self, y: &[f64]) -> Result<FittedWithErrors, ForecastFailure> {
+        let errors = self.calibration_errors(y)?;
+        let fitted = self.inner.fit(y)?;
+        Ok((
+            from_parts(self.inner.name(), fitted, errors.clone()),
+            errors,
+        ))
     }
 
-    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+    fn calibration_errors(&self, y: &[f64]) -> Result<Vec<Vec<f64>>, ForecastFailure> {
         let name = self.inner.name();
         let h = self.max_horizon.max(1);
         let n = y.len();
@@ -87,11 +96,30 @@ impl Forecaster for Conformal {
                 errs.push(y[o + step] - p.point[step]);
             }
         }
-        Ok(Box::new(FittedConformal {
-            name,
-            inner: self.inner.fit(y)?,
-            errors,
-        }))
+        Ok(errors)
+    }
+}
+
+/// A fitted model with its calibration errors (per step ahead): how a checkpoint is restored.
+pub fn from_parts(
+    name: String,
+    inner: Box<dyn FittedForecaster>,
+    errors: Vec<Vec<f64>>,
+) -> Box<dyn FittedForecaster> {
+    Box::new(FittedConformal {
+        name,
+        inner,
+        errors,
+    })
+}
+
+impl Forecaster for Conformal {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        Ok(self.fit_with_errors(y)?.0)
     }
 }
 

@@ -7,6 +7,7 @@
 //!   real flash crowds, season detection on the differenced series;
 //! - [`models`]: persistence, seasonal naive, AutoETS and MSTL (from augurs);
 //! - [`conformal`]: split-conformal quantiles for any model;
+//! - [`checkpoint`]: fitted models saved as safetensors with a JSON manifest;
 //! - [`backtest`]: rolling-origin backtests with MAE, RMSE, sMAPE, MASE, pinball loss and
 //!   interval coverage and width per model and horizon.
 //!
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod backtest;
+pub mod checkpoint;
 pub mod conformal;
 pub mod models;
 pub mod preprocess;
@@ -40,4 +42,12 @@ pub enum ForecastError {
     /// A model failed.
     #[error(transparent)]
     Model(#[from] graphscale_core::ForecastFailure),
+    /// A checkpoint could not be read or written.
+    #[error("{path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
