@@ -24,5 +24,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p graphscale-forecast --all-targets --features prophet --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== cargo test -p graphscale-forecast --features prophet (Prophet, WASM Stan model)"
+cargo test -p graphscale-forecast --features prophet --locked

@@ -247,7 +247,7 @@ enum ForecastCommand {
         /// sum (counts) or mean (rates, gauges).
         #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
         agg: String,
-        /// persistence, seasonal-naive, ets or mstl.
+        /// persistence, seasonal-naive, ets, mstl or prophet (with the `prophet` feature).
         #[arg(long, default_value = "ets")]
         model: String,
         /// Season length in steps.
@@ -311,7 +311,7 @@ enum ForecastCommand {
         /// Time between forecast origins (at least the longest horizon).
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         every: u64,
-        /// Comma-separated models: persistence, seasonal-naive, ets, mstl.
+        /// Comma-separated models: persistence, seasonal-naive, ets, mstl, prophet (with the `prophet` feature).
         #[arg(
             long,
             value_delimiter = ',',

@@ -85,7 +85,7 @@ pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
     crate::say!("| model | season | points | fit + predict (30 steps), median of 5, ms |")?;
     crate::say!("|---|---:|---:|---:|")?;
     for name in models {
-        let model = graphscale_forecast::models::by_name(name, 1440)?;
+        let model = graphscale_forecast::models::by_name_with_step(name, 1440, 60)?;
         let mut times = Vec::new();
         for _ in 0..5 {
             let start = Instant::now();

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use graphscale_forecast::backtest::{backtest, BacktestConfig, ModelBacktest};
 use graphscale_forecast::checkpoint::Checkpoint;
-use graphscale_forecast::models::by_name;
+use graphscale_forecast::models::by_name_with_step;
 use graphscale_forecast::preprocess::{
     detect_season, fill_gaps, filter_glitches, resample, Aggregate,
 };
@@ -246,7 +246,7 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
     let models = a
         .models
         .iter()
-        .map(|m| by_name(m, season))
+        .map(|m| by_name_with_step(m, season, a.step_s))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     // One thread per model, two at a time on this size of machine.
     let mut results: Vec<Option<Result<ModelBacktest, graphscale_forecast::ForecastError>>> =

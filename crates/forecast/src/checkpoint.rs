@@ -19,7 +19,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::conformal::{from_parts, Conformal};
-use crate::models::by_name;
+use crate::models::by_name_with_step;
 use crate::ForecastError;
 
 /// The format name in every manifest.
@@ -89,7 +89,7 @@ impl Checkpoint {
         start_unix: f64,
         max_horizon: usize,
     ) -> Result<(Self, Box<dyn FittedForecaster>), ForecastError> {
-        let model = Conformal::new(by_name(kind, season)?, max_horizon);
+        let model = Conformal::new(by_name_with_step(kind, season, step_s)?, max_horizon);
         let (fitted, errors) = model.fit_with_errors(series)?;
         let n = series.len() as f64;
         let mean = series.iter().sum::<f64>() / n;
@@ -97,7 +97,7 @@ impl Checkpoint {
         let manifest = Manifest {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
-            kind: by_name(kind, season)?.name(),
+            kind: by_name_with_step(kind, season, step_s)?.name(),
             season,
             max_horizon,
             calibration_origins: model.origins,
@@ -129,7 +129,12 @@ impl Checkpoint {
 
     /// Restores the fitted model.
     pub fn restore(&self) -> Result<Box<dyn FittedForecaster>, ForecastError> {
-        let inner = by_name(&self.manifest.kind, self.manifest.season)?.fit(&self.series)?;
+        let inner = by_name_with_step(
+            &self.manifest.kind,
+            self.manifest.season,
+            self.manifest.step_s,
+        )?
+        .fit(&self.series)?;
         Ok(from_parts(
             self.manifest.kind.clone(),
             inner,
@@ -216,7 +221,8 @@ impl Checkpoint {
         }
         let manifest: Manifest =
             serde_json::from_value(raw).map_err(|e| err(format!("manifest: {e}")))?;
-        by_name(&manifest.kind, manifest.season).map_err(|e| err(format!("model kind: {e}")))?;
+        by_name_with_step(&manifest.kind, manifest.season, manifest.step_s)
+            .map_err(|e| err(format!("model kind: {e}")))?;
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f64>, ForecastError> {
             let t = st
                 .tensor(name)

@@ -181,6 +181,99 @@ impl FittedForecaster for FittedMstl {
     }
 }
 
+/// Prophet from augurs, optimised by its Stan model compiled to WebAssembly (offline). The
+/// series is placed on a time axis of `step_s` seconds per point; Prophet picks its daily and
+/// weekly seasonalities from that axis. Built with the `prophet` feature.
+#[cfg(feature = "prophet")]
+#[derive(Debug, Clone)]
+pub struct Prophet {
+    /// Seconds per step.
+    pub step_s: u64,
+    /// The compiled Stan model, built once (its set-up is the expensive part) and cloned per fit.
+    optimizer: augurs::prophet::wasmstan::WasmstanOptimizer,
+}
+
+#[cfg(feature = "prophet")]
+impl Prophet {
+    /// A Prophet model for steps of `step_s` seconds.
+    pub fn new(step_s: u64) -> Self {
+        Prophet {
+            step_s,
+            optimizer: augurs::prophet::wasmstan::WasmstanOptimizer::new(),
+        }
+    }
+}
+
+#[cfg(feature = "prophet")]
+struct FittedProphet {
+    model: augurs::prophet::Prophet<augurs::prophet::wasmstan::WasmstanOptimizer>,
+    n: usize,
+    step_s: i64,
+}
+
+#[cfg(feature = "prophet")]
+impl Forecaster for Prophet {
+    fn name(&self) -> String {
+        "prophet".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        use augurs::prophet::TrainingData;
+        let err = |e: &dyn std::fmt::Display| ForecastFailure::new("prophet", e.to_string());
+        check("prophet", y, 3)?;
+        if self.step_s == 0 {
+            return Err(ForecastFailure::new("prophet", "step_s must be > 0"));
+        }
+        let step = self.step_s as i64;
+        let ds: Vec<i64> = (0..y.len() as i64).map(|i| i * step).collect();
+        let data = TrainingData::new(ds, y.to_vec()).map_err(|e| err(&e))?;
+        let mut model = augurs::prophet::Prophet::new(Default::default(), self.optimizer.clone());
+        model.fit(data, Default::default()).map_err(|e| err(&e))?;
+        Ok(Box::new(FittedProphet {
+            model,
+            n: y.len(),
+            step_s: step,
+        }))
+    }
+}
+
+#[cfg(feature = "prophet")]
+impl FittedForecaster for FittedProphet {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        use augurs::prophet::PredictionData;
+        let ds: Vec<i64> = (0..horizon as i64)
+            .map(|h| (self.n as i64 + h) * self.step_s)
+            .collect();
+        let p = self
+            .model
+            .predict(PredictionData::new(ds))
+            .map_err(|e| ForecastFailure::new("prophet", e.to_string()))?;
+        points_only("prophet", p.yhat.point, q)
+    }
+}
+
+/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`, and `prophet` when built
+/// with the `prophet` feature (it uses `step_s`); `period` is the season length in steps where
+/// the model uses one.
+pub fn by_name_with_step(
+    name: &str,
+    period: usize,
+    step_s: u64,
+) -> Result<Box<dyn Forecaster>, ForecastFailure> {
+    if name == "prophet" {
+        #[cfg(feature = "prophet")]
+        return Ok(Box::new(Prophet::new(step_s)));
+        #[cfg(not(feature = "prophet"))]
+        {
+            let _ = step_s;
+            return Err(ForecastFailure::new(
+                "prophet",
+                "this build has no Prophet: build with `--features prophet` (it adds wasmtime)",
+            ));
+        }
+    }
+    by_name(name, period)
+}
+
 /// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`; `period` is the season
 /// length in steps where the model uses one.
 pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, ForecastFailure> {
@@ -196,7 +289,7 @@ pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, Forecas
         other => {
             return Err(ForecastFailure::new(
                 other,
-                "unknown model (known: persistence, seasonal-naive, ets, mstl)",
+                "unknown model (known: persistence, seasonal-naive, ets, mstl, prophet)",
             ))
         }
     })
@@ -264,5 +357,37 @@ mod tests {
             .to_string()
             .contains("use mstl"));
         assert!(by_name("arima", 12).is_err());
+    }
+
+    #[cfg(feature = "prophet")]
+    #[test]
+    fn prophet_follows_a_trend_and_a_daily_season() {
+        // Hourly points over 20 days: a rising line plus a daily wave.
+        let y: Vec<f64> = (0..480)
+            .map(|i| {
+                100.0 + 0.5 * i as f64 + 20.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin()
+            })
+            .collect();
+        let p = Prophet::new(3600)
+            .fit(&y)
+            .unwrap()
+            .predict(24, &[])
+            .unwrap()
+            .point;
+        for (h, v) in p.iter().enumerate() {
+            let t = (480 + h) as f64;
+            let want = 100.0 + 0.5 * t + 20.0 * (std::f64::consts::TAU * t / 24.0).sin();
+            assert!((v - want).abs() < 5.0, "step {h}: {v} vs {want}");
+        }
+    }
+
+    #[cfg(not(feature = "prophet"))]
+    #[test]
+    fn prophet_says_how_to_get_it() {
+        let e = by_name_with_step("prophet", 24, 60)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--features prophet"), "{e}");
     }
 }
