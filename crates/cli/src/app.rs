@@ -221,32 +221,57 @@ enum SimCommand {
     },
 }
 
+/// Where a forecast series comes from and how it is prepared (shared by `fit` and `backtest`).
+#[derive(Debug, Args)]
+struct SeriesFlags {
+    /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
+    #[arg(long)]
+    csv: PathBuf,
+    /// Timestamp column (default: the first).
+    #[arg(long)]
+    time_col: Option<String>,
+    /// Value column (default: the last).
+    #[arg(long)]
+    value_col: Option<String>,
+    /// Keep rows at or after this time (unix seconds or RFC 3339 UTC).
+    #[arg(long)]
+    from: Option<String>,
+    /// Keep rows before this time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Resample to this step (e.g. 1m, 5m).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    step: u64,
+    /// How values inside one step combine: sum (counts) or mean (rates, gauges).
+    #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
+    agg: String,
+    /// Keep monitoring glitches (isolated spikes and drops) instead of replacing them.
+    #[arg(long)]
+    no_filter: bool,
+}
+
+impl SeriesFlags {
+    fn into_args(self) -> crate::forecast::SeriesArgs {
+        crate::forecast::SeriesArgs {
+            csv: self.csv,
+            time_col: self.time_col,
+            value_col: self.value_col,
+            from: self.from,
+            to: self.to,
+            step_s: self.step,
+            sum: self.agg == "sum",
+            filter: !self.no_filter,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ForecastCommand {
     /// Fit one model (with split-conformal calibration) to a CSV series and save a checkpoint:
     /// FILE.safetensors with the manifest in its header, and FILE.safetensors.json.
     Fit {
-        /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
-        #[arg(long)]
-        csv: PathBuf,
-        /// Timestamp column (default: the first).
-        #[arg(long)]
-        time_col: Option<String>,
-        /// Value column (default: the last).
-        #[arg(long)]
-        value_col: Option<String>,
-        /// Keep rows at or after this time.
-        #[arg(long)]
-        from: Option<String>,
-        /// Keep rows before this time.
-        #[arg(long)]
-        to: Option<String>,
-        /// Resample to this step.
-        #[arg(long, value_parser = parse_duration, default_value = "1m")]
-        step: u64,
-        /// sum (counts) or mean (rates, gauges).
-        #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
-        agg: String,
+        #[command(flatten)]
+        series: SeriesFlags,
         /// persistence, seasonal-naive, ets, mstl or prophet (with the `prophet` feature).
         #[arg(long, default_value = "ets")]
         model: String,
@@ -256,9 +281,6 @@ enum ForecastCommand {
         /// Longest horizon the intervals are calibrated for.
         #[arg(long, value_parser = parse_duration, default_value = "30m")]
         max_horizon: u64,
-        /// Keep monitoring glitches instead of replacing them.
-        #[arg(long)]
-        no_filter: bool,
         /// Checkpoint file to write.
         #[arg(long)]
         out: PathBuf,
@@ -281,27 +303,8 @@ enum ForecastCommand {
     /// Rolling-origin backtest: MAE, RMSE, sMAPE, MASE, pinball loss, interval coverage and width
     /// per model and horizon; a table, backtest.json and backtest.html (forecast vs actual with bands).
     Backtest {
-        /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
-        #[arg(long)]
-        csv: PathBuf,
-        /// Timestamp column (default: the first).
-        #[arg(long)]
-        time_col: Option<String>,
-        /// Value column (default: the last).
-        #[arg(long)]
-        value_col: Option<String>,
-        /// Keep rows at or after this time (unix seconds or RFC 3339 UTC).
-        #[arg(long)]
-        from: Option<String>,
-        /// Keep rows before this time.
-        #[arg(long)]
-        to: Option<String>,
-        /// Resample to this step (e.g. 1m, 5m).
-        #[arg(long, value_parser = parse_duration, default_value = "1m")]
-        step: u64,
-        /// How values inside one step combine: sum (counts) or mean (rates, gauges).
-        #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
-        agg: String,
+        #[command(flatten)]
+        series: SeriesFlags,
         /// Comma-separated horizons, multiples of --step (e.g. 5m,15m,30m).
         #[arg(long, value_delimiter = ',', value_parser = parse_duration, default_value = "15m")]
         horizon: Vec<u64>,
@@ -331,9 +334,6 @@ enum ForecastCommand {
         /// change over this many recent steps (0 = plain split conformal).
         #[arg(long, default_value_t = 12)]
         scale_window: usize,
-        /// Keep monitoring glitches (isolated spikes and drops) instead of replacing them.
-        #[arg(long)]
-        no_filter: bool,
         /// Output folder for backtest.json and backtest.html.
         #[arg(long, default_value = "graphscale-out/forecast")]
         out: PathBuf,
@@ -450,30 +450,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Forecast {
             command:
                 ForecastCommand::Fit {
-                    csv,
-                    time_col,
-                    value_col,
-                    from,
-                    to,
-                    step,
-                    agg,
+                    series,
                     model,
                     season,
                     max_horizon,
-                    no_filter,
                     out,
                 },
         } => crate::forecast::fit_cmd(crate::forecast::FitArgs {
-            series: crate::forecast::SeriesArgs {
-                csv,
-                time_col,
-                value_col,
-                from,
-                to,
-                step_s: step,
-                sum: agg == "sum",
-                filter: !no_filter,
-            },
+            series: series.into_args(),
             model,
             season,
             max_horizon_s: max_horizon,
@@ -491,13 +475,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Forecast {
             command:
                 ForecastCommand::Backtest {
-                    csv,
-                    time_col,
-                    value_col,
-                    from,
-                    to,
-                    step,
-                    agg,
+                    series,
                     horizon,
                     window,
                     every,
@@ -506,17 +484,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     level,
                     calibration,
                     scale_window,
-                    no_filter,
                     out,
                 },
         } => crate::forecast::backtest_cmd(crate::forecast::BacktestArgs {
-            csv,
-            time_col,
-            value_col,
-            from,
-            to,
-            step_s: step,
-            sum: agg == "sum",
+            series: series.into_args(),
             horizons_s: horizon,
             window_s: window,
             every_s: every,
@@ -525,7 +496,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             level,
             calibration,
             scale_window,
-            filter: !no_filter,
             out,
         }),
         Command::Discover(f) => crate::serve::discover_cmd(f.into_args()),

@@ -16,13 +16,7 @@ use serde::Serialize;
 
 /// Flags of `forecast backtest`, parsed.
 pub struct BacktestArgs {
-    pub csv: PathBuf,
-    pub time_col: Option<String>,
-    pub value_col: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub step_s: u64,
-    pub sum: bool,
+    pub series: SeriesArgs,
     pub horizons_s: Vec<u64>,
     pub window_s: u64,
     pub every_s: u64,
@@ -31,7 +25,6 @@ pub struct BacktestArgs {
     pub level: f64,
     pub calibration: usize,
     pub scale_window: usize,
-    pub filter: bool,
     pub out: PathBuf,
 }
 
@@ -194,35 +187,26 @@ pub fn predict_cmd(
 
 /// Runs the backtest and writes `backtest.json` and `backtest.html` into `out`.
 pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
-    if a.step_s == 0 {
+    if a.series.step_s == 0 {
         bail!("--step must be > 0");
     }
     if !(a.level > 0.0 && a.level < 1.0) {
         bail!("--level must be in (0, 1), got {}", a.level);
     }
-    let (start, y, gaps, glitches) = load_series(&SeriesArgs {
-        csv: a.csv.clone(),
-        time_col: a.time_col.clone(),
-        value_col: a.value_col.clone(),
-        from: a.from.clone(),
-        to: a.to.clone(),
-        step_s: a.step_s,
-        sum: a.sum,
-        filter: a.filter,
-    })?;
-    let name = a.csv.display().to_string();
+    let (start, y, gaps, glitches) = load_series(&a.series)?;
+    let name = a.series.csv.display().to_string();
     let horizons: Vec<usize> = a
         .horizons_s
         .iter()
-        .map(|h| steps("--horizon", *h, a.step_s))
+        .map(|h| steps("--horizon", *h, a.series.step_s))
         .collect::<Result<_>>()?;
     let max_h = horizons.iter().copied().max().unwrap_or(1);
-    let window = steps("--window", a.window_s, a.step_s)?;
-    let every = steps("--every", a.every_s, a.step_s)?.max(max_h);
+    let window = steps("--window", a.window_s, a.series.step_s)?;
+    let every = steps("--every", a.every_s, a.series.step_s)?.max(max_h);
     let (season, season_source) = match a.season {
         Some(s) => (s, "given"),
         None => {
-            let day = (86_400 / a.step_s) as u32;
+            let day = (86_400 / a.series.step_s) as u32;
             match detect_season(
                 &y[..window.min(y.len())],
                 2,
@@ -246,7 +230,7 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
     let models = a
         .models
         .iter()
-        .map(|m| by_name_with_step(m, season, a.step_s))
+        .map(|m| by_name_with_step(m, season, a.series.step_s))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     // One thread per model, two at a time on this size of machine.
     let mut results: Vec<Option<Result<ModelBacktest, graphscale_forecast::ForecastError>>> =
@@ -274,13 +258,14 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
         graphscale_version: env!("CARGO_PKG_VERSION").into(),
         csv: name.clone(),
         value_col: a
+            .series
             .value_col
             .clone()
             .unwrap_or_else(|| "(last column)".into()),
         from_unix: start,
         points: y.len(),
-        step_s: a.step_s,
-        aggregate: if a.sum { "sum" } else { "mean" },
+        step_s: a.series.step_s,
+        aggregate: if a.series.sum { "sum" } else { "mean" },
         gaps_filled: gaps,
         glitches_replaced: glitches,
         season_steps: season,
