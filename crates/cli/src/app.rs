@@ -29,8 +29,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd, every available
-    /// autoscaler against the HPA, 5 seeds; prints the comparison and writes the JSON and HTML report.
+    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd; the HPA, static
+    /// and the predictive graph-trend autoscaler (and its graph-blind ablation), 5 seeds; prints
+    /// the comparison and writes the JSON and HTML report.
     Demo(DemoArgs),
     /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
     Eval(EvalArgs),
@@ -63,6 +64,20 @@ enum Command {
         /// Where to write the app JSON files.
         #[arg(long, default_value = "data/topologies")]
         out: PathBuf,
+    },
+    /// Shadow mode: replay a recorded run (`sim run --record`) through another autoscaler
+    /// (default the HPA), open loop, and report what each would have done and which one the SLO
+    /// and cost favour.
+    Shadow {
+        /// The record: JSON lines of snapshots and decisions.
+        #[arg(long)]
+        record: PathBuf,
+        /// The autoscaler to compare with.
+        #[arg(long, default_value = "hpa")]
+        against: String,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
@@ -218,6 +233,10 @@ enum SimCommand {
         /// Write per-node and per-edge series (15 s grid) as JSON to this file.
         #[arg(long)]
         series_out: Option<PathBuf>,
+        /// Write every decision round (the snapshot seen and the decisions with their
+        /// reasons) as JSON lines to this file; `graphscale shadow` reads it.
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
 }
 
@@ -501,6 +520,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Discover(f) => crate::serve::discover_cmd(f.into_args()),
         Command::Topology { command } => topology_cmd(command),
         Command::Calibrate { data, out } => calibrate_cmd(&data, &out),
+        Command::Shadow {
+            record,
+            against,
+            json,
+        } => shadow_cmd(&record, &against, json.as_deref()),
         Command::Bench { command } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
             BenchCommand::Forecast { csv, models } => crate::bench::forecast(&csv, &models),
@@ -539,6 +563,10 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     Ok(result)
 }
 
+/// The demo's autoscalers: the HPA, peak provisioning, and the predictive autoscaler that did
+/// best on the flash crowd in docs/benchmarks.md, with and without the graph.
+const DEMO_AUTOSCALERS: &str = "hpa, static, graph-trend, pred-trend";
+
 fn demo(a: DemoArgs) -> Result<ExitCode> {
     if a.seeds == 0 {
         bail!("--seeds must be >= 1");
@@ -549,7 +577,7 @@ fn demo(a: DemoArgs) -> Result<ExitCode> {
             ScenarioSpec::named("worldcup98"),
             ScenarioSpec::named("rush"),
         ],
-        autoscalers: AutoscalerSpec::NAMES
+        autoscalers: DEMO_AUTOSCALERS
             .split(", ")
             .map(AutoscalerSpec::named)
             .collect::<std::result::Result<_, _>>()?,
@@ -559,7 +587,7 @@ fn demo(a: DemoArgs) -> Result<ExitCode> {
     crate::say!(
         "graphscale demo: Online Boutique (calibrated from real measurements) under the 1998-06-30 WorldCup98 day \
          (24 h) and a flash crowd (1 h); autoscalers: {}; {} seeds.\n",
-        AutoscalerSpec::NAMES,
+        DEMO_AUTOSCALERS,
         a.seeds
     )?;
     execute(&spec, &a.out)?;
@@ -619,6 +647,7 @@ fn sim(cmd: SimCommand) -> Result<ExitCode> {
         seed,
         duration,
         series_out,
+        record,
     } = cmd
     else {
         anyhow::bail!("internal: `sim serve` is dispatched elsewhere");
@@ -651,14 +680,33 @@ fn sim(cmd: SimCommand) -> Result<ExitCode> {
         seeds: vec![seed],
         ..ExperimentSpec::default()
     };
-    let run = graphscale_eval::run_one(
+    let mut lines = Vec::new();
+    let mut log_err = None;
+    let run = graphscale_eval::run_one_logged(
         &spec,
         &app,
         &spec.scenarios[0],
         &spec.autoscalers[0],
         seed,
         false,
+        &mut |r| {
+            if record.is_some() && log_err.is_none() {
+                match serde_json::to_vec(&r) {
+                    Ok(mut v) => {
+                        v.push(b'\n');
+                        lines.extend_from_slice(&v);
+                    }
+                    Err(e) => log_err = Some(e),
+                }
+            }
+        },
     )?;
+    if let Some(e) = log_err {
+        return Err(e.into());
+    }
+    if let Some(path) = &record {
+        report::write_atomic(path, &lines)?;
+    }
     crate::say!(
         "{} / {} / {} / seed {} / {} s",
         run.app,
@@ -828,6 +876,64 @@ fn calibrate_cmd(data: &Path, out: &Path) -> Result<ExitCode> {
             app.slo_ms,
             app.nominal_peak_rps
         )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shadow_cmd(record: &Path, against: &str, json: Option<&Path>) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(record).with_context(|| format!("reading {}", record.display()))?;
+    let records = graphscale_eval::shadow::parse_records(&text, &record.display().to_string())?;
+    let spec = AutoscalerSpec::named(against)?;
+    // The autoscaler is built for an app only to size `static`; any built-in app will do for
+    // the others, which learn everything from the snapshots.
+    let app = topology::builtin("online-boutique")?;
+    let mut other = graphscale_eval::build_autoscaler(&spec, &app)?;
+    let rep = graphscale_eval::shadow::shadow(&records, other.as_mut())?;
+    crate::say!(
+        "shadow: {} decisions of {} replayed through `{}` (open loop)",
+        rep.decisions,
+        record.display(),
+        rep.shadow_name
+    )?;
+    crate::say!(
+        "{:24} {:>16} {:>16} {:>10} {:>10} {:>9} {:>9}",
+        "workload",
+        "core-h recorded",
+        format!("core-h {}", rep.shadow_name),
+        "short rec",
+        format!("short {}", rep.shadow_name),
+        "chg rec",
+        "chg shd"
+    )?;
+    for r in rep
+        .rows
+        .iter()
+        .chain(std::iter::once(&graphscale_eval::shadow::ShadowRow {
+            workload: "TOTAL".into(),
+            recorded: rep.total_recorded.clone(),
+            shadow: rep.total_shadow.clone(),
+        }))
+    {
+        crate::say!(
+            "{:24} {:>16.3} {:>16.3} {:>10} {:>10} {:>9} {:>9}",
+            r.workload,
+            r.recorded.cpu_core_hours,
+            r.shadow.cpu_core_hours,
+            r.recorded.short_decisions,
+            r.shadow.short_decisions,
+            r.recorded.changes,
+            r.shadow.changes
+        )?;
+    }
+    crate::say!(
+        "SLO favours: {} (fewer decisions short of the demand one start-up later); cost favours: {}",
+        rep.slo_favours,
+        rep.cost_favours
+    )?;
+    if let Some(p) = json {
+        report::write_atomic(p, serde_json::to_string_pretty(&rep)?.as_bytes())?;
+        crate::say!("wrote {}", p.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

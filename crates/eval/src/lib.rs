@@ -22,6 +22,7 @@
 
 pub mod metrics;
 pub mod report;
+pub mod shadow;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,11 @@ use std::sync::Mutex;
 
 use graphscale_core::{Actuator, Autoscaler, Clock, MetricSource, Millis};
 use graphscale_plan::fixed::StaticReplicas;
-use graphscale_plan::hpa::{HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget};
+use graphscale_plan::hpa::{
+    Behavior, HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget, ScalingRules, SelectPolicy,
+};
+use graphscale_plan::phpa::PhpaAutoscaler;
+use graphscale_plan::predictive::{PredictiveAutoscaler, PredictiveConfig};
 use graphscale_sim::engine::{SimConfig, Simulator};
 use graphscale_sim::spec::AppSpec;
 use graphscale_sim::topology;
@@ -128,26 +133,116 @@ pub enum AutoscalerSpec {
         #[serde(default)]
         replicas: Option<u32>,
     },
+    /// A forecaster per service + the planner + the safety layer
+    /// ([`graphscale_plan::predictive`]).
+    Predictive {
+        /// Name in reports.
+        name: String,
+        /// Forecast model: `persistence`, `seasonal-naive`, `ets`, `mstl`, `prophet`.
+        model: String,
+        /// Season length in history samples for the models that use one; default 240 (one
+        /// hour at 15 s).
+        #[serde(default)]
+        season: Option<usize>,
+        /// Settings (see `docs/planner.md`).
+        #[serde(default)]
+        config: Box<PredictiveConfig>,
+    },
+    /// The PHPA-style baseline: Holt-Winters (AutoETS) on the HPA's replica history.
+    Phpa {
+        /// Name in reports.
+        name: String,
+        /// Decisions ahead the replica count is predicted; default 4 (one minute).
+        #[serde(default)]
+        look_ahead: Option<usize>,
+        /// Replica counts kept; default 60.
+        #[serde(default)]
+        history: Option<usize>,
+        /// The HPA underneath; default as `hpa`.
+        #[serde(default)]
+        spec: Option<HpaSpec>,
+    },
+}
+
+fn default_hpa_spec() -> HpaSpec {
+    HpaSpec {
+        min_replicas: 1,
+        max_replicas: 50,
+        metrics: vec![MetricTarget::CpuUtilization { target_percent: 80 }],
+        ..HpaSpec::default()
+    }
+}
+
+fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
+    let mut config = PredictiveConfig::default();
+    config.planner.graph_aware = graph_aware;
+    if model == "prophet" {
+        // Prophet takes tens of ms per fit: refit once a minute, forecast further in between.
+        config.refit_every = 4;
+    }
+    AutoscalerSpec::Predictive {
+        name: name.to_string(),
+        model: model.to_string(),
+        season: None,
+        config: Box::new(config),
+    }
 }
 
 impl AutoscalerSpec {
     /// Names accepted by [`AutoscalerSpec::named`].
-    pub const NAMES: &'static str = "hpa, static";
+    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet";
 
-    /// A named autoscaler: `hpa` (Kubernetes defaults, CPU target 80 %, 1..=50 replicas) or
-    /// `static` (peak provisioning).
+    /// A named autoscaler:
+    /// - `hpa`: Kubernetes defaults, CPU target 80 %, 1..=50 replicas;
+    /// - `hpa-tuned`: CPU target 60 %, tolerance 0.05, scale-down window 60 s, scale-up by up to
+    ///   8 pods or 200 % per 15 s (hand-set to react faster; not fitted to any scenario);
+    /// - `static`: peak provisioning;
+    /// - `phpa`: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead;
+    /// - `pred-MODEL`: the predictive autoscaler with `MODEL` per service, graph-blind;
+    /// - `graph-MODEL`: the same with demand propagated along the graph.
     pub fn named(name: &str) -> Result<Self, EvalError> {
         match name {
             "hpa" => Ok(AutoscalerSpec::Hpa {
                 name: "hpa".into(),
                 controller: HpaControllerConfig::default(),
-                spec: HpaSpec {
-                    min_replicas: 1,
-                    max_replicas: 50,
-                    metrics: vec![MetricTarget::CpuUtilization { target_percent: 80 }],
-                    ..HpaSpec::default()
-                },
+                spec: default_hpa_spec(),
             }),
+            "hpa-tuned" => {
+                let mut behavior = Behavior::default();
+                behavior.scale_up.policies[0].value = 8;
+                behavior.scale_up.policies[1].value = 200;
+                behavior.scale_down = ScalingRules {
+                    stabilization_window_s: 60,
+                    select_policy: SelectPolicy::Max,
+                    policies: behavior.scale_down.policies.clone(),
+                };
+                Ok(AutoscalerSpec::Hpa {
+                    name: "hpa-tuned".into(),
+                    controller: HpaControllerConfig {
+                        tolerance: 0.05,
+                        ..HpaControllerConfig::default()
+                    },
+                    spec: HpaSpec {
+                        metrics: vec![MetricTarget::CpuUtilization { target_percent: 60 }],
+                        behavior,
+                        ..default_hpa_spec()
+                    },
+                })
+            }
+            "phpa" => Ok(AutoscalerSpec::Phpa {
+                name: "phpa".into(),
+                look_ahead: None,
+                history: None,
+                spec: None,
+            }),
+            "pred-persistence" => Ok(predictive(name, "persistence", false)),
+            "pred-ets" => Ok(predictive(name, "ets", false)),
+            "pred-trend" => Ok(predictive(name, "trend", false)),
+            "graph-trend" => Ok(predictive(name, "trend", true)),
+            "graph-persistence" => Ok(predictive(name, "persistence", true)),
+            "graph-ets" => Ok(predictive(name, "ets", true)),
+            "graph-mstl" => Ok(predictive(name, "mstl", true)),
+            "graph-prophet" => Ok(predictive(name, "prophet", true)),
             "static" => Ok(AutoscalerSpec::Static {
                 name: "static".into(),
                 replicas: None,
@@ -162,7 +257,10 @@ impl AutoscalerSpec {
     /// Its name in reports.
     pub fn name(&self) -> &str {
         match self {
-            AutoscalerSpec::Hpa { name, .. } | AutoscalerSpec::Static { name, .. } => name,
+            AutoscalerSpec::Hpa { name, .. }
+            | AutoscalerSpec::Static { name, .. }
+            | AutoscalerSpec::Predictive { name, .. }
+            | AutoscalerSpec::Phpa { name, .. } => name,
         }
     }
 
@@ -205,6 +303,43 @@ impl AutoscalerSpec {
                     .collect();
                 Ok(Box::new(
                     StaticReplicas::new(map, Millis::from_secs(15)).map_err(plan_err)?,
+                ))
+            }
+            AutoscalerSpec::Predictive {
+                name,
+                model,
+                season,
+                config,
+            } => {
+                let m = graphscale_forecast::models::by_name_with_step(
+                    model,
+                    season.unwrap_or(240),
+                    config.sync_period_s,
+                )
+                .map_err(|e| EvalError::Invalid(format!("autoscaler `{name}`: {e}")))?;
+                Ok(Box::new(
+                    PredictiveAutoscaler::new(name.clone(), m, (**config).clone())
+                        .map_err(plan_err)?,
+                ))
+            }
+            AutoscalerSpec::Phpa {
+                name,
+                look_ahead,
+                history,
+                spec,
+            } => {
+                let m = graphscale_forecast::models::by_name("ets", 1)
+                    .map_err(|e| EvalError::Invalid(format!("autoscaler `{name}`: {e}")))?;
+                Ok(Box::new(
+                    PhpaAutoscaler::new(
+                        name.clone(),
+                        HpaControllerConfig::default(),
+                        spec.clone().unwrap_or_else(default_hpa_spec),
+                        m,
+                        look_ahead.unwrap_or(4),
+                        history.unwrap_or(60),
+                    )
+                    .map_err(plan_err)?,
                 ))
             }
         }
@@ -372,6 +507,16 @@ pub struct RunResult {
     pub timeline: Vec<MinutePoint>,
 }
 
+/// One decision round as the control loop saw it: for `graphscale sim run --record` and the
+/// shadow report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// What the autoscaler saw.
+    pub snapshot: graphscale_core::ClusterSnapshot,
+    /// What it decided, with reasons.
+    pub decisions: Vec<graphscale_core::ScalingDecision>,
+}
+
 /// Runs one autoscaler on one app, scenario and seed.
 pub fn run_one(
     spec: &ExperimentSpec,
@@ -380,6 +525,27 @@ pub fn run_one(
     autoscaler: &AutoscalerSpec,
     seed: u64,
     keep_timeline: bool,
+) -> Result<RunResult, EvalError> {
+    run_one_logged(
+        spec,
+        app,
+        scenario,
+        autoscaler,
+        seed,
+        keep_timeline,
+        &mut |_| {},
+    )
+}
+
+/// [`run_one`], handing every decision round to `log`.
+pub fn run_one_logged(
+    spec: &ExperimentSpec,
+    app: &AppSpec,
+    scenario: &ScenarioSpec,
+    autoscaler: &AutoscalerSpec,
+    seed: u64,
+    keep_timeline: bool,
+    log: &mut dyn FnMut(DecisionRecord),
 ) -> Result<RunResult, EvalError> {
     let span = tracing::info_span!("run", app = %app.name, scenario = %scenario.name, autoscaler = autoscaler.name(), seed);
     let _enter = span.enter();
@@ -420,6 +586,10 @@ pub fn run_one(
                 }
             }
             sim.apply(&decisions).map_err(sim_err)?;
+            log(DecisionRecord {
+                snapshot: snap,
+                decisions,
+            });
         }
     }
     let (metrics, timeline) = rec.finish(sim.now());

@@ -61,6 +61,54 @@ impl FittedForecaster for FittedPersistence {
     }
 }
 
+/// Local linear trend: the least-squares line through the last `window` points, extended
+/// (never below zero). It follows a ramp at once, at the price of noise: a short-range model
+/// for control loops, not for long horizons.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTrend {
+    /// Points the line is fitted on (>= 2).
+    pub window: usize,
+}
+
+struct FittedTrend {
+    level: f64,
+    slope: f64,
+}
+
+impl Forecaster for LocalTrend {
+    fn name(&self) -> String {
+        "trend".into()
+    }
+    fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
+        let w = self.window.max(2);
+        check("trend", y, 2)?;
+        let tail = &y[y.len().saturating_sub(w)..];
+        let n = tail.len() as f64;
+        let xm = (n - 1.0) / 2.0;
+        let ym = tail.iter().sum::<f64>() / n;
+        let (mut sxy, mut sxx) = (0.0, 0.0);
+        for (i, v) in tail.iter().enumerate() {
+            let dx = i as f64 - xm;
+            sxy += dx * (v - ym);
+            sxx += dx * dx;
+        }
+        let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        Ok(Box::new(FittedTrend {
+            level: ym + slope * (n - 1.0 - xm),
+            slope,
+        }))
+    }
+}
+
+impl FittedForecaster for FittedTrend {
+    fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
+        let point = (1..=horizon)
+            .map(|h| (self.level + self.slope * h as f64).max(0.0))
+            .collect();
+        points_only("trend", point, q)
+    }
+}
+
 /// The value one season earlier.
 #[derive(Debug, Clone, Copy)]
 pub struct SeasonalNaive {
@@ -279,6 +327,7 @@ pub fn by_name_with_step(
 pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, ForecastFailure> {
     Ok(match name {
         "persistence" => Box::new(Persistence),
+        "trend" => Box::new(LocalTrend { window: 4 }),
         "seasonal-naive" | "snaive" => Box::new(SeasonalNaive { period }),
         "ets" => Box::new(Ets {
             period: (period <= 24 && period > 1).then_some(period),
@@ -289,7 +338,7 @@ pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, Forecas
         other => {
             return Err(ForecastFailure::new(
                 other,
-                "unknown model (known: persistence, seasonal-naive, ets, mstl, prophet)",
+                "unknown model (known: persistence, trend, seasonal-naive, ets, mstl, prophet)",
             ))
         }
     })
@@ -306,6 +355,13 @@ mod tests {
             Persistence.fit(&y).unwrap().predict(2, &[]).unwrap().point,
             vec![4.0, 4.0]
         );
+        // Line through (0, 1), (1, 2), (2, 4): slope 1.5, fitted end 2 * 1.5 + 5/6 = 3.8333.
+        let t = LocalTrend { window: 3 }.fit(&[9.0, 1.0, 2.0, 4.0]).unwrap();
+        let p = t.predict(2, &[]).unwrap().point;
+        assert!((p[0] - (23.0 / 6.0 + 1.5)).abs() < 1e-12, "{p:?}");
+        assert!((p[1] - (23.0 / 6.0 + 3.0)).abs() < 1e-12, "{p:?}");
+        let down = LocalTrend { window: 2 }.fit(&[10.0, 2.0]).unwrap();
+        assert_eq!(down.predict(1, &[]).unwrap().point, vec![0.0]);
         let f = SeasonalNaive { period: 3 }.fit(&y).unwrap();
         assert_eq!(
             f.predict(5, &[]).unwrap().point,

@@ -6,7 +6,13 @@
 //!
 //! - [`hpa`]: the Kubernetes HPA (autoscaling/v2) reproduced from its algorithm, including
 //!   tolerance, missing and unready pod handling, stabilisation windows and rate policies;
-//! - [`fixed`]: static replicas.
+//! - [`fixed`]: static replicas;
+//! - [`phpa`]: a PHPA-style Holt-Winters forecast of the HPA's own replica history.
+//!
+//! and the predictive side: [`learn`] (CPU per request, start-up time and call ratios learned
+//! from observations), the pure [`planner`] (forecast demand to replicas along the graph),
+//! [`vertical`] (VPA-style requests and limits), the [`safety`] layer, and
+//! [`predictive::PredictiveAutoscaler`] that puts them together.
 //!
 //! ```
 //! use graphscale_plan::hpa::{HpaAutoscaler, HpaControllerConfig, HpaSpec};
@@ -16,6 +22,12 @@
 
 pub mod fixed;
 pub mod hpa;
+pub mod learn;
+pub mod phpa;
+pub mod planner;
+pub mod predictive;
+pub mod safety;
+pub mod vertical;
 
 /// Errors of the plan crate.
 #[derive(Debug, thiserror::Error)]
