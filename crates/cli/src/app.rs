@@ -291,9 +291,13 @@ enum ForecastCommand {
     Fit {
         #[command(flatten)]
         series: SeriesFlags,
-        /// persistence, seasonal-naive, ets, mstl or prophet (with the `prophet` feature).
+        /// persistence, trend, seasonal-naive, ets, mstl, lstm, gru, hybrid-mstl, and prophet and
+        /// hybrid-prophet (with the `prophet` feature).
         #[arg(long, default_value = "ets")]
         model: String,
+        /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
+        #[arg(long)]
+        nn_config: Option<PathBuf>,
         /// Season length in steps.
         #[arg(long, default_value_t = 1440)]
         season: usize,
@@ -333,7 +337,8 @@ enum ForecastCommand {
         /// Time between forecast origins (at least the longest horizon).
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         every: u64,
-        /// Comma-separated models: persistence, seasonal-naive, ets, mstl, prophet (with the `prophet` feature).
+        /// Comma-separated models: persistence, trend, seasonal-naive, ets, mstl, lstm, gru,
+        /// hybrid-mstl, and prophet and hybrid-prophet (with the `prophet` feature).
         #[arg(
             long,
             value_delimiter = ',',
@@ -353,6 +358,13 @@ enum ForecastCommand {
         /// change over this many recent steps (0 = plain split conformal).
         #[arg(long, default_value_t = 12)]
         scale_window: usize,
+        /// Neural models (lstm, gru, hybrid-*) are trained at the first origin and every this many
+        /// origins, and forecast from the latest window in between; other models refit at every origin.
+        #[arg(long, default_value_t = 12)]
+        refit_every: usize,
+        /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
+        #[arg(long)]
+        nn_config: Option<PathBuf>,
         /// Output folder for backtest.json and backtest.html.
         #[arg(long, default_value = "graphscale-out/forecast")]
         out: PathBuf,
@@ -402,6 +414,53 @@ enum BenchCommand {
         )]
         models: Vec<String>,
     },
+    /// Neural network speed: one training step (forward, backward, Adam) and one batch-1 forward
+    /// pass of the LSTM and GRU forecasters and of a linear baseline, medians in ms. Threads:
+    /// set RAYON_NUM_THREADS (for example 1).
+    Nn(NnBenchFlags),
+    /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
+    /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
+    Hgt {
+        /// Built-in apps or random:N[:SEED].
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:10000"
+        )]
+        apps: Vec<String>,
+        /// Hidden dimension.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        /// Attention heads.
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        /// Layers.
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+        /// Measured repetitions (after 3 warm-up ones).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+}
+
+/// Flags of `bench nn`.
+#[derive(Debug, Args)]
+struct NnBenchFlags {
+    /// Windows per training batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Steps per window.
+    #[arg(long, default_value_t = 60)]
+    window: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    /// Outputs (steps predicted at once).
+    #[arg(long, default_value_t = 1)]
+    outputs: usize,
+    /// Measured repetitions (after 3 warm-up ones); the median is reported.
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
 }
 
 /// Parses `90`, `90s`, `15m`, `2h`, `1d` into seconds.
@@ -473,11 +532,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     model,
                     season,
                     max_horizon,
+                    nn_config,
                     out,
                 },
         } => crate::forecast::fit_cmd(crate::forecast::FitArgs {
             series: series.into_args(),
             model,
+            nn_config,
             season,
             max_horizon_s: max_horizon,
             out,
@@ -503,6 +564,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     level,
                     calibration,
                     scale_window,
+                    refit_every,
+                    nn_config,
                     out,
                 },
         } => crate::forecast::backtest_cmd(crate::forecast::BacktestArgs {
@@ -515,6 +578,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             level,
             calibration,
             scale_window,
+            refit_every,
+            nn_config,
             out,
         }),
         Command::Discover(f) => crate::serve::discover_cmd(f.into_args()),
@@ -528,6 +593,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench { command } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
             BenchCommand::Forecast { csv, models } => crate::bench::forecast(&csv, &models),
+            BenchCommand::Hgt {
+                apps,
+                dim,
+                heads,
+                layers,
+                runs,
+            } => crate::bench::hgt(&apps, dim, heads, layers, runs),
+            BenchCommand::Nn(f) => crate::bench::nn(f.batch, f.window, f.hidden, f.outputs, f.runs),
         },
     }
 }

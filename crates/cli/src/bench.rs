@@ -85,7 +85,7 @@ pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
     crate::say!("| model | season | points | fit + predict (30 steps), median of 5, ms |")?;
     crate::say!("|---|---:|---:|---:|")?;
     for name in models {
-        let model = graphscale_forecast::models::by_name_with_step(name, 1440, 60)?;
+        let model = graphscale_nn::by_name(name, 1440, 60, 30, None)?;
         let mut times = Vec::new();
         for _ in 0..5 {
             let start = Instant::now();
@@ -106,6 +106,83 @@ pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
             season
         };
         crate::say!("| {name} | {season} | {} | {:.2} |", y.len(), times[2])?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `graphscale bench nn`: LSTM and GRU training step and forward latency, with a linear
+/// baseline timed in the same run.
+pub fn nn(
+    batch: usize,
+    window: usize,
+    hidden: usize,
+    outputs: usize,
+    runs: usize,
+) -> Result<ExitCode> {
+    use graphscale_nn::bench::{time, Net};
+    use graphscale_nn::rnn::Cell;
+    anyhow::ensure!(
+        batch > 0 && window > 0 && hidden > 0 && outputs > 0 && runs > 0,
+        "--batch, --window, --hidden, --outputs and --runs must be >= 1"
+    );
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    crate::say!(
+        "batch {batch}, window {window}, hidden {hidden}, outputs {outputs}; threads: {threads}; median of {runs}\n"
+    )?;
+    crate::say!("| network | train step (batch {batch}), ms | forward (batch 1), ms |")?;
+    crate::say!("|---|---:|---:|")?;
+    for net in [Net::Linear, Net::Rnn(Cell::Lstm), Net::Rnn(Cell::Gru)] {
+        let t = time(net, batch, window, hidden, outputs, runs);
+        crate::say!(
+            "| {} | {:.3} | {:.3} |",
+            net.name(),
+            t.train_step_ms,
+            t.forward_ms
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `graphscale bench hgt`: HGT forward and training step per app graph.
+pub fn hgt(
+    apps: &[String],
+    dim: usize,
+    heads: usize,
+    layers: usize,
+    runs: usize,
+) -> Result<ExitCode> {
+    use graphscale_nn::hgt::{from_app_graph, HgtConfig, NODE_KINDS, RELATIONS};
+    anyhow::ensure!(
+        heads > 0 && dim > 0 && dim.is_multiple_of(heads) && layers > 0 && runs > 0,
+        "--dim must be a positive multiple of --heads; --layers and --runs must be >= 1"
+    );
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    crate::say!(
+        "HGT: dim {dim}, {heads} heads, {layers} layer(s), 8 input and 4 output features per node, 4 edge features; threads: {threads}; median of {runs}\n"
+    )?;
+    crate::say!("| app | nodes | edges | forward, ms | train step, ms |")?;
+    crate::say!("|---|---:|---:|---:|---:|")?;
+    for name in apps {
+        let app = graphscale_sim::topology::builtin(name)?;
+        let graph = app.graph()?;
+        // Static edge features for timing: the call ratio and three zeros (observed RPS, p95,
+        // errors and backlog come with snapshot tensorisation, not built yet).
+        let g = from_app_graph(&graph, 4, &|e| vec![e.ratio as f32, 0.0, 0.0, 0.0])?;
+        let cfg = HgtConfig {
+            node_types: NODE_KINDS.len(),
+            relations: RELATIONS.len(),
+            dim,
+            heads,
+            edge_features: 4,
+        };
+        let t = graphscale_nn::bench::time_hgt(&g, &cfg, layers, runs)?;
+        let edges: usize = g.relations.iter().map(|r| r.src.len()).sum();
+        crate::say!(
+            "| {name} | {} | {edges} | {:.3} | {:.3} |",
+            g.node_type.len(),
+            t.forward_ms,
+            t.train_step_ms
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use graphscale_forecast::backtest::{backtest, BacktestConfig, ModelBacktest};
-use graphscale_forecast::checkpoint::Checkpoint;
-use graphscale_forecast::models::by_name_with_step;
 use graphscale_forecast::preprocess::{
     detect_season, fill_gaps, filter_glitches, resample, Aggregate,
 };
+use graphscale_nn::rnn::RnnConfig;
 use plotters::prelude::*;
 use serde::Serialize;
 
@@ -25,7 +24,19 @@ pub struct BacktestArgs {
     pub level: f64,
     pub calibration: usize,
     pub scale_window: usize,
+    pub refit_every: usize,
+    pub nn_config: Option<PathBuf>,
     pub out: PathBuf,
+}
+
+/// Reads neural network settings from a JSON file (unknown fields are an error that names them).
+pub fn read_nn_config(path: Option<&std::path::Path>) -> Result<Option<RnnConfig>> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg: RnnConfig = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid neural network settings", path.display()))?;
+    Ok(Some(cfg))
 }
 
 #[derive(Serialize)]
@@ -121,6 +132,7 @@ pub struct FitArgs {
     pub model: String,
     pub season: usize,
     pub max_horizon_s: u64,
+    pub nn_config: Option<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -128,7 +140,16 @@ pub struct FitArgs {
 pub fn fit_cmd(a: FitArgs) -> Result<ExitCode> {
     let (start, y, gaps, glitches) = load_series(&a.series)?;
     let h = steps("--max-horizon", a.max_horizon_s, a.series.step_s)?;
-    let (ck, _) = Checkpoint::fit(&a.model, a.season, &y, a.series.step_s, start, h)?;
+    let nn = read_nn_config(a.nn_config.as_deref())?;
+    let (ck, _) = graphscale_nn::checkpoint::fit(
+        &a.model,
+        a.season,
+        &y,
+        a.series.step_s,
+        start,
+        h,
+        nn.as_ref(),
+    )?;
     ck.save(&a.out)?;
     crate::say!(
         "fitted {} on {} points of {} s ({} gaps filled, {} glitches replaced); calibrated up to {} steps; calibration MAE at step 1: {:.3}",
@@ -151,9 +172,9 @@ pub fn predict_cmd(
     quantiles: &[f64],
     json: bool,
 ) -> Result<ExitCode> {
-    let ck = Checkpoint::load(model)?;
+    let ck = graphscale_nn::checkpoint::load(model)?;
     let h = steps("--horizon", horizon_s, ck.manifest.step_s)?;
-    let fitted = ck.restore()?;
+    let fitted = graphscale_nn::checkpoint::restore(&ck)?;
     let p = fitted.predict(h, quantiles)?;
     let t0 = ck.next_unix();
     let unix = |k: usize| t0 + (k as u64 * ck.manifest.step_s) as f64;
@@ -226,11 +247,14 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
         min_calibration: 20.min(a.calibration.max(1)),
         keep_last: 6,
         scale_window: a.scale_window,
+        refit_every: a.refit_every,
     };
+    let nn = read_nn_config(a.nn_config.as_deref())?;
+    let longest = horizons.iter().copied().max().unwrap_or(1);
     let models = a
         .models
         .iter()
-        .map(|m| by_name_with_step(m, season, a.series.step_s))
+        .map(|m| graphscale_nn::by_name(m, season, a.series.step_s, longest, nn.as_ref()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     // One thread per model, two at a time on this size of machine.
     let mut results: Vec<Option<Result<ModelBacktest, graphscale_forecast::ForecastError>>> =

@@ -13,6 +13,11 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// mimalloc: burn's CPU backend allocates many short-lived buffers, and glibc malloc was 1.5 to
+/// 1.75x slower on large graphs (shared/STACK.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod app;
 mod bench;
 mod forecast;

@@ -59,4 +59,25 @@ pub trait FittedForecaster: Send {
     /// levels (each in (0, 1)).
     fn predict(&self, horizon: usize, quantiles: &[f64])
         -> Result<ForecastOutput, ForecastFailure>;
+
+    /// One-step in-sample fitted values over the training series (same length, oldest first),
+    /// where the model has them: what a residual model (a hybrid) learns from. Default: none.
+    fn fitted_values(&self) -> Option<Vec<f64>> {
+        None
+    }
+
+    /// Forecasts `horizon` steps after `history` (the newest points, oldest first) with the
+    /// parameters already fitted, without refitting. `history` ends `advance` steps after the
+    /// end of the fitted series (0: at its end). Models whose parameters do not depend on where
+    /// the series ends (neural networks) answer; the default `None` means "refit instead".
+    fn predict_after(
+        &self,
+        history: &[f64],
+        advance: usize,
+        horizon: usize,
+        quantiles: &[f64],
+    ) -> Option<Result<ForecastOutput, ForecastFailure>> {
+        let _ = (history, advance, horizon, quantiles);
+        None
+    }
 }

@@ -173,12 +173,31 @@ fn default_hpa_spec() -> HpaSpec {
     }
 }
 
+/// The network settings of the neural predictive autoscalers: a short window (4 minutes at 15-s
+/// syncs) and a small network, so a fit on one hour of history takes well under a second.
+pub fn autoscaler_rnn() -> graphscale_nn::rnn::RnnConfig {
+    graphscale_nn::rnn::RnnConfig {
+        window: 16,
+        hidden: 16,
+        max_horizon: 8,
+        epochs: 15,
+        patience: 3,
+        ..Default::default()
+    }
+}
+
 fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
     let mut config = PredictiveConfig::default();
     config.planner.graph_aware = graph_aware;
     if model == "prophet" {
         // Prophet takes tens of ms per fit: refit once a minute, forecast further in between.
         config.refit_every = 4;
+    }
+    if graphscale_nn::is_neural(model) {
+        // A network is trained every 10 minutes (40 syncs) on the last hour, after a
+        // warm-up long enough for its windows, and forecasts from the newest data in between.
+        config.refit_every = 40;
+        config.min_history = config.min_history.max(autoscaler_rnn().min_points());
     }
     AutoscalerSpec::Predictive {
         name: name.to_string(),
@@ -190,7 +209,7 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
 
 impl AutoscalerSpec {
     /// Names accepted by [`AutoscalerSpec::named`].
-    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet";
+    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru";
 
     /// A named autoscaler:
     /// - `hpa`: Kubernetes defaults, CPU target 80 %, 1..=50 replicas;
@@ -243,6 +262,9 @@ impl AutoscalerSpec {
             "graph-ets" => Ok(predictive(name, "ets", true)),
             "graph-mstl" => Ok(predictive(name, "mstl", true)),
             "graph-prophet" => Ok(predictive(name, "prophet", true)),
+            "pred-lstm" => Ok(predictive(name, "lstm", false)),
+            "graph-lstm" => Ok(predictive(name, "lstm", true)),
+            "graph-gru" => Ok(predictive(name, "gru", true)),
             "static" => Ok(AutoscalerSpec::Static {
                 name: "static".into(),
                 replicas: None,
@@ -311,10 +333,13 @@ impl AutoscalerSpec {
                 season,
                 config,
             } => {
-                let m = graphscale_forecast::models::by_name_with_step(
+                let rnn = autoscaler_rnn();
+                let m = graphscale_nn::by_name(
                     model,
                     season.unwrap_or(240),
                     config.sync_period_s,
+                    rnn.max_horizon,
+                    Some(&rnn),
                 )
                 .map_err(|e| EvalError::Invalid(format!("autoscaler `{name}`: {e}")))?;
                 Ok(Box::new(

@@ -134,3 +134,41 @@ fn every_named_autoscaler_runs_on_an_app_with_queues_and_topics() {
         assert!(!r.rules.is_empty(), "{}", r.autoscaler);
     }
 }
+
+#[test]
+fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
+    // 15 minutes of a flash crowd on the queue-and-topic app: 60 syncs, so the networks are
+    // trained once the 40-sample warm-up is over and forecast from the newest data after that.
+    let spec = ExperimentSpec {
+        apps: vec!["event-driven".into()],
+        scenarios: vec![ScenarioSpec::named("rush").with_duration(900)],
+        ..ExperimentSpec::default()
+    };
+    let app = graphscale_sim::topology::builtin("event-driven").unwrap();
+    let scenario = spec.scenarios[0].clone();
+    let a = AutoscalerSpec::named("graph-lstm").unwrap();
+    let mut recs = Vec::new();
+    run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
+    let rules = |r: &DecisionRecord| -> Vec<String> {
+        r.decisions
+            .iter()
+            .flat_map(|d| d.reasons.iter().map(|x| x.rule.clone()))
+            .collect()
+    };
+    assert!(rules(&recs[0]).iter().any(|r| r == "forecast.warmup"));
+    let late: Vec<String> = recs[recs.len() - 5..].iter().flat_map(rules).collect();
+    let from_network = recs[recs.len() - 5..]
+        .iter()
+        .flat_map(|r| r.decisions.iter().flat_map(|d| d.reasons.iter()))
+        .any(|x| x.rule == "forecast.demand" && x.detail.starts_with("lstm:"));
+    assert!(
+        from_network,
+        "the network's forecast drives late plans: {late:?}"
+    );
+    assert!(
+        !late
+            .iter()
+            .any(|r| r == "forecast.failed" || r == "forecast.warmup"),
+        "{late:?}"
+    );
+}

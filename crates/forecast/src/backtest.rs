@@ -45,6 +45,13 @@ pub struct BacktestConfig {
     /// series calms down. 0 = plain (unscaled) split conformal.
     #[serde(default)]
     pub scale_window: usize,
+    /// Origins between refits for models that can forecast from new data without refitting
+    /// (neural networks, see `FittedForecaster::predict_after`): they are fitted at the first
+    /// origin and every `refit_every` origins, and in between forecast from the latest window
+    /// with the weights they have. Other models are refitted at every origin. 0 or 1: refit at
+    /// every origin.
+    #[serde(default)]
+    pub refit_every: usize,
 }
 
 impl BacktestConfig {
@@ -184,6 +191,8 @@ pub fn backtest(
     let mut first_failure = None;
     let mut forecasts = Vec::new();
     let mut origin = cfg.window;
+    let mut origins_seen = 0usize;
+    let mut current: Option<(Box<dyn graphscale_core::FittedForecaster>, usize)> = None;
     while origin + h <= y.len() {
         let train = &y[origin - cfg.window..origin];
         let scale =
@@ -203,7 +212,20 @@ pub fn backtest(
         } else {
             1.0
         };
-        let result = model.fit(train).and_then(|f| f.predict(h, &[]));
+        let due = cfg.refit_every <= 1 || origins_seen.is_multiple_of(cfg.refit_every);
+        origins_seen += 1;
+        let reused = match (&current, due) {
+            (Some((fitted, at)), false) => fitted.predict_after(train, origin - at, h, &[]),
+            _ => None,
+        };
+        let result = match reused {
+            Some(r) => r,
+            None => model.fit(train).and_then(|f| {
+                let p = f.predict(h, &[]);
+                current = Some((f, origin));
+                p
+            }),
+        };
         match result {
             Err(e) => {
                 failures += 1;
@@ -307,6 +329,7 @@ mod tests {
             min_calibration: 2,
             keep_last: 3,
             scale_window: 0,
+            refit_every: 0,
         }
     }
 

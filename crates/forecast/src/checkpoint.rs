@@ -5,8 +5,9 @@
 //! Tensors (f64): `series` (the training series, `[n]`) and `calibration_errors` (the signed
 //! split-conformal errors per step ahead, `[max_horizon, origins]`). The classical models have no
 //! learned weights worth storing apart from their data: loading refits the model on `series`,
-//! which is deterministic, and the manifest says so (`refit_on_load`). Neural models will store
-//! their weights in the same file under their own tensor names.
+//! which is deterministic, and the manifest says so (`refit_on_load`). Neural models (the
+//! `graphscale-nn` crate) store their weights as f32 tensors `weights.<name>` in the same file, with
+//! their hyper-parameters (`hyper`) and training summary (`training`) in the manifest.
 //!
 //! Loading checks the format name, the format version, the model kind and every tensor's
 //! shape, and says which one is wrong. Writes go to a temporary file that is renamed, so an
@@ -64,6 +65,13 @@ pub struct Manifest {
     pub calibration_mae: Vec<f64>,
     /// Whether loading refits the model on the stored series.
     pub refit_on_load: bool,
+    /// Hyper-parameters of models that have them (neural networks); null otherwise.
+    #[serde(default)]
+    pub hyper: serde_json::Value,
+    /// How training went (epochs, validation loss, normalisation of what the network saw), for
+    /// models that train; null otherwise.
+    #[serde(default)]
+    pub training: serde_json::Value,
     /// The graphscale version that wrote it.
     pub graphscale_version: String,
 }
@@ -77,6 +85,24 @@ pub struct Checkpoint {
     pub series: Vec<f64>,
     /// Calibration errors per step ahead.
     pub calibration_errors: Vec<Vec<f64>>,
+    /// Learned weights (f32), stored as tensors `weights.<name>`; empty for classical models.
+    pub weights: Vec<Weight>,
+}
+
+/// One learned tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weight {
+    /// Its name inside the model (e.g. `head.weight`).
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub values: Vec<f32>,
+}
+
+/// The model kinds this crate restores by refitting.
+pub fn classical_kind(kind: &str) -> bool {
+    by_name_with_step(kind, 24, 60).is_ok() || kind == "prophet"
 }
 
 impl Checkpoint {
@@ -110,6 +136,8 @@ impl Checkpoint {
                 .map(|e| e.iter().map(|x| x.abs()).sum::<f64>() / e.len().max(1) as f64)
                 .collect(),
             refit_on_load: true,
+            hyper: serde_json::Value::Null,
+            training: serde_json::Value::Null,
             graphscale_version: env!("CARGO_PKG_VERSION").into(),
         };
         Ok((
@@ -117,6 +145,7 @@ impl Checkpoint {
                 manifest,
                 series: series.to_vec(),
                 calibration_errors: errors,
+                weights: Vec::new(),
             },
             fitted,
         ))
@@ -159,7 +188,17 @@ impl Checkpoint {
         let errors = bytes(&self.calibration_errors.concat());
         let manifest =
             serde_json::to_string_pretty(&self.manifest).map_err(|e| err(e.to_string()))?;
-        let tensors = vec![
+        let weight_bytes: Vec<Vec<u8>> = self
+            .weights
+            .iter()
+            .map(|w| w.values.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
+        let weight_names: Vec<String> = self
+            .weights
+            .iter()
+            .map(|w| format!("weights.{}", w.name))
+            .collect();
+        let mut tensors = vec![
             (
                 "series",
                 TensorView::new(Dtype::F64, vec![self.series.len()], &series)
@@ -171,6 +210,21 @@ impl Checkpoint {
                     .map_err(|e| err(e.to_string()))?,
             ),
         ];
+        for ((w, bytes), name) in self.weights.iter().zip(&weight_bytes).zip(&weight_names) {
+            if w.shape.iter().product::<usize>() != w.values.len() {
+                return Err(err(format!(
+                    "weight `{}`: shape {:?} does not hold {} values",
+                    w.name,
+                    w.shape,
+                    w.values.len()
+                )));
+            }
+            tensors.push((
+                name.as_str(),
+                TensorView::new(Dtype::F32, w.shape.clone(), bytes)
+                    .map_err(|e| err(e.to_string()))?,
+            ));
+        }
         let meta = [("manifest".to_string(), manifest.clone())]
             .into_iter()
             .collect();
@@ -181,8 +235,13 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Reads and checks a checkpoint.
+    /// Reads and checks a checkpoint of a classical model (see [`classical_kind`]).
     pub fn load(path: &Path) -> Result<Self, ForecastError> {
+        Self::load_with(path, &classical_kind)
+    }
+
+    /// Reads and checks a checkpoint whose kind `known` accepts.
+    pub fn load_with(path: &Path, known: &dyn Fn(&str) -> bool) -> Result<Self, ForecastError> {
         let err = |reason: String| ForecastError::Checkpoint {
             path: path.display().to_string(),
             reason,
@@ -221,8 +280,12 @@ impl Checkpoint {
         }
         let manifest: Manifest =
             serde_json::from_value(raw).map_err(|e| err(format!("manifest: {e}")))?;
-        by_name_with_step(&manifest.kind, manifest.season, manifest.step_s)
-            .map_err(|e| err(format!("model kind: {e}")))?;
+        if !known(&manifest.kind) {
+            return Err(err(format!(
+                "model kind `{}` is not one this build can restore",
+                manifest.kind
+            )));
+        }
         let read = |name: &str, shape: &[usize]| -> Result<Vec<f64>, ForecastError> {
             let t = st
                 .tensor(name)
@@ -256,10 +319,36 @@ impl Checkpoint {
         let calibration_errors = (0..errs_shape[0])
             .map(|h| flat[h * k..(h + 1) * k].to_vec())
             .collect();
+        let mut weights = Vec::new();
+        for name in st.names() {
+            let Some(short) = name.strip_prefix("weights.") else {
+                continue;
+            };
+            let t = st
+                .tensor(name)
+                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(err(format!(
+                    "tensor `{name}`: expected f32, found {:?}",
+                    t.dtype()
+                )));
+            }
+            weights.push(Weight {
+                name: short.to_string(),
+                shape: t.shape().to_vec(),
+                values: t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            });
+        }
+        weights.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Checkpoint {
             manifest,
             series,
             calibration_errors,
+            weights,
         })
     }
 }
@@ -328,10 +417,10 @@ mod tests {
             "{e}"
         );
         ck.manifest.format_version = 1;
-        ck.manifest.kind = "lstm".into();
+        ck.manifest.kind = "arima".into();
         ck.save(&path).unwrap();
         let e = Checkpoint::load(&path).unwrap_err().to_string();
-        assert!(e.contains("model kind") && e.contains("lstm"), "{e}");
+        assert!(e.contains("model kind `arima`"), "{e}");
         std::fs::write(&path, b"not a checkpoint").unwrap();
         assert!(Checkpoint::load(&path)
             .unwrap_err()

@@ -129,33 +129,72 @@ impl FittedForecaster for FittedConformal {
         horizon: usize,
         quantiles: &[f64],
     ) -> Result<ForecastOutput, ForecastFailure> {
-        if horizon > self.errors.len() {
-            return Err(ForecastFailure::new(
-                &self.name,
-                format!(
-                    "calibrated for up to {} steps, asked for {horizon}",
-                    self.errors.len()
-                ),
-            ));
-        }
-        if let Some(q) = quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
-            return Err(ForecastFailure::new(
-                &self.name,
-                format!("quantile levels must be in (0, 1), got {q}"),
-            ));
-        }
+        check_request(&self.name, &self.errors, horizon, quantiles)?;
         let point = self.inner.predict(horizon, &[])?.point;
-        let quantiles = quantiles
-            .iter()
-            .map(|&tau| {
-                let v = (0..horizon)
-                    .map(|s| point[s] + conformal_quantile(&self.errors[s], tau).unwrap_or(0.0))
-                    .collect();
-                (tau, v)
-            })
-            .collect();
-        Ok(ForecastOutput { point, quantiles })
+        Ok(with_quantiles(point, &self.errors, quantiles))
     }
+
+    fn fitted_values(&self) -> Option<Vec<f64>> {
+        self.inner.fitted_values()
+    }
+
+    fn predict_after(
+        &self,
+        history: &[f64],
+        advance: usize,
+        horizon: usize,
+        quantiles: &[f64],
+    ) -> Option<Result<ForecastOutput, ForecastFailure>> {
+        if let Err(e) = check_request(&self.name, &self.errors, horizon, quantiles) {
+            return Some(Err(e));
+        }
+        let point = match self.inner.predict_after(history, advance, horizon, &[])? {
+            Ok(p) => p.point,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(with_quantiles(point, &self.errors, quantiles)))
+    }
+}
+
+/// Checks a request against calibration errors per step ahead: the horizon must be calibrated
+/// and every quantile level in (0, 1).
+pub fn check_request(
+    name: &str,
+    errors: &[Vec<f64>],
+    horizon: usize,
+    quantiles: &[f64],
+) -> Result<(), ForecastFailure> {
+    if horizon > errors.len() {
+        return Err(ForecastFailure::new(
+            name,
+            format!(
+                "calibrated for up to {} steps, asked for {horizon}",
+                errors.len()
+            ),
+        ));
+    }
+    if let Some(q) = quantiles.iter().find(|q| !(**q > 0.0 && **q < 1.0)) {
+        return Err(ForecastFailure::new(
+            name,
+            format!("quantile levels must be in (0, 1), got {q}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `point` with the split-conformal quantiles of `errors` (signed errors `y - yhat` per step
+/// ahead) added for each level in `quantiles`.
+pub fn with_quantiles(point: Vec<f64>, errors: &[Vec<f64>], quantiles: &[f64]) -> ForecastOutput {
+    let quantiles = quantiles
+        .iter()
+        .map(|&tau| {
+            let v = (0..point.len())
+                .map(|s| point[s] + conformal_quantile(&errors[s], tau).unwrap_or(0.0))
+                .collect();
+            (tau, v)
+        })
+        .collect();
+    ForecastOutput { point, quantiles }
 }
 
 #[cfg(test)]

@@ -187,6 +187,10 @@ impl FittedForecaster for FittedEts {
             .map_err(|e| ForecastFailure::new("ets", e.to_string()))?;
         points_only("ets", f.point, q)
     }
+
+    fn fitted_values(&self) -> Option<Vec<f64>> {
+        self.0.predict_in_sample(None).ok().map(|f| f.point)
+    }
 }
 
 /// MSTL from augurs: seasonal components for each period (STL), an AutoETS trend on the
@@ -226,6 +230,20 @@ impl FittedForecaster for FittedMstl {
             .predict(horizon, None)
             .map_err(|e| ForecastFailure::new("mstl", e.to_string()))?;
         points_only("mstl", f.point, q)
+    }
+
+    /// The decomposition's trend plus seasonal components: smooth, so that the remainder (what
+    /// a residual model learns) is the part MSTL does not explain, not its trend model's
+    /// one-step errors.
+    fn fitted_values(&self) -> Option<Vec<f64>> {
+        let fit = self.0.fit();
+        let mut v: Vec<f64> = fit.trend().iter().map(|t| f64::from(*t)).collect();
+        for component in fit.seasonal() {
+            for (x, c) in v.iter_mut().zip(component) {
+                *x += f64::from(*c);
+            }
+        }
+        Some(v)
     }
 }
 
@@ -296,6 +314,10 @@ impl FittedForecaster for FittedProphet {
             .predict(PredictionData::new(ds))
             .map_err(|e| ForecastFailure::new("prophet", e.to_string()))?;
         points_only("prophet", p.yhat.point, q)
+    }
+
+    fn fitted_values(&self) -> Option<Vec<f64>> {
+        self.model.predict(None).ok().map(|p| p.yhat.point)
     }
 }
 

@@ -385,9 +385,19 @@ impl Autoscaler for PredictiveAutoscaler {
                         }
                     }
                     if let Some(f) = &st.fitted {
-                        match f.predict(st.since_fit + horizon, &[]) {
-                            Ok(out) if out.point.iter().all(|v| v.is_finite()) => {
-                                let ahead = &out.point[st.since_fit..];
+                        // Models that forecast from new data without refitting (neural
+                        // networks) see the latest history; the others forecast past the
+                        // syncs since their fit.
+                        let y: Vec<f64> = st.history.iter().copied().collect();
+                        let out = match f.predict_after(&y, st.since_fit, horizon, &[]) {
+                            Some(r) => r.map(|o| (o, 0)),
+                            None => f
+                                .predict(st.since_fit + horizon, &[])
+                                .map(|o| (o, st.since_fit)),
+                        };
+                        match out {
+                            Ok((out, skip)) if out.point.iter().all(|v| v.is_finite()) => {
+                                let ahead = &out.point[skip..];
                                 point_peak = ahead.iter().copied().fold(0.0_f64, f64::max);
                                 lead_point = ahead[ahead.len() - 1];
                                 used_model = true;

@@ -1,0 +1,174 @@
+//! Timings for `graphscale bench nn`: one training step (forward, backward, Adam) and one
+//! forward pass, on random inputs of a given shape. The caller sets the thread count
+//! (`RAYON_NUM_THREADS`) and prints the table.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::rnn::{Cell, RnnConfig, RnnNet};
+
+/// Which network to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// A recurrent forecaster.
+    Rnn(Cell),
+    /// Baseline: one linear layer from the flattened window to the outputs.
+    Linear,
+}
+
+impl Net {
+    /// Its name in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Net::Rnn(c) => c.name(),
+            Net::Linear => "linear (baseline)",
+        }
+    }
+}
+
+/// Medians in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// One training step at `batch`.
+    pub train_step_ms: f64,
+    /// One forward pass at batch 1.
+    pub forward_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `net` with `batch` windows of `window` steps, `hidden` units and `outputs` outputs:
+/// `runs` measured repetitions after 3 warm-up ones.
+pub fn time(
+    net: Net,
+    batch: usize,
+    window: usize,
+    hidden: usize,
+    outputs: usize,
+    runs: usize,
+) -> Timing {
+    let ad = Device::flex().autodiff();
+    let plain = Device::flex();
+    let cfg = RnnConfig {
+        cell: match net {
+            Net::Rnn(c) => c,
+            Net::Linear => Cell::Lstm,
+        },
+        window,
+        hidden,
+        max_horizon: outputs,
+        ..RnnConfig::default()
+    };
+    let x = Tensor::<3>::random([batch, window, 1], Distribution::Default, &ad);
+    let t = Tensor::<2>::random([batch, outputs], Distribution::Default, &ad);
+    let x1 = Tensor::<3>::random([1, window, 1], Distribution::Default, &plain);
+    let mut optim = AdamConfig::new().init();
+    let (mut train, mut fwd) = (Vec::new(), Vec::new());
+    match net {
+        Net::Rnn(_) => {
+            let mut m = RnnNet::new(&cfg, &ad);
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                let loss = (m.forward(x.clone()) - t.clone()).powi_scalar(2).mean();
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                m = optim.step(1e-3, m, grads);
+                let _ = m.weight_sum();
+                if k >= 3 {
+                    train.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let v = m.valid();
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                let _ = v.forward(x1.clone()).into_data();
+                if k >= 3 {
+                    fwd.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        Net::Linear => {
+            let mut m: Linear = LinearConfig::new(window, outputs).init(&ad);
+            let flat = x.clone().reshape([batch, window]);
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                let loss = (m.forward(flat.clone()) - t.clone()).powi_scalar(2).mean();
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                m = optim.step(1e-3, m, grads);
+                let _ = m.weight.val().sum().into_data();
+                if k >= 3 {
+                    train.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let v = m.valid();
+            let flat1 = x1.reshape([1, window]);
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                let _ = v.forward(flat1.clone()).into_data();
+                if k >= 3 {
+                    fwd.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+    }
+    Timing {
+        train_step_ms: median(train),
+        forward_ms: median(fwd),
+    }
+}
+
+/// Times one HGT network (input maps, `layers` layers of `cfg`, a linear head with 4 outputs per
+/// node) on `graph` with 8 random input features per node: a training step (forward, backward,
+/// Adam on the mean squared error of all nodes) and a forward pass; `runs` measured repetitions
+/// after 3 warm-up ones.
+pub fn time_hgt(
+    graph: &crate::hgt::HeteroGraph,
+    cfg: &crate::hgt::HgtConfig,
+    layers: usize,
+    runs: usize,
+) -> Result<Timing, crate::hgt::GraphError> {
+    use crate::hgt::{DeviceGraph, HgtNet};
+    let ad = Device::flex().autodiff();
+    let plain = Device::flex();
+    let n = graph.node_type.len();
+    let (ga, gp) = (
+        DeviceGraph::new(graph, &ad)?,
+        DeviceGraph::new(graph, &plain)?,
+    );
+    let x = Tensor::<2>::random([n, 8], Distribution::Default, &ad);
+    let t = Tensor::<2>::random([n, 4], Distribution::Default, &ad);
+    let xp = Tensor::<2>::random([n, 8], Distribution::Default, &plain);
+    let mut m = HgtNet::new(cfg, 8, layers, 4, &ad);
+    let mut optim = AdamConfig::new().init();
+    let (mut train, mut fwd) = (Vec::new(), Vec::new());
+    for k in 0..runs + 3 {
+        let start = Instant::now();
+        let loss = (m.forward(x.clone(), &ga) - t.clone())
+            .powi_scalar(2)
+            .mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        m = optim.step(1e-3, m, grads);
+        let _ = m.head.weight.val().sum().into_data();
+        if k >= 3 {
+            train.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let v = m.valid();
+    for k in 0..runs + 3 {
+        let start = Instant::now();
+        let _ = v.forward(xp.clone(), &gp).into_data();
+        if k >= 3 {
+            fwd.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(Timing {
+        train_step_ms: median(train),
+        forward_ms: median(fwd),
+    })
+}

@@ -1,0 +1,421 @@
+//! A Heterogeneous Graph Transformer layer (Hu, Dong, Wang and Sun, WWW 2020) on burn's tensor
+//! ops: the first graph-model piece of issue #4 (no training command or comparison yet).
+//!
+//! For an edge `s -> t` of relation `r` and each head `h` (dimension `dk = dim / heads`):
+//! - attention logit `(K_type(s)(x_s) W_att_r,h) . Q_type(t)(x_t) * mu_r,h / sqrt(dk)` plus a
+//!   learned linear function of the edge's features (RPS, p95, errors, backlog...);
+//! - the logits are normalised by a softmax over all incoming edges of `t`, across relations
+//!   ([`segment_softmax`]: a scatter-max, exponentials, a scatter-add);
+//! - message `V_type(s)(x_s) W_msg_r,h`, summed into `t` with the attention weights;
+//! - output `A_type(t)(gelu(aggregate))`, mixed with the input by a gated residual
+//!   `sigmoid(skip_type) * out + (1 - sigmoid(skip_type)) * x`.
+//!
+//! Type-specific linear maps are applied to every node and masked by type, which costs a few
+//! extra products for a handful of node types and keeps the layer to whole-tensor operations.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+
+/// Edges of one relation: sources, destinations and `features` per edge (row-major).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RelationEdges {
+    /// Source node indices.
+    pub src: Vec<usize>,
+    /// Destination node indices.
+    pub dst: Vec<usize>,
+    /// Edge features, `src.len() * edge_features` values.
+    pub features: Vec<f32>,
+}
+
+/// A heterogeneous graph as plain data: the type of each node and the edges of each relation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeteroGraph {
+    /// Node type per node (`< node_types`).
+    pub node_type: Vec<usize>,
+    /// Number of node types.
+    pub node_types: usize,
+    /// Edges per relation.
+    pub relations: Vec<RelationEdges>,
+    /// Features per edge.
+    pub edge_features: usize,
+}
+
+/// Why a graph cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("graph: {0}")]
+pub struct GraphError(pub String);
+
+impl HeteroGraph {
+    /// Checks indices, types and feature widths, naming the first problem.
+    pub fn validate(&self) -> Result<(), GraphError> {
+        let n = self.node_type.len();
+        if let Some(i) = self.node_type.iter().position(|t| *t >= self.node_types) {
+            return Err(GraphError(format!(
+                "node {i} has type {} but there are {} node types",
+                self.node_type[i], self.node_types
+            )));
+        }
+        for (r, e) in self.relations.iter().enumerate() {
+            if e.src.len() != e.dst.len() {
+                return Err(GraphError(format!(
+                    "relation {r}: {} sources but {} destinations",
+                    e.src.len(),
+                    e.dst.len()
+                )));
+            }
+            if e.features.len() != e.src.len() * self.edge_features {
+                return Err(GraphError(format!(
+                    "relation {r}: {} edge feature values for {} edges of width {}",
+                    e.features.len(),
+                    e.src.len(),
+                    self.edge_features
+                )));
+            }
+            if let Some(k) = e.src.iter().chain(&e.dst).position(|i| *i >= n) {
+                let bad = e.src.iter().chain(&e.dst).nth(k).copied().unwrap_or(0);
+                return Err(GraphError(format!(
+                    "relation {r}: edge to or from node {bad}, but the graph has {n} nodes"
+                )));
+            }
+            if let Some(k) = e.features.iter().position(|v| !v.is_finite()) {
+                return Err(GraphError(format!(
+                    "relation {r}: edge feature {k} is not finite"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ints(v: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = v.iter().map(|x| *x as i64).collect();
+    Tensor::from_data(TensorData::new(data, [v.len()]), device)
+}
+
+/// One relation's edges on a device.
+#[derive(Debug, Clone)]
+struct DeviceRelation {
+    src: Tensor<1, Int>,
+    dst: Tensor<1, Int>,
+    features: Tensor<2>,
+}
+
+/// A graph's index tensors on a device, built once and reused by every forward pass.
+#[derive(Debug, Clone)]
+pub struct DeviceGraph {
+    n: usize,
+    masks: Vec<Tensor<2>>,
+    relations: Vec<Option<DeviceRelation>>,
+    dst_all: Option<Tensor<1, Int>>,
+}
+
+impl DeviceGraph {
+    /// Moves `g` to `device` after checking it.
+    pub fn new(g: &HeteroGraph, device: &Device) -> Result<Self, GraphError> {
+        g.validate()?;
+        let n = g.node_type.len();
+        let masks = (0..g.node_types)
+            .map(|t| {
+                let m: Vec<f32> = g
+                    .node_type
+                    .iter()
+                    .map(|x| if *x == t { 1.0 } else { 0.0 })
+                    .collect();
+                Tensor::from_data(TensorData::new(m, [n, 1]), device)
+            })
+            .collect();
+        let relations = g
+            .relations
+            .iter()
+            .map(|e| {
+                (!e.src.is_empty()).then(|| DeviceRelation {
+                    src: ints(&e.src, device),
+                    dst: ints(&e.dst, device),
+                    features: Tensor::from_data(
+                        TensorData::new(e.features.clone(), [e.src.len(), g.edge_features]),
+                        device,
+                    ),
+                })
+            })
+            .collect();
+        let all: Vec<usize> = g.relations.iter().flat_map(|e| e.dst.clone()).collect();
+        Ok(DeviceGraph {
+            n,
+            masks,
+            relations,
+            dst_all: (!all.is_empty()).then(|| ints(&all, device)),
+        })
+    }
+
+    /// Nodes.
+    pub fn nodes(&self) -> usize {
+        self.n
+    }
+}
+
+/// Softmax of `logits` (`[edges, heads]`) over the edges that share a destination in `dst`
+/// (`n` nodes): each destination's incoming weights sum to one per head.
+pub fn segment_softmax(logits: Tensor<2>, dst: Tensor<1, Int>, n: usize) -> Tensor<2> {
+    let [_, h] = logits.dims();
+    let device = logits.device();
+    // The maximum only stabilises the exponentials: no gradient flows through it.
+    let max = Tensor::<2>::full([n, h], f32::NEG_INFINITY, &device).select_assign(
+        0,
+        dst.clone(),
+        logits.clone().detach(),
+        IndexingUpdateOp::Max,
+    );
+    let ex = (logits - max.select(0, dst.clone())).exp();
+    let den = Tensor::<2>::zeros([n, h], &device).select_assign(
+        0,
+        dst.clone(),
+        ex.clone(),
+        IndexingUpdateOp::Add,
+    );
+    ex / den.select(0, dst)
+}
+
+/// Settings of an HGT layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HgtConfig {
+    /// Node types.
+    pub node_types: usize,
+    /// Relations.
+    pub relations: usize,
+    /// Hidden dimension (a multiple of `heads`).
+    pub dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Features per edge.
+    pub edge_features: usize,
+}
+
+/// One HGT layer.
+#[derive(Module, Debug)]
+pub struct HgtLayer {
+    /// Keys per node type.
+    pub k: Vec<Linear>,
+    /// Queries per node type.
+    pub q: Vec<Linear>,
+    /// Values per node type.
+    pub v: Vec<Linear>,
+    /// Output maps per node type.
+    pub a: Vec<Linear>,
+    /// Gated-residual logits per node type.
+    pub skip: Param<Tensor<1>>,
+    /// Attention matrices per relation, `[heads, dk, dk]`.
+    pub att: Vec<Param<Tensor<3>>>,
+    /// Message matrices per relation, `[heads, dk, dk]`.
+    pub msg: Vec<Param<Tensor<3>>>,
+    /// Priors per relation, `[heads]`.
+    pub prior: Vec<Param<Tensor<1>>>,
+    /// Edge features to attention biases per relation.
+    pub edge: Vec<Linear>,
+    heads: usize,
+    dim: usize,
+}
+
+impl HgtLayer {
+    /// A layer with seeded-by-device weights.
+    pub fn new(cfg: &HgtConfig, device: &Device) -> Self {
+        assert!(
+            cfg.heads > 0 && cfg.dim.is_multiple_of(cfg.heads),
+            "dim must be a multiple of heads"
+        );
+        let dk = cfg.dim / cfg.heads;
+        let lin = |i, o| LinearConfig::new(i, o).init(device);
+        let per_type = |_| lin(cfg.dim, cfg.dim);
+        let mat = || {
+            Initializer::XavierNormal { gain: 1.0 }.init_with(
+                [cfg.heads, dk, dk],
+                Some(dk),
+                Some(dk),
+                device,
+            )
+        };
+        HgtLayer {
+            k: (0..cfg.node_types).map(per_type).collect(),
+            q: (0..cfg.node_types).map(per_type).collect(),
+            v: (0..cfg.node_types).map(per_type).collect(),
+            a: (0..cfg.node_types).map(per_type).collect(),
+            skip: Param::from_tensor(Tensor::ones([cfg.node_types], device)),
+            att: (0..cfg.relations).map(|_| mat()).collect(),
+            msg: (0..cfg.relations).map(|_| mat()).collect(),
+            prior: (0..cfg.relations)
+                .map(|_| Param::from_tensor(Tensor::ones([cfg.heads], device)))
+                .collect(),
+            edge: (0..cfg.relations)
+                .map(|_| lin(cfg.edge_features.max(1), cfg.heads))
+                .collect(),
+            heads: cfg.heads,
+            dim: cfg.dim,
+        }
+    }
+
+    fn typed(lins: &[Linear], x: &Tensor<2>, g: &DeviceGraph) -> Tensor<2> {
+        let mut out: Option<Tensor<2>> = None;
+        for (l, m) in lins.iter().zip(&g.masks) {
+            let y = l.forward(x.clone()) * m.clone();
+            out = Some(match out {
+                Some(o) => o + y,
+                None => y,
+            });
+        }
+        out.unwrap_or_else(|| x.clone())
+    }
+
+    /// `x`: `[nodes, dim]` -> `[nodes, dim]`.
+    pub fn forward(&self, x: Tensor<2>, g: &DeviceGraph) -> Tensor<2> {
+        let (h, d) = (self.heads, self.dim);
+        let dk = d / h;
+        let n = g.n;
+        let device = x.device();
+        let k = Self::typed(&self.k, &x, g);
+        let q = Self::typed(&self.q, &x, g);
+        let v = Self::typed(&self.v, &x, g);
+        let heads = |t: Tensor<2>| {
+            let e = t.dims()[0];
+            t.reshape([e, h, dk]).swap_dims(0, 1)
+        };
+        let mut logits = Vec::new();
+        let mut msgs = Vec::new();
+        for (r, rel) in g.relations.iter().enumerate() {
+            let Some(rel) = rel else { continue };
+            let e = rel.src.dims()[0];
+            let ks = heads(k.clone().select(0, rel.src.clone())).matmul(self.att[r].val());
+            let qt = heads(q.clone().select(0, rel.dst.clone()));
+            let l = (ks * qt).sum_dim(2).reshape([h, e]) * self.prior[r].val().reshape([h, 1])
+                / (dk as f64).sqrt();
+            let bias = self.edge[r].forward(rel.features.clone()).swap_dims(0, 1);
+            logits.push((l + bias).swap_dims(0, 1)); // [e, h]
+            let vs = heads(v.clone().select(0, rel.src.clone())).matmul(self.msg[r].val());
+            msgs.push(vs.swap_dims(0, 1)); // [e, h, dk]
+        }
+        let agg = match &g.dst_all {
+            Some(dst) if !logits.is_empty() => {
+                let att = segment_softmax(Tensor::cat(logits, 0), dst.clone(), n);
+                let e = att.dims()[0];
+                let weighted = Tensor::cat(msgs, 0) * att.reshape([e, h, 1]);
+                Tensor::<3>::zeros([n, h, dk], &device)
+                    .select_assign(0, dst.clone(), weighted, IndexingUpdateOp::Add)
+                    .reshape([n, d])
+            }
+            _ => Tensor::<2>::zeros([n, d], &device),
+        };
+        let out = Self::typed(&self.a, &gelu(agg), g);
+        let gate = sigmoid(self.skip.val());
+        let mut alpha: Option<Tensor<2>> = None;
+        for (t, m) in g.masks.iter().enumerate() {
+            let a = m.clone() * gate.clone().slice(t..t + 1).reshape([1, 1]);
+            alpha = Some(match alpha {
+                Some(x) => x + a,
+                None => a,
+            });
+        }
+        let alpha = alpha.unwrap_or_else(|| Tensor::ones([n, 1], &device));
+        out * alpha.clone() + x * (alpha.neg() + 1.0)
+    }
+}
+
+/// An HGT network for per-node regression: a linear input map per node type, `layers` HGT
+/// layers and a linear head.
+#[derive(Module, Debug)]
+pub struct HgtNet {
+    /// Input maps per node type.
+    pub input: Vec<Linear>,
+    /// The layers.
+    pub layers: Vec<HgtLayer>,
+    /// Output head.
+    pub head: Linear,
+}
+
+impl HgtNet {
+    /// A network with `in_features` per node and `outputs` per node.
+    pub fn new(
+        cfg: &HgtConfig,
+        in_features: usize,
+        layers: usize,
+        outputs: usize,
+        device: &Device,
+    ) -> Self {
+        HgtNet {
+            input: (0..cfg.node_types)
+                .map(|_| LinearConfig::new(in_features, cfg.dim).init(device))
+                .collect(),
+            layers: (0..layers).map(|_| HgtLayer::new(cfg, device)).collect(),
+            head: LinearConfig::new(cfg.dim, outputs).init(device),
+        }
+    }
+
+    /// `x`: `[nodes, in_features]` -> `[nodes, outputs]`.
+    pub fn forward(&self, x: Tensor<2>, g: &DeviceGraph) -> Tensor<2> {
+        let mut hdn = HgtLayer::typed(&self.input, &x, g);
+        for l in &self.layers {
+            hdn = l.forward(hdn, g);
+        }
+        self.head.forward(hdn)
+    }
+}
+
+/// Node kinds in the order of their type index.
+pub const NODE_KINDS: [graphscale_core::NodeKind; 4] = [
+    graphscale_core::NodeKind::Service,
+    graphscale_core::NodeKind::Queue,
+    graphscale_core::NodeKind::Topic,
+    graphscale_core::NodeKind::ClusterNode,
+];
+
+/// Relations in the order of their index.
+pub const RELATIONS: [graphscale_core::Relation; 6] = [
+    graphscale_core::Relation::Calls,
+    graphscale_core::Relation::Produces,
+    graphscale_core::Relation::Consumes,
+    graphscale_core::Relation::Publishes,
+    graphscale_core::Relation::Subscribes,
+    graphscale_core::Relation::RunsOn,
+];
+
+/// The structure of an application graph with `features(edge)` (of width `edge_features`) on
+/// each edge: 4 node types ([`NODE_KINDS`]) and 6 relations ([`RELATIONS`]).
+pub fn from_app_graph(
+    g: &graphscale_core::AppGraph,
+    edge_features: usize,
+    features: &dyn Fn(&graphscale_core::Edge) -> Vec<f32>,
+) -> Result<HeteroGraph, GraphError> {
+    let node_type = g
+        .nodes
+        .iter()
+        .map(|n| NODE_KINDS.iter().position(|k| *k == n.kind).unwrap_or(0))
+        .collect();
+    let mut relations = vec![RelationEdges::default(); RELATIONS.len()];
+    for e in &g.edges {
+        let idx = |id: &str| {
+            g.index_of(id).ok_or_else(|| {
+                GraphError(format!("edge {} -> {}: unknown node `{id}`", e.src, e.dst))
+            })
+        };
+        let r = RELATIONS.iter().position(|x| *x == e.relation).unwrap_or(0);
+        let f = features(e);
+        if f.len() != edge_features {
+            return Err(GraphError(format!(
+                "edge {} -> {}: {} features, expected {edge_features}",
+                e.src,
+                e.dst,
+                f.len()
+            )));
+        }
+        relations[r].src.push(idx(&e.src)?);
+        relations[r].dst.push(idx(&e.dst)?);
+        relations[r].features.extend(f);
+    }
+    let h = HeteroGraph {
+        node_type,
+        node_types: NODE_KINDS.len(),
+        relations,
+        edge_features,
+    };
+    h.validate()?;
+    Ok(h)
+}

@@ -1,0 +1,87 @@
+//! # graphscale-nn
+//!
+//! Neural forecasters on burn with its `flex` CPU backend, behind the core
+//! [`graphscale_core::Forecaster`] seam:
+//!
+//! - [`rnn`]: LSTM and GRU forecasters (direct multi-horizon, residual to the last value, early
+//!   stopping, conformal intervals from the validation range);
+//! - [`hybrid`]: a classical model (MSTL, or Prophet with the `prophet` feature) for trend and
+//!   seasonality, plus a recurrent network on its residuals;
+//! - [`checkpoint`]: fitting and restoring every model, neural or classical, through the
+//!   forecast crate's checkpoint format (weights as safetensors, manifest in JSON).
+//!
+//! [`by_name`] resolves every model name the command line accepts.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod hgt;
+pub mod hybrid;
+pub mod rnn;
+
+use graphscale_core::{ForecastFailure, Forecaster};
+use graphscale_forecast::models::{by_name_with_step, Mstl};
+
+use crate::hybrid::Hybrid;
+use crate::rnn::{Cell, Rnn, RnnConfig};
+
+/// Model names of this crate.
+pub const NEURAL: [&str; 4] = ["lstm", "gru", "hybrid-mstl", "hybrid-prophet"];
+
+/// Whether `name` is one of this crate's models.
+pub fn is_neural(name: &str) -> bool {
+    NEURAL.contains(&name)
+}
+
+/// The settings of a neural model `name` for a season of `period` steps and forecasts up to
+/// `max_horizon` steps, from `base` (defaults when `None`).
+pub fn rnn_config(
+    name: &str,
+    period: usize,
+    max_horizon: usize,
+    base: Option<&RnnConfig>,
+) -> RnnConfig {
+    let mut cfg = base.cloned().unwrap_or_default();
+    cfg.cell = if name == "gru" { Cell::Gru } else { Cell::Lstm };
+    cfg.max_horizon = max_horizon.max(1);
+    if base.is_none() {
+        cfg.period = if period > 1 { period } else { 0 };
+    }
+    cfg
+}
+
+/// Any model by name: `lstm`, `gru`, `hybrid-mstl`, `hybrid-prophet` (with the `prophet`
+/// feature) and every model of [`graphscale_forecast::models::by_name_with_step`]. `period` is
+/// the season length in steps, `step_s` the step in seconds and `max_horizon` the longest
+/// horizon that will be asked of a neural model (its output width).
+pub fn by_name(
+    name: &str,
+    period: usize,
+    step_s: u64,
+    max_horizon: usize,
+    rnn: Option<&RnnConfig>,
+) -> Result<Box<dyn Forecaster>, ForecastFailure> {
+    let cfg = rnn_config(name, period, max_horizon, rnn);
+    Ok(match name {
+        "lstm" | "gru" => Box::new(Rnn { config: cfg }),
+        "hybrid-mstl" => Box::new(Hybrid {
+            base: Box::new(Mstl {
+                periods: vec![period.max(2)],
+            }),
+            rnn: cfg,
+        }),
+        "hybrid-prophet" => Box::new(Hybrid {
+            base: by_name_with_step("prophet", period, step_s)?,
+            rnn: cfg,
+        }),
+        other => by_name_with_step(other, period, step_s).map_err(|e| {
+            if e.reason.starts_with("unknown model") {
+                ForecastFailure::new(
+                    other,
+                    "unknown model (known: persistence, trend, seasonal-naive, ets, mstl, prophet, lstm, gru, hybrid-mstl, hybrid-prophet)",
+                )
+            } else {
+                e
+            }
+        })?,
+    })
+}
