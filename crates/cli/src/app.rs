@@ -421,11 +421,12 @@ enum BenchCommand {
     /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
     /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
     Hgt {
-        /// Built-in apps or random:N[:SEED].
+        /// Built-in apps, random:N[:SEED], or synthetic:NODES:EDGES (a seeded random graph of
+        /// services, queues and topics with every relation between them).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "online-boutique,random:10000"
+            default_value = "online-boutique,random:10000,synthetic:10000:50000"
         )]
         apps: Vec<String>,
         /// Hidden dimension.

@@ -163,11 +163,20 @@ pub fn hgt(
     crate::say!("| app | nodes | edges | forward, ms | train step, ms |")?;
     crate::say!("|---|---:|---:|---:|---:|")?;
     for name in apps {
-        let app = graphscale_sim::topology::builtin(name)?;
-        let graph = app.graph()?;
-        // Static edge features for timing: the call ratio and three zeros (observed RPS, p95,
-        // errors and backlog come with snapshot tensorisation, not built yet).
-        let g = from_app_graph(&graph, 4, &|e| vec![e.ratio as f32, 0.0, 0.0, 0.0])?;
+        let g = if let Some(rest) = name.strip_prefix("synthetic:") {
+            let (n, e) = rest
+                .split_once(':')
+                .and_then(|(n, e)| Some((n.parse::<usize>().ok()?, e.parse::<usize>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("`{name}`: expected synthetic:NODES:EDGES"))?;
+            anyhow::ensure!(n >= 10 && e >= 1, "`{name}`: at least 10 nodes and 1 edge");
+            graphscale_nn::hgt::synthetic(n, e, 1)
+        } else {
+            let app = graphscale_sim::topology::builtin(name)?;
+            let graph = app.graph()?;
+            // Static edge features for timing: the call ratio and three zeros (observed RPS,
+            // p95, errors and backlog come with snapshot tensorisation, not built yet).
+            from_app_graph(&graph, 4, &|e| vec![e.ratio as f32, 0.0, 0.0, 0.0])?
+        };
         let cfg = HgtConfig {
             node_types: NODE_KINDS.len(),
             relations: RELATIONS.len(),

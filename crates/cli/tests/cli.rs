@@ -542,3 +542,109 @@ fn forecast_fit_then_predict_and_bad_checkpoints() {
         &["arima", "unknown model"],
     );
 }
+
+#[test]
+fn neural_models_fit_predict_and_backtest_from_the_command_line() {
+    let out = tmp("nn");
+    let mut csv = String::from("ts,rps\n");
+    for i in 0..700 {
+        let v = 100.0 + 30.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin() + (i % 5) as f64;
+        csv.push_str(&format!("{},{v}\n", 1_000_000_020 + 60 * i));
+    }
+    let f = out.join("s.csv");
+    std::fs::write(&f, &csv).unwrap();
+    let cfg = out.join("nn.json");
+    std::fs::write(&cfg, r#"{"window": 24, "hidden": 8, "epochs": 4}"#).unwrap();
+    let ck = out.join("lstm.safetensors");
+    let fit = |model: &str, cfg_path: &str| {
+        run(&[
+            "forecast",
+            "fit",
+            "--csv",
+            f.to_str().unwrap(),
+            "--model",
+            model,
+            "--season",
+            "24",
+            "--max-horizon",
+            "5m",
+            "--nn-config",
+            cfg_path,
+            "--out",
+            ck.to_str().unwrap(),
+        ])
+    };
+    let o = fit("lstm", cfg.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lstm.safetensors.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["kind"], "lstm");
+    assert_eq!(manifest["hyper"]["window"], 24);
+    assert_eq!(manifest["hyper"]["max_horizon"], 5);
+    assert!(manifest["training"]["best_epoch"].as_u64().unwrap() >= 1);
+    let o = run(&[
+        "forecast",
+        "predict",
+        "--model",
+        ck.to_str().unwrap(),
+        "--horizon",
+        "5m",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 5);
+    for r in rows.as_array().unwrap() {
+        let (lo, p, hi) = (
+            r["q0.05"].as_f64().unwrap(),
+            r["point"].as_f64().unwrap(),
+            r["q0.95"].as_f64().unwrap(),
+        );
+        assert!(lo <= p && p <= hi && p > 40.0 && p < 160.0, "{r}");
+    }
+    // Settings with an unknown field are refused by name; nothing is overwritten.
+    let before = std::fs::read(&ck).unwrap();
+    std::fs::write(&cfg, r#"{"window": 24, "hiden": 8}"#).unwrap();
+    let o = fit("gru", cfg.to_str().unwrap());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("nn.json") && e.contains("hiden"), "{e}");
+    assert_eq!(std::fs::read(&ck).unwrap(), before);
+    // A backtest with a network trained every 4 origins, beside persistence.
+    std::fs::write(&cfg, r#"{"window": 24, "hidden": 8, "epochs": 3}"#).unwrap();
+    let o = run(&[
+        "forecast",
+        "backtest",
+        "--csv",
+        f.to_str().unwrap(),
+        "--step",
+        "1m",
+        "--horizon",
+        "1m,3m",
+        "--window",
+        "6h",
+        "--every",
+        "3m",
+        "--season",
+        "24",
+        "--models",
+        "persistence,gru",
+        "--refit-every",
+        "4",
+        "--nn-config",
+        cfg.to_str().unwrap(),
+        "--calibration",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("backtest.json")).unwrap()).unwrap();
+    assert_eq!(v["config"]["refit_every"], 4);
+    let gru = &v["results"][1];
+    assert_eq!(gru["model"], "gru");
+    assert_eq!(gru["failures"], 0, "{gru}");
+    assert!(gru["scores"][0]["n"].as_u64().unwrap() > 50);
+}

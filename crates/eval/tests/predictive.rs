@@ -155,7 +155,10 @@ fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
             .flat_map(|d| d.reasons.iter().map(|x| x.rule.clone()))
             .collect()
     };
-    assert!(rules(&recs[0]).iter().any(|r| r == "forecast.warmup"));
+    // The first rounds have no rate yet (the HPA rule decides); then the network warms up.
+    assert!(recs[..20]
+        .iter()
+        .any(|r| rules(r).iter().any(|x| x == "forecast.warmup")));
     let late: Vec<String> = recs[recs.len() - 5..].iter().flat_map(rules).collect();
     let from_network = recs[recs.len() - 5..]
         .iter()

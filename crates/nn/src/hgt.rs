@@ -107,6 +107,8 @@ struct DeviceRelation {
 pub struct DeviceGraph {
     n: usize,
     masks: Vec<Tensor<2>>,
+    /// Whether any node has the type (type-specific maps of absent types are skipped).
+    present: Vec<bool>,
     relations: Vec<Option<DeviceRelation>>,
     dst_all: Option<Tensor<1, Int>>,
 }
@@ -116,6 +118,9 @@ impl DeviceGraph {
     pub fn new(g: &HeteroGraph, device: &Device) -> Result<Self, GraphError> {
         g.validate()?;
         let n = g.node_type.len();
+        let present = (0..g.node_types)
+            .map(|t| g.node_type.contains(&t))
+            .collect();
         let masks = (0..g.node_types)
             .map(|t| {
                 let m: Vec<f32> = g
@@ -144,6 +149,7 @@ impl DeviceGraph {
         Ok(DeviceGraph {
             n,
             masks,
+            present,
             relations,
             dst_all: (!all.is_empty()).then(|| ints(&all, device)),
         })
@@ -256,7 +262,12 @@ impl HgtLayer {
 
     fn typed(lins: &[Linear], x: &Tensor<2>, g: &DeviceGraph) -> Tensor<2> {
         let mut out: Option<Tensor<2>> = None;
-        for (l, m) in lins.iter().zip(&g.masks) {
+        for ((l, m), _) in lins
+            .iter()
+            .zip(&g.masks)
+            .zip(&g.present)
+            .filter(|(_, p)| **p)
+        {
             let y = l.forward(x.clone()) * m.clone();
             out = Some(match out {
                 Some(o) => o + y,
@@ -307,7 +318,7 @@ impl HgtLayer {
         let out = Self::typed(&self.a, &gelu(agg), g);
         let gate = sigmoid(self.skip.val());
         let mut alpha: Option<Tensor<2>> = None;
-        for (t, m) in g.masks.iter().enumerate() {
+        for (t, m) in g.masks.iter().enumerate().filter(|(t, _)| g.present[*t]) {
             let a = m.clone() * gate.clone().slice(t..t + 1).reshape([1, 1]);
             alpha = Some(match alpha {
                 Some(x) => x + a,
@@ -418,4 +429,55 @@ pub fn from_app_graph(
     };
     h.validate()?;
     Ok(h)
+}
+
+/// A seeded random heterogeneous graph for benchmarks: `n` nodes (80 % services, 10 % queues,
+/// 10 % topics) and `e` edges spread over calls (60 %) and produces, consumes, publishes and
+/// subscribes (10 % each), each between nodes of the right kinds, with 4 random edge features.
+pub fn synthetic(n: usize, e: usize, seed: u64) -> HeteroGraph {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // SplitMix64.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let node_type: Vec<usize> = (0..n.max(10))
+        .map(|i| match i % 10 {
+            8 => 1,
+            9 => 2,
+            _ => 0,
+        })
+        .collect();
+    let of = |t: usize| -> Vec<usize> {
+        (0..node_type.len())
+            .filter(|i| node_type[*i] == t)
+            .collect()
+    };
+    let (svc, queue, topic) = (of(0), of(1), of(2));
+    let mut relations = vec![RelationEdges::default(); RELATIONS.len()];
+    for _ in 0..e {
+        let roll = next() % 10;
+        let pick = |v: &Vec<usize>, r: u64| v[(r % v.len() as u64) as usize];
+        let (r, s, d) = match roll {
+            0 => (1, pick(&svc, next()), pick(&queue, next())),
+            1 => (2, pick(&queue, next()), pick(&svc, next())),
+            2 => (3, pick(&svc, next()), pick(&topic, next())),
+            3 => (4, pick(&topic, next()), pick(&svc, next())),
+            _ => (0, pick(&svc, next()), pick(&svc, next())),
+        };
+        relations[r].src.push(s);
+        relations[r].dst.push(d);
+        for _ in 0..4 {
+            relations[r].features.push((next() % 1000) as f32 / 1000.0);
+        }
+    }
+    HeteroGraph {
+        node_type,
+        node_types: NODE_KINDS.len(),
+        relations,
+        edge_features: 4,
+    }
 }
