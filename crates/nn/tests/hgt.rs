@@ -179,3 +179,82 @@ fn bad_graphs_are_named() {
         .to_string()
         .contains("not finite"));
 }
+
+/// Trains `net` on `g` for `steps` Adam steps and returns the final mean squared error on the
+/// nodes listed in `scored`.
+fn fit_mse(g: &HeteroGraph, x: &[f32], y: &[f32], scored: &[usize], steps: usize) -> f32 {
+    use burn::optim::{AdamConfig, GradientsParams};
+    let d = Device::flex().autodiff();
+    d.seed(11);
+    let n = g.node_type.len();
+    let dg = DeviceGraph::new(g, &d).unwrap();
+    let mut net = HgtNet::new(&cfg(g.relations.len()), 1, 1, 1, &d);
+    let xt = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [n, 1]), &d);
+    let yt = Tensor::<2>::from_data(TensorData::new(y.to_vec(), [n, 1]), &d);
+    let mask: Vec<f32> = (0..n)
+        .map(|i| f32::from(u8::from(scored.contains(&i))))
+        .collect();
+    let mt = Tensor::<2>::from_data(TensorData::new(mask, [n, 1]), &d);
+    let mut optim = AdamConfig::new().init();
+    for _ in 0..steps {
+        let loss = ((net.forward(xt.clone(), &dg) - yt.clone()) * mt.clone())
+            .powi_scalar(2)
+            .sum()
+            / scored.len() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        net = optim.step(0.01, net, grads);
+    }
+    let p = vec2(
+        net.valid()
+            .forward(xt.inner(), &DeviceGraph::new(g, &Device::flex()).unwrap()),
+    );
+    scored.iter().map(|&i| (p[i] - y[i]).powi(2)).sum::<f32>() / scored.len() as f32
+}
+
+#[test]
+fn learns_a_task_that_needs_the_neighbour_and_an_edge_blind_network_cannot() {
+    // 16 pairs: a source with a random value, and a destination whose target is that value and
+    // whose own input is zero. Only the edge carries the answer.
+    let pairs = 16;
+    let mut state = 7u64;
+    let mut rnd = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let mut x = vec![0.0f32; 2 * pairs];
+    let mut y = vec![0.0f32; 2 * pairs];
+    for p in 0..pairs {
+        let v = rnd();
+        x[2 * p] = v;
+        y[2 * p] = v;
+        y[2 * p + 1] = v;
+    }
+    let dsts: Vec<usize> = (0..pairs).map(|p| 2 * p + 1).collect();
+    let variance = dsts.iter().map(|&i| y[i] * y[i]).sum::<f32>() / pairs as f32;
+    let with_edges = HeteroGraph {
+        node_type: vec![0; 2 * pairs],
+        node_types: 2,
+        relations: vec![RelationEdges {
+            src: (0..pairs).map(|p| 2 * p).collect(),
+            dst: dsts.clone(),
+            features: vec![1.0; pairs * 2],
+        }],
+        edge_features: 2,
+    };
+    let blind = HeteroGraph {
+        relations: vec![RelationEdges::default()],
+        ..with_edges.clone()
+    };
+    let seen = fit_mse(&with_edges, &x, &y, &dsts, 300);
+    let unseen = fit_mse(&blind, &x, &y, &dsts, 300);
+    assert!(
+        seen < 0.1 * variance,
+        "with edges: MSE {seen} vs variance {variance}"
+    );
+    assert!(
+        unseen > 0.8 * variance,
+        "edge-blind: MSE {unseen} vs variance {variance}"
+    );
+}
