@@ -334,9 +334,15 @@ impl AutoscalerSpec {
                 config,
             } => {
                 let rnn = autoscaler_rnn();
+                // Networks get season inputs only when a season is given.
+                let default_season = if graphscale_nn::is_neural(model) {
+                    0
+                } else {
+                    240
+                };
                 let m = graphscale_nn::by_name(
                     model,
-                    season.unwrap_or(240),
+                    season.unwrap_or(default_season),
                     config.sync_period_s,
                     rnn.max_horizon,
                     Some(&rnn),

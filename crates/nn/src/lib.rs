@@ -33,7 +33,9 @@ pub fn is_neural(name: &str) -> bool {
 }
 
 /// The settings of a neural model `name` for a season of `period` steps and forecasts up to
-/// `max_horizon` steps, from `base` (defaults when `None`).
+/// `max_horizon` steps, from `base` (defaults when `None`): the cell follows the name, the output
+/// width follows `max_horizon`, and the season phase inputs follow `period` unless `base` sets
+/// its own period.
 pub fn rnn_config(
     name: &str,
     period: usize,
@@ -43,8 +45,8 @@ pub fn rnn_config(
     let mut cfg = base.cloned().unwrap_or_default();
     cfg.cell = if name == "gru" { Cell::Gru } else { Cell::Lstm };
     cfg.max_horizon = max_horizon.max(1);
-    if base.is_none() {
-        cfg.period = if period > 1 { period } else { 0 };
+    if cfg.period == 0 && period > 1 {
+        cfg.period = period;
     }
     cfg
 }
