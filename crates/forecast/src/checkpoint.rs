@@ -319,31 +319,7 @@ impl Checkpoint {
         let calibration_errors = (0..errs_shape[0])
             .map(|h| flat[h * k..(h + 1) * k].to_vec())
             .collect();
-        let mut weights = Vec::new();
-        for name in st.names() {
-            let Some(short) = name.strip_prefix("weights.") else {
-                continue;
-            };
-            let t = st
-                .tensor(name)
-                .map_err(|e| err(format!("tensor `{name}`: {e}")))?;
-            if t.dtype() != Dtype::F32 {
-                return Err(err(format!(
-                    "tensor `{name}`: expected f32, found {:?}",
-                    t.dtype()
-                )));
-            }
-            weights.push(Weight {
-                name: short.to_string(),
-                shape: t.shape().to_vec(),
-                values: t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-                    .collect(),
-            });
-        }
-        weights.sort_by(|a, b| a.name.cmp(&b.name));
+        let weights = f32_tensors(&st, "weights.").map_err(err)?;
         Ok(Checkpoint {
             manifest,
             series,
@@ -351,6 +327,37 @@ impl Checkpoint {
             weights,
         })
     }
+}
+
+/// The f32 tensors of `st` whose names start with `prefix`, named without it and sorted by
+/// name; any other dtype under the prefix is an error naming the tensor.
+pub fn f32_tensors(st: &SafeTensors, prefix: &str) -> Result<Vec<Weight>, String> {
+    let mut out = Vec::new();
+    for name in st.names() {
+        let Some(short) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let t = st
+            .tensor(name)
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(format!(
+                "tensor `{name}`: expected f32, found {:?}",
+                t.dtype()
+            ));
+        }
+        out.push(Weight {
+            name: short.to_string(),
+            shape: t.shape().to_vec(),
+            values: t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
+                .collect(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 fn json_path(path: &Path) -> PathBuf {

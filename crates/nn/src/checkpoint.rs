@@ -9,7 +9,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use graphscale_core::FittedForecaster;
 use graphscale_forecast::checkpoint::{
-    classical_kind, Checkpoint, Manifest, Normalization, Weight, FORMAT, FORMAT_VERSION,
+    classical_kind, f32_tensors, Checkpoint, Manifest, Normalization, Weight, FORMAT,
+    FORMAT_VERSION,
 };
 use graphscale_forecast::ForecastError;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -48,24 +49,7 @@ pub fn weights_of(net: &RnnNet) -> Result<Vec<Weight>, ForecastError> {
         .map_err(|e| err(format!("{e:?}")))?;
     let bytes = store.get_bytes().map_err(|e| err(format!("{e:?}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
-    let mut out = Vec::new();
-    for name in st.names() {
-        let t = st.tensor(name).map_err(|e| err(e.to_string()))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(err(format!("weight {name} is {:?}, not f32", t.dtype())));
-        }
-        out.push(Weight {
-            name: name.to_string(),
-            shape: t.shape().to_vec(),
-            values: t
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-                .collect(),
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    f32_tensors(&st, "").map_err(err)
 }
 
 /// A network for `cfg` with `weights` loaded; every parameter must be present with its shape.
