@@ -225,6 +225,10 @@ pub struct HgtLayer {
 
 impl HgtLayer {
     /// A layer with seeded-by-device weights.
+    ///
+    /// # Panics
+    /// If `heads` is 0 or `dim` is not a multiple of it (a programming error: `bench hgt` checks
+    /// its flags before building a layer).
     pub fn new(cfg: &HgtConfig, device: &Device) -> Self {
         assert!(
             cfg.heads > 0 && cfg.dim.is_multiple_of(cfg.heads),
