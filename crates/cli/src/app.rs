@@ -79,6 +79,41 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Train a graph model (hgt, gat, stgnn, or the edge-blind mlp) to predict every service's
+    /// RPS, CPU, memory (quantiles 0.1/0.5/0.9) and replicas a few steps ahead; prints its scores
+    /// beside persistence on the held-out range and writes a checkpoint (docs/graph-models.md).
+    Train {
+        /// hgt, gat, stgnn or mlp.
+        #[arg(long)]
+        model: String,
+        /// Training data, repeatable: sim:APP:SCENARIO[:SEEDS[:SECONDS]] (simulator rollouts
+        /// under the HPA), nezha:DIR (shared/data/microservices-ob-tt/ob or tt), a series JSON
+        /// (`sim run --series-out`) or a `collect` folder.
+        #[arg(long, required = true)]
+        data: Vec<String>,
+        /// Model and training settings (JSON; docs/graph-models.md lists fields and defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Most epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Checkpoint to write.
+        #[arg(long, default_value = "graphscale-out/models/graph-model.safetensors")]
+        out: PathBuf,
+    },
+    /// Per-service predictions of a trained graph model from the newest window of a snapshot.
+    Predict {
+        /// A checkpoint written by `graphscale train`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Series with at least the model's window: a `sim run --series-out` JSON, a `collect`
+        /// folder, or sim:APP:SCENARIO:1:SECONDS.
+        #[arg(long)]
+        snapshot: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -442,6 +477,28 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Accuracy of the graph models on a held-out time range beside persistence, a per-service
+    /// LSTM and the edge-blind MLP: MAE and RMSE per target (docs/benchmarks.md).
+    GraphModels {
+        /// Data, repeatable (as for `train`).
+        #[arg(long, required = true)]
+        data: Vec<String>,
+        /// Models to train.
+        #[arg(long, value_delimiter = ',', default_value = "mlp,hgt,gat,stgnn")]
+        models: Vec<String>,
+        /// Model and training settings (JSON).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Most epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Leave out the per-service LSTM baseline.
+        #[arg(long)]
+        no_lstm: bool,
+        /// Also write the table as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// Flags of `bench nn`.
@@ -602,7 +659,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 runs,
             } => crate::bench::hgt(&apps, dim, heads, layers, runs),
             BenchCommand::Nn(f) => crate::bench::nn(f.batch, f.window, f.hidden, f.outputs, f.runs),
+            BenchCommand::GraphModels {
+                data,
+                models,
+                config,
+                epochs,
+                no_lstm,
+                json,
+            } => crate::graph::compare_cmd(&data, &models, config.as_deref(), epochs, !no_lstm, json),
         },
+        Command::Train {
+            model,
+            data,
+            config,
+            epochs,
+            out,
+        } => crate::graph::train_cmd(&model, &data, config.as_deref(), epochs, &out),
+        Command::Predict {
+            model,
+            snapshot,
+            json,
+        } => crate::graph::predict_cmd(&model, &snapshot, json),
     }
 }
 
@@ -801,7 +878,7 @@ fn sim(cmd: SimCommand) -> Result<ExitCode> {
 }
 
 /// Re-runs a simulation and samples every node and edge on the scrape grid.
-fn record_series(
+pub(crate) fn record_series(
     app: &graphscale_sim::spec::AppSpec,
     workload: &WorkloadSpec,
     autoscaler: &AutoscalerSpec,

@@ -21,6 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod app;
 mod bench;
 mod forecast;
+mod graph;
 mod serve;
 
 fn main() -> ExitCode {

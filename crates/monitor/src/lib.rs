@@ -28,6 +28,7 @@
 pub mod collect;
 pub mod discovery;
 pub mod exporter;
+pub mod nezha;
 pub mod prom;
 pub mod templates;
 

@@ -14,6 +14,9 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod gnn;
+pub mod graphdata;
+pub mod graphmodel;
 pub mod hgt;
 pub mod hybrid;
 pub mod rnn;
