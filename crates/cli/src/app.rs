@@ -666,7 +666,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 epochs,
                 no_lstm,
                 json,
-            } => crate::graph::compare_cmd(&data, &models, config.as_deref(), epochs, !no_lstm, json),
+            } => {
+                crate::graph::compare_cmd(&data, &models, config.as_deref(), epochs, !no_lstm, json)
+            }
         },
         Command::Train {
             model,

@@ -64,8 +64,9 @@ pub fn load_data(spec: &str) -> Result<Vec<GraphSeries>> {
     if path.is_dir() {
         return Ok(vec![graphscale_monitor::collect::read_dir(path)?]);
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--data `{spec}`: not sim:..., nezha:DIR, a folder or a readable file"))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("--data `{spec}`: not sim:..., nezha:DIR, a folder or a readable file")
+    })?;
     Ok(vec![GraphSeries::from_json(&text, spec)?])
 }
 
@@ -100,8 +101,10 @@ fn config(path: Option<&Path>, epochs: Option<usize>) -> Result<GraphModelConfig
 fn epoch_bar(epochs: usize, label: &str) -> ProgressBar {
     let pb = ProgressBar::new(epochs as u64);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} epochs {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} epochs {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb.set_message(label.to_string());
     pb.enable_steady_tick(Duration::from_millis(200));
@@ -169,7 +172,11 @@ fn describe(p: &Prepared, cfg: &GraphModelConfig, series: &[GraphSeries]) -> Res
         services,
         p.layout.edges.len(),
         series.len(),
-        series.iter().map(|s| s.len.to_string()).collect::<Vec<_>>().join("+"),
+        series
+            .iter()
+            .map(|s| s.len.to_string())
+            .collect::<Vec<_>>()
+            .join("+"),
         p.step_ms as f64 / 1000.0,
         p.samples(cfg, 0).len(),
         p.samples(cfg, 1).len(),
@@ -204,7 +211,13 @@ pub fn train_cmd(
     if test.is_empty() {
         crate::say!("no test windows (test_share 0): no scores")?;
     } else {
-        let base = score(&p, &test, cfg.horizon, &persistence(&p, &test, cfg.horizon), false);
+        let base = score(
+            &p,
+            &test,
+            cfg.horizon,
+            &persistence(&p, &test, cfg.horizon),
+            false,
+        );
         crate::say!("\nheld-out test range, mean over steps 1..{}:", cfg.horizon)?;
         print_scores(&[
             ("persistence".into(), base),
@@ -288,7 +301,13 @@ pub fn compare_cmd(
     }
     let mut rows = vec![(
         "persistence".to_string(),
-        score(&p, &test, cfg.horizon, &persistence(&p, &test, cfg.horizon), false),
+        score(
+            &p,
+            &test,
+            cfg.horizon,
+            &persistence(&p, &test, cfg.horizon),
+            false,
+        ),
     )];
     if rnn {
         let rc = RnnConfig {
@@ -306,10 +325,7 @@ pub fn compare_cmd(
             started.elapsed().as_secs_f64(),
             fallbacks
         )?;
-        rows.push((
-            "lstm".into(),
-            score(&p, &test, cfg.horizon, &preds, false),
-        ));
+        rows.push(("lstm".into(), score(&p, &test, cfg.horizon, &preds, false)));
     }
     for k in kinds {
         let started = std::time::Instant::now();

@@ -288,7 +288,16 @@ fn existing_results_survive_a_failed_run() {
 fn help_explains_every_subcommand() {
     let o = run(&["--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
-    for sub in ["demo", "eval", "sim", "topology", "calibrate", "bench"] {
+    for sub in [
+        "demo",
+        "eval",
+        "sim",
+        "topology",
+        "calibrate",
+        "bench",
+        "train",
+        "predict",
+    ] {
         assert!(h.contains(sub), "{sub} missing from --help: {h}");
     }
     assert!(Path::new(env!("CARGO_BIN_EXE_graphscale")).exists());
@@ -647,4 +656,98 @@ fn neural_models_fit_predict_and_backtest_from_the_command_line() {
     assert_eq!(gru["model"], "gru");
     assert_eq!(gru["failures"], 0, "{gru}");
     assert!(gru["scores"][0]["n"].as_u64().unwrap() > 50);
+}
+
+#[test]
+fn graph_model_train_then_predict_and_bad_input() {
+    let out = tmp("graph-model");
+    let ck = out.join("gat.safetensors");
+    let ck_s = ck.to_str().unwrap();
+    let o = run(&[
+        "train",
+        "--model",
+        "gat",
+        "--data",
+        "sim:event-driven:fluctuating:1:1800",
+        "--epochs",
+        "2",
+        "--out",
+        ck_s,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("persistence") && text.contains("held-out test range"),
+        "{text}"
+    );
+    // A snapshot recorded separately (another seed), read back from its JSON export.
+    let snap = out.join("snap.json");
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        "event-driven",
+        "--scenario",
+        "fluctuating",
+        "--duration",
+        "300",
+        "--seed",
+        "9",
+        "--series-out",
+        snap.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "predict",
+        "--model",
+        ck_s,
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let preds: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let preds = preds.as_array().unwrap();
+    // 4 steps ahead for each of the event-driven app's 9 services (not its queue and topic).
+    assert_eq!(preds.len(), 4 * 9, "{preds:?}");
+    assert!(preds.iter().all(|p| p["replicas"].as_u64().unwrap() >= 1
+        && p["rps"][0].as_f64().unwrap() <= p["rps"][2].as_f64().unwrap()));
+    // A snapshot of another app, an unknown model name, a checkpoint that is not a graph model.
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            ck_s,
+            "--snapshot",
+            "sim:online-boutique:rush:1:300",
+        ],
+        &["unknown node id"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--model",
+            "gcn",
+            "--data",
+            "sim:event-driven:rush:1:600",
+        ],
+        &["unknown graph model `gcn`"],
+    );
+    let junk = out.join("junk.safetensors");
+    std::fs::write(&junk, b"{}").unwrap();
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            junk.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+        &["junk.safetensors", "not a safetensors file"],
+    );
+    fails_with(
+        &["train", "--model", "hgt", "--data", "sim:event-driven:nope"],
+        &["unknown workload `nope`"],
+    );
+    std::fs::remove_dir_all(&out).ok();
 }

@@ -275,14 +275,25 @@ pub fn read(dir: &Path) -> Result<(Vec<GraphSeries>, ImportReport), MonitorError
     let mut by_edge: Vec<BTreeMap<(String, String), EdgeSeries>> = vec![BTreeMap::new(); out.len()];
     for (line, r) in rows(
         &calls_path,
-        &["segment", "timestamp", "caller", "callee", "calls", "p95_us"],
+        &[
+            "segment",
+            "timestamp",
+            "caller",
+            "callee",
+            "calls",
+            "p95_us",
+        ],
     )? {
         let seg = &r["segment"];
         let key = (r["caller"].clone(), r["callee"].clone());
         if !edges.contains(&key) {
             continue;
         }
-        let Some((s, i)) = r["timestamp"].parse::<f64>().ok().and_then(|t| place(seg, t)) else {
+        let Some((s, i)) = r["timestamp"]
+            .parse::<f64>()
+            .ok()
+            .and_then(|t| place(seg, t))
+        else {
             report.skip(
                 &calls_file,
                 seg,

@@ -102,10 +102,17 @@ impl GatLayer {
         let heads = heads.max(1);
         let dk = (dim / heads).max(1);
         let vec = || {
-            Initializer::XavierNormal { gain: 1.0 }.init_with([heads, dk], Some(dk), Some(1), device)
+            Initializer::XavierNormal { gain: 1.0 }.init_with(
+                [heads, dk],
+                Some(dk),
+                Some(1),
+                device,
+            )
         };
         GatLayer {
-            w: LinearConfig::new(dim, heads * dk).with_bias(false).init(device),
+            w: LinearConfig::new(dim, heads * dk)
+                .with_bias(false)
+                .init(device),
             a_src: vec(),
             a_dst: vec(),
             edge: LinearConfig::new(edge_features, heads).init(device),
@@ -225,7 +232,13 @@ impl StgnnNet {
         outputs: usize,
         device: &Device,
     ) -> Self {
-        let emb = || Initializer::Normal { mean: 0.0, std: 0.5 }.init([nodes, embed.max(1)], device);
+        let emb = || {
+            Initializer::Normal {
+                mean: 0.0,
+                std: 0.5,
+            }
+            .init([nodes, embed.max(1)], device)
+        };
         let lin = |i, o| LinearConfig::new(i, o).init(device);
         StgnnNet {
             emb_src: emb(),
@@ -264,7 +277,10 @@ impl StgnnNet {
             .swap_dims(1, 2)
             .reshape([b * w, n, f]);
         let bw = b * w;
-        let obs = adj.unsqueeze_dim::<3>(0).repeat_dim(0, bw).matmul(seq.clone());
+        let obs = adj
+            .unsqueeze_dim::<3>(0)
+            .repeat_dim(0, bw)
+            .matmul(seq.clone());
         let adp = self
             .adaptive_adjacency()
             .unsqueeze_dim::<3>(0)

@@ -91,7 +91,12 @@ impl Layout {
                     "unknown node id `{}`: the model was trained on {} nodes ({}...)",
                     n.id,
                     self.nodes.len(),
-                    self.nodes.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                    self.nodes
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -129,7 +134,10 @@ pub struct LogScale {
 
 impl LogScale {
     fn of(v: impl Iterator<Item = f64>) -> Self {
-        let xs: Vec<f64> = v.filter(|x| x.is_finite()).map(|x| x.max(0.0).ln_1p()).collect();
+        let xs: Vec<f64> = v
+            .filter(|x| x.is_finite())
+            .map(|x| x.max(0.0).ln_1p())
+            .collect();
         if xs.is_empty() {
             return LogScale {
                 mean: 0.0,
@@ -309,7 +317,7 @@ impl Normalisation {
                 let ratios: Vec<f64> = pts
                     .iter()
                     .filter(|(rps, r, l)| {
-                        rps.is_finite() && *rps > 0.0 && *r >= 1.0 && !(*l > slo)
+                        rps.is_finite() && *rps > 0.0 && *r >= 1.0 && (l.is_nan() || *l <= slo)
                     })
                     .map(|(rps, r, _)| rps / r)
                     .collect();
@@ -330,6 +338,16 @@ impl Normalisation {
             (rps / c).ceil().max(1.0)
         } else {
             f64::NAN
+        }
+    }
+
+    /// Replicas node `i` needs for `rps` as a count: at least 1, and 1 where unknown.
+    pub fn replica_count(&self, i: usize, rps: f64) -> u32 {
+        let r = self.replicas_for(i, rps);
+        if r.is_finite() {
+            r.clamp(1.0, 1e9) as u32
+        } else {
+            1
         }
     }
 

@@ -27,12 +27,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::gnn::{gat_edge_features, GatGraph, GatNet, MlpNet, StgnnNet};
 use crate::graphdata::{
-    input_width, Layout, Normalisation, Tensorised, EDGE_METRICS, NODE_METRICS,
-    OUTPUTS_PER_STEP, QUANTILES, TARGETS,
+    input_width, Layout, Normalisation, Tensorised, EDGE_METRICS, NODE_METRICS, OUTPUTS_PER_STEP,
+    QUANTILES, TARGETS,
 };
 use crate::hgt::{
-    DeviceGraph, GraphError, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS,
-    RELATIONS,
+    DeviceGraph, GraphError, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS, RELATIONS,
 };
 
 /// Checkpoint format name.
@@ -73,7 +72,11 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .ok_or_else(|| GraphError(format!("unknown graph model `{name}` (known: hgt, gat, stgnn, mlp)")))
+            .ok_or_else(|| {
+                GraphError(format!(
+                    "unknown graph model `{name}` (known: hgt, gat, stgnn, mlp)"
+                ))
+            })
     }
 }
 
@@ -157,11 +160,17 @@ impl GraphModelConfig {
         if !self.hidden.is_multiple_of(self.heads) {
             return bad(
                 "hidden",
-                format!("{} is not a multiple of heads ({})", self.hidden, self.heads),
+                format!(
+                    "{} is not a multiple of heads ({})",
+                    self.hidden, self.heads
+                ),
             );
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad("learning_rate", format!("must be > 0, got {}", self.learning_rate));
+            return bad(
+                "learning_rate",
+                format!("must be > 0, got {}", self.learning_rate),
+            );
         }
         for (f, v) in [
             ("validation_share", self.validation_share),
@@ -332,13 +341,15 @@ pub fn batch(
                 for (j, (a, d, r)) in layout.edges.iter().enumerate() {
                     relations[*r].src.push(k * n + a);
                     relations[*r].dst.push(k * n + d);
-                    relations[*r]
-                        .features
-                        .extend_from_slice(&e[j * EDGE_METRICS.len()..(j + 1) * EDGE_METRICS.len()]);
+                    relations[*r].features.extend_from_slice(
+                        &e[j * EDGE_METRICS.len()..(j + 1) * EDGE_METRICS.len()],
+                    );
                 }
             }
             let g = HeteroGraph {
-                node_type: (0..b).flat_map(|_| layout.node_type.iter().copied()).collect(),
+                node_type: (0..b)
+                    .flat_map(|_| layout.node_type.iter().copied())
+                    .collect(),
                 node_types: NODE_KINDS.len(),
                 relations,
                 edge_features: EDGE_METRICS.len(),
@@ -349,10 +360,21 @@ pub fn batch(
             let mut edges = Vec::with_capacity(b * layout.edges.len());
             let mut feats = Vec::with_capacity(b * layout.edges.len() * EDGE_METRICS.len());
             for (k, (s, t)) in samples.iter().enumerate() {
-                edges.extend(layout.edges.iter().map(|(a, d, r)| (k * n + a, k * n + d, *r)));
+                edges.extend(
+                    layout
+                        .edges
+                        .iter()
+                        .map(|(a, d, r)| (k * n + a, k * n + d, *r)),
+                );
                 feats.extend_from_slice(data[*s].edges_at(layout, *t));
             }
-            out.gat = Some(GatGraph::new(b * n, &edges, &feats, EDGE_METRICS.len(), device)?);
+            out.gat = Some(GatGraph::new(
+                b * n,
+                &edges,
+                &feats,
+                EDGE_METRICS.len(),
+                device,
+            )?);
         }
         Kind::Stgnn => {
             out.adj = Some(Tensor::from_data(
@@ -418,7 +440,8 @@ fn loss(
     let rows = out.dims()[0];
     let (h, k, q) = (cfg.horizon, TARGETS.len(), QUANTILES.len());
     let (tq, mq, tr, mr) = targets(cfg, layout, norm, data, samples);
-    let t2 = |v: Vec<f32>, shape: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, shape), &device);
+    let t2 =
+        |v: Vec<f32>, shape: [usize; 4]| Tensor::<4>::from_data(TensorData::new(v, shape), &device);
     let out = out.reshape([rows, h, OUTPUTS_PER_STEP]);
     let pred_q = out.clone().narrow(2, 0, k * q).reshape([rows, h, k, q]);
     let tq = t2(tq, [rows, h, k, 1]);
@@ -487,7 +510,12 @@ impl Prepared {
             .first()
             .ok_or_else(|| GraphError("no series to train on".into()))?;
         let layout = Layout::of(&first.graph);
-        if !layout.nodes.iter().enumerate().any(|(i, _)| layout.is_service(i)) {
+        if !layout
+            .nodes
+            .iter()
+            .enumerate()
+            .any(|(i, _)| layout.is_service(i))
+        {
             return Err(GraphError("the graph has no service".into()));
         }
         for (k, s) in series.iter().enumerate() {
@@ -597,7 +625,11 @@ pub fn train(
     progress: &mut dyn FnMut(EpochReport),
 ) -> Result<GraphModel, GraphError> {
     cfg.check()?;
-    let span = tracing::info_span!("train_graph_model", model = kind.name(), nodes = p.layout.nodes.len());
+    let span = tracing::info_span!(
+        "train_graph_model",
+        model = kind.name(),
+        nodes = p.layout.nodes.len()
+    );
     let _e = span.enter();
     let mut train_s = p.samples(cfg, 0);
     let val_s = p.samples(cfg, 1);
@@ -693,8 +725,14 @@ pub struct ServicePrediction {
 impl GraphModel {
     /// Predictions from the window ending at `t` of `data` (built with this model's
     /// normalisation), for every service.
-    pub fn predict_at(&self, data: &Tensorised, t: usize) -> Result<Vec<ServicePrediction>, GraphError> {
-        Ok(self.predict_many(std::slice::from_ref(data), &[(0, t)])?.remove(0))
+    pub fn predict_at(
+        &self,
+        data: &Tensorised,
+        t: usize,
+    ) -> Result<Vec<ServicePrediction>, GraphError> {
+        Ok(self
+            .predict_many(std::slice::from_ref(data), &[(0, t)])?
+            .remove(0))
     }
 
     fn predict_many(
@@ -853,7 +891,11 @@ pub fn score(
 
 /// Persistence: every target keeps its value at the window's end (replicas: what that load
 /// needs).
-pub fn persistence(p: &Prepared, samples: &[(usize, usize)], horizon: usize) -> Vec<Vec<ServicePrediction>> {
+pub fn persistence(
+    p: &Prepared,
+    samples: &[(usize, usize)],
+    horizon: usize,
+) -> Vec<Vec<ServicePrediction>> {
     let l = &p.layout;
     samples
         .iter()
@@ -873,11 +915,7 @@ pub fn persistence(p: &Prepared, samples: &[(usize, usize)], horizon: usize) -> 
                         rps: v(0),
                         cpu_m: v(1),
                         memory_mib: v(2),
-                        replicas: p
-                            .norm
-                            .replicas_for(i, d.raw(l, *t, i, 0))
-                            .max(1.0)
-                            .min(1e9) as u32,
+                        replicas: p.norm.replica_count(i, d.raw(l, *t, i, 0)),
                     });
                 }
             }
@@ -945,11 +983,14 @@ impl GraphModel {
         self.net
             .save_into(&mut store)
             .map_err(|e| ck_err(path, format!("{e:?}")))?;
-        let bytes = store.get_bytes().map_err(|e| ck_err(path, format!("{e:?}")))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| ck_err(path, format!("{e:?}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| ck_err(path, e))?;
         let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
         let meta = [("graph_model".to_string(), text)].into_iter().collect();
-        let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e))?;
+        let data =
+            safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e))?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &data).map_err(|e| ck_err(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| ck_err(path, e))
@@ -974,7 +1015,10 @@ impl GraphModel {
         if raw.get("format").and_then(|v| v.as_str()) != Some(FORMAT) {
             return Err(ck_err(path, format!("manifest format is not `{FORMAT}`")));
         }
-        let version = raw.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0);
+        let version = raw
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         if version != u64::from(FORMAT_VERSION) {
             return Err(ck_err(
                 path,
@@ -992,7 +1036,10 @@ impl GraphModel {
         let mut net = GraphNet::new(m.kind, &m.config, &layout, &device);
         let mut store = SafetensorsStore::from_bytes(Some(data));
         let applied = net.load_from(&mut store).map_err(|e| {
-            ck_err(path, format!("weights do not fit the {} network: {e:?}", m.kind.name()))
+            ck_err(
+                path,
+                format!("weights do not fit the {} network: {e:?}", m.kind.name()),
+            )
         })?;
         if !applied.missing.is_empty() || !applied.unused.is_empty() || !applied.errors.is_empty() {
             return Err(ck_err(
@@ -1086,8 +1133,7 @@ pub fn rnn_baseline(
                         match j {
                             0 => {
                                 sp.rps = [v; 3];
-                                sp.replicas =
-                                    p.norm.replicas_for(i, v).max(1.0).min(1e9) as u32;
+                                sp.replicas = p.norm.replica_count(i, v);
                             }
                             1 => sp.cpu_m = [v; 3],
                             _ => sp.memory_mib = [v; 3],
