@@ -10,8 +10,8 @@
 //! - output `A_type(t)(gelu(aggregate))`, mixed with the input by a gated residual
 //!   `sigmoid(skip_type) * out + (1 - sigmoid(skip_type)) * x`.
 //!
-//! Type-specific linear maps are applied to every node and masked by type, which costs a few
-//! extra products for a handful of node types and keeps the layer to whole-tensor operations.
+//! Type-specific linear maps are applied to each type's rows (gathered, mapped, scattered
+//! back); a graph with one node type maps all rows at once.
 
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -107,6 +107,10 @@ struct DeviceRelation {
 pub struct DeviceGraph {
     n: usize,
     masks: Vec<Tensor<2>>,
+    /// Row indices per node type (`None` for absent types).
+    rows: Vec<Option<Tensor<1, Int>>>,
+    /// The type of every node when there is only one.
+    single: Option<usize>,
     /// Whether any node has the type (type-specific maps of absent types are skipped).
     present: Vec<bool>,
     relations: Vec<Option<DeviceRelation>>,
@@ -146,9 +150,21 @@ impl DeviceGraph {
             })
             .collect();
         let all: Vec<usize> = g.relations.iter().flat_map(|e| e.dst.clone()).collect();
+        let rows = (0..g.node_types)
+            .map(|t| {
+                let r: Vec<usize> = (0..n).filter(|i| g.node_type[*i] == t).collect();
+                (!r.is_empty()).then(|| ints(&r, device))
+            })
+            .collect::<Vec<_>>();
+        let single = match rows.iter().filter(|r| r.is_some()).count() {
+            1 => rows.iter().position(|r| r.is_some()),
+            _ => None,
+        };
         Ok(DeviceGraph {
             n,
             masks,
+            rows,
+            single,
             present,
             relations,
             dst_all: (!all.is_empty()).then(|| ints(&all, device)),
@@ -264,19 +280,21 @@ impl HgtLayer {
         }
     }
 
+    /// Each node through its own type's map: with one type, the map on every row; otherwise
+    /// each type's rows are gathered, mapped and scattered back, so every row is multiplied
+    /// once (masking every map's output would multiply every row once per type).
     fn typed(lins: &[Linear], x: &Tensor<2>, g: &DeviceGraph) -> Tensor<2> {
+        if let Some(t) = g.single {
+            return lins[t].forward(x.clone());
+        }
         let mut out: Option<Tensor<2>> = None;
-        for ((l, m), _) in lins
-            .iter()
-            .zip(&g.masks)
-            .zip(&g.present)
-            .filter(|(_, p)| **p)
-        {
-            let y = l.forward(x.clone()) * m.clone();
-            out = Some(match out {
-                Some(o) => o + y,
-                None => y,
+        for (l, rows) in lins.iter().zip(&g.rows) {
+            let Some(rows) = rows else { continue };
+            let y = l.forward(x.clone().select(0, rows.clone()));
+            let o = out.unwrap_or_else(|| {
+                Tensor::<2>::zeros([g.n, y.dims()[1]], &x.device())
             });
+            out = Some(o.select_assign(0, rows.clone(), y, IndexingUpdateOp::Add));
         }
         out.unwrap_or_else(|| x.clone())
     }
