@@ -312,28 +312,53 @@ impl HgtLayer {
             let e = t.dims()[0];
             t.reshape([e, h, dk]).swap_dims(0, 1)
         };
+        // A relation matrix applied to every node: [n, d] -> [n, d] (per head).
+        let per_node = |t: &Tensor<2>, w: Tensor<3>| -> Tensor<2> {
+            heads(t.clone()).matmul(w).swap_dims(0, 1).reshape([n, d])
+        };
+        let scale = 1.0 / (dk as f64).sqrt();
         let mut logits = Vec::new();
         let mut msgs = Vec::new();
         for (r, rel) in g.relations.iter().enumerate() {
             let Some(rel) = rel else { continue };
             let e = rel.src.dims()[0];
-            let ks = heads(k.clone().select(0, rel.src.clone())).matmul(self.att[r].val());
-            let qt = heads(q.clone().select(0, rel.dst.clone()));
-            let l = (ks * qt).sum_dim(2).reshape([h, e]) * self.prior[r].val().reshape([h, 1])
-                / (dk as f64).sqrt();
-            let bias = self.edge[r].forward(rel.features.clone()).swap_dims(0, 1);
-            logits.push((l + bias).swap_dims(0, 1)); // [e, h]
-            let vs = heads(v.clone().select(0, rel.src.clone())).matmul(self.msg[r].val());
-            msgs.push(vs.swap_dims(0, 1)); // [e, h, dk]
+            // (k_s W) . q_t = k_s . (q_t W^T): with more edges than nodes, the relation
+            // matrices are applied per node and the rows gathered per edge; otherwise the rows
+            // are gathered first.
+            let (l, vs) = if e > n {
+                let ks = k.clone().select(0, rel.src.clone());
+                let qa = per_node(&q, self.att[r].val().swap_dims(1, 2)).select(0, rel.dst.clone());
+                let l = (ks * qa).reshape([e, h, dk]).sum_dim(2).reshape([e, h]);
+                let vs = per_node(&v, self.msg[r].val())
+                    .select(0, rel.src.clone())
+                    .reshape([e, h, dk]);
+                (l, vs)
+            } else {
+                let ks = heads(k.clone().select(0, rel.src.clone())).matmul(self.att[r].val());
+                let qt = heads(q.clone().select(0, rel.dst.clone()));
+                let l = (ks * qt).sum_dim(2).reshape([h, e]).swap_dims(0, 1);
+                let vs = heads(v.clone().select(0, rel.src.clone()))
+                    .matmul(self.msg[r].val())
+                    .swap_dims(0, 1);
+                (l, vs)
+            };
+            let l = l * self.prior[r].val().reshape([1, h]) * scale;
+            logits.push(l + self.edge[r].forward(rel.features.clone())); // [e, h]
+            msgs.push((vs, rel.dst.clone(), e)); // [e, h, dk]
         }
         let agg = match &g.dst_all {
             Some(dst) if !logits.is_empty() => {
                 let att = segment_softmax(Tensor::cat(logits, 0), dst.clone(), n);
-                let e = att.dims()[0];
-                let weighted = Tensor::cat(msgs, 0) * att.reshape([e, h, 1]);
-                Tensor::<3>::zeros([n, h, dk], &device)
-                    .select_assign(0, dst.clone(), weighted, IndexingUpdateOp::Add)
-                    .reshape([n, d])
+                // Each relation's messages are weighted and summed into their destinations
+                // without concatenating them first.
+                let mut acc = Tensor::<3>::zeros([n, h, dk], &device);
+                let mut offset = 0;
+                for (vs, dst_r, e) in msgs {
+                    let a = att.clone().narrow(0, offset, e).reshape([e, h, 1]);
+                    acc = acc.select_assign(0, dst_r, vs * a, IndexingUpdateOp::Add);
+                    offset += e;
+                }
+                acc.reshape([n, d])
             }
             _ => Tensor::<2>::zeros([n, d], &device),
         };
