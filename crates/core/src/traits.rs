@@ -55,3 +55,21 @@ impl<A: Autoscaler + ?Sized> Autoscaler for Box<A> {
         (**self).decide(snapshot, graph)
     }
 }
+
+/// Forecasts every service's request rate at once from the whole graph's recent snapshots (a
+/// graph model), where a [`crate::Forecaster`] sees one service's series. Implementations hold
+/// their history and model, train when they see fit, and must be deterministic given the same
+/// snapshots.
+pub trait JointForecaster: Send {
+    /// A short, stable name for reasons and reports (`hgt`, `gat`, ...).
+    fn name(&self) -> String;
+    /// Records the snapshot of one sync period.
+    fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph);
+    /// Request rate per service for the steps `1..=horizon` (sync periods) after the newest
+    /// snapshot; a forecast may be shorter than `horizon` when the model predicts fewer steps.
+    /// `Err` carries why there is none (warming up, training failed, bad data).
+    fn forecast(
+        &mut self,
+        horizon: usize,
+    ) -> Result<std::collections::BTreeMap<String, Vec<f64>>, String>;
+}

@@ -209,7 +209,7 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
 
 impl AutoscalerSpec {
     /// Names accepted by [`AutoscalerSpec::named`].
-    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru";
+    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru, graph-hgt, graph-gat, graph-stgnn, graph-mlp";
 
     /// A named autoscaler:
     /// - `hpa`: Kubernetes defaults, CPU target 80 %, 1..=50 replicas;
@@ -218,7 +218,11 @@ impl AutoscalerSpec {
     /// - `static`: peak provisioning;
     /// - `phpa`: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead;
     /// - `pred-MODEL`: the predictive autoscaler with `MODEL` per service, graph-blind;
-    /// - `graph-MODEL`: the same with demand propagated along the graph.
+    /// - `graph-MODEL`: the same with demand propagated along the graph;
+    /// - `graph-hgt`, `graph-gat`, `graph-stgnn`: one graph model forecasting every service at
+    ///   once from the whole graph's recent snapshots (trained online after 10 minutes and every
+    ///   10 minutes on the last 2 hours), demand propagated along the graph; `graph-mlp` is the
+    ///   same with the edge-blind MLP (the ablation).
     pub fn named(name: &str) -> Result<Self, EvalError> {
         match name {
             "hpa" => Ok(AutoscalerSpec::Hpa {
@@ -265,6 +269,10 @@ impl AutoscalerSpec {
             "pred-lstm" => Ok(predictive(name, "lstm", false)),
             "graph-lstm" => Ok(predictive(name, "lstm", true)),
             "graph-gru" => Ok(predictive(name, "gru", true)),
+            "graph-hgt" => Ok(predictive(name, "hgt", true)),
+            "graph-gat" => Ok(predictive(name, "gat", true)),
+            "graph-stgnn" => Ok(predictive(name, "stgnn", true)),
+            "graph-mlp" => Ok(predictive(name, "mlp", true)),
             "static" => Ok(AutoscalerSpec::Static {
                 name: "static".into(),
                 replicas: None,
@@ -333,6 +341,23 @@ impl AutoscalerSpec {
                 season,
                 config,
             } => {
+                if let Ok(kind) = graphscale_nn::graphmodel::Kind::parse(model) {
+                    let online = graphscale_nn::online::OnlineGraphModel::new(
+                        kind,
+                        graphscale_nn::online::OnlineConfig {
+                            step_ms: config.sync_period_s * 1000,
+                            ..graphscale_nn::online::OnlineConfig::default()
+                        },
+                    );
+                    return Ok(Box::new(
+                        PredictiveAutoscaler::with_joint(
+                            name.clone(),
+                            Box::new(online),
+                            (**config).clone(),
+                        )
+                        .map_err(plan_err)?,
+                    ));
+                }
                 let rnn = autoscaler_rnn();
                 // Networks get season inputs only when a season is given.
                 let default_season = if graphscale_nn::is_neural(model) {

@@ -5,7 +5,8 @@
 //!   error rate, backlog, ready replicas. Edge features ([`EDGE_METRICS`]): RPS, p95, errors.
 //! - Normalisation: `z = (ln(1 + max(x, 0)) - mean) / std` per node (or edge) and metric, with
 //!   the mean and standard deviation of the training range only; it is saved with the model.
-//!   A missing point (NaN) becomes 0, the training mean.
+//!   A missing point (NaN) becomes 0, the training mean. The standard deviation is at least
+//!   [`MIN_LOG_STD`] and inputs are clamped to `±`[`MAX_Z`].
 //! - Targets per service and step ahead `h = 1..horizon`: RPS, CPU and memory as the change of
 //!   `z` from the last step (so a network that outputs 0 is persistence), and the replica count
 //!   that keeps the service within its SLO: `ceil(rps(t + h) / capacity)`, at least 1, where
@@ -42,6 +43,18 @@ pub const QUANTILES: [f32; 3] = [0.1, 0.5, 0.9];
 
 /// Outputs per node and step ahead: 3 targets x 3 quantiles, then replicas.
 pub const OUTPUTS_PER_STEP: usize = TARGETS.len() * QUANTILES.len() + 1;
+
+/// Smallest standard deviation of `ln(1 + x)` (about 5 % relative change): a series that was
+/// flat in training (one replica, constant memory) does not turn a small later change into a
+/// huge input.
+pub const MIN_LOG_STD: f64 = 0.05;
+
+/// Normalised inputs are clamped to `[-MAX_Z, MAX_Z]`.
+pub const MAX_Z: f64 = 10.0;
+
+/// A predicted change is clamped to `[-MAX_STEP_Z, MAX_STEP_Z]` standard deviations from the
+/// last value, so an input unlike anything in training cannot produce an unbounded forecast.
+pub const MAX_STEP_Z: f64 = 4.0;
 
 /// The structure a model is tied to: node ids and types, and edges with their relation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,7 +162,7 @@ impl LogScale {
         let std = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
         LogScale {
             mean,
-            std: if std > 1e-3 { std } else { 1e-3f64.max(std) },
+            std: std.max(MIN_LOG_STD),
         }
     }
 
@@ -367,7 +380,7 @@ impl Normalisation {
                 let sc = self.node[i][f];
                 for (t, val) in v.iter().enumerate().take(len) {
                     if val.is_finite() {
-                        x[(t * n + i) * fx + f] = sc.z(*val) as f32;
+                        x[(t * n + i) * fx + f] = sc.z(*val).clamp(-MAX_Z, MAX_Z) as f32;
                         if f < TARGETS.len() {
                             raw[(t * n + i) * TARGETS.len() + f] = *val;
                         }
@@ -387,7 +400,7 @@ impl Normalisation {
                 let sc = self.edge[k][f];
                 for (t, val) in v.iter().enumerate().take(len) {
                     if val.is_finite() {
-                        e[(t * m + k) * fe + f] = sc.z(*val) as f32;
+                        e[(t * m + k) * fe + f] = sc.z(*val).clamp(-MAX_Z, MAX_Z) as f32;
                     }
                 }
             }

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::gnn::{gat_edge_features, GatGraph, GatNet, MlpNet, StgnnNet};
 use crate::graphdata::{
-    input_width, Layout, Normalisation, Tensorised, EDGE_METRICS, NODE_METRICS, OUTPUTS_PER_STEP,
-    QUANTILES, TARGETS,
+    input_width, Layout, Normalisation, Tensorised, EDGE_METRICS, MAX_STEP_Z, NODE_METRICS,
+    OUTPUTS_PER_STEP, QUANTILES, TARGETS,
 };
 use crate::hgt::{
     DeviceGraph, GraphError, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS, RELATIONS,
@@ -757,7 +757,11 @@ impl GraphModel {
                         let unit = |j: usize| {
                             let z0 = f64::from(d.z(&self.layout, *t, i, j));
                             let mut v: Vec<f64> = (0..q)
-                                .map(|qi| self.norm.node[i][j].x(z0 + f64::from(o[j * q + qi])))
+                                .map(|qi| {
+                                    let dz =
+                                        f64::from(o[j * q + qi]).clamp(-MAX_STEP_Z, MAX_STEP_Z);
+                                    self.norm.node[i][j].x(z0 + dz)
+                                })
                                 .collect();
                             v.sort_by(f64::total_cmp);
                             [v[0], v[1], v[2]]

@@ -291,9 +291,7 @@ impl HgtLayer {
         for (l, rows) in lins.iter().zip(&g.rows) {
             let Some(rows) = rows else { continue };
             let y = l.forward(x.clone().select(0, rows.clone()));
-            let o = out.unwrap_or_else(|| {
-                Tensor::<2>::zeros([g.n, y.dims()[1]], &x.device())
-            });
+            let o = out.unwrap_or_else(|| Tensor::<2>::zeros([g.n, y.dims()[1]], &x.device()));
             out = Some(o.select_assign(0, rows.clone(), y, IndexingUpdateOp::Add));
         }
         out.unwrap_or_else(|| x.clone())

@@ -19,6 +19,7 @@ pub mod graphdata;
 pub mod graphmodel;
 pub mod hgt;
 pub mod hybrid;
+pub mod online;
 pub mod rnn;
 
 use graphscale_core::{ForecastFailure, Forecaster};

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use graphscale_core::{
-    AppGraph, Autoscaler, ClusterSnapshot, FittedForecaster, Forecaster, Millis, PodPhase, Reason,
-    ScalingDecision, WorkloadObservation,
+    AppGraph, Autoscaler, ClusterSnapshot, FittedForecaster, Forecaster, JointForecaster, Millis,
+    PodPhase, Reason, ScalingDecision, WorkloadObservation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +181,8 @@ pub struct PredictiveAutoscaler {
     name: String,
     cfg: PredictiveConfig,
     model: Box<dyn Forecaster>,
+    /// A graph model forecasting every service at once; when set, it replaces `model`.
+    joint: Option<Box<dyn JointForecaster>>,
     services: BTreeMap<String, ServiceState>,
     ratios: RatioEstimator,
     decisions: u64,
@@ -197,6 +199,27 @@ impl std::fmt::Debug for PredictiveAutoscaler {
 }
 
 const RESIDUALS: usize = 240;
+/// Steps a joint model is asked for (its own horizon may be shorter).
+const JOINT_HORIZON: usize = 16;
+
+/// The per-service model slot of an autoscaler driven by a joint model: never fitted.
+struct PersistenceModel;
+
+impl Forecaster for PersistenceModel {
+    fn name(&self) -> String {
+        "persistence".into()
+    }
+
+    fn fit(
+        &self,
+        _y: &[f64],
+    ) -> Result<Box<dyn FittedForecaster>, graphscale_core::ForecastFailure> {
+        Err(graphscale_core::ForecastFailure::new(
+            "persistence",
+            "this autoscaler forecasts with its graph model",
+        ))
+    }
+}
 const ERRORS: usize = 8;
 
 impl PredictiveAutoscaler {
@@ -211,10 +234,23 @@ impl PredictiveAutoscaler {
             name: name.into(),
             cfg,
             model,
+            joint: None,
             services: BTreeMap::new(),
             ratios: RatioEstimator::new(0.2),
             decisions: 0,
         })
+    }
+
+    /// A predictive autoscaler whose demand comes from `joint`, a model of the whole graph
+    /// (`min_history` and `refit_every` are the joint model's business). Validates the config.
+    pub fn with_joint(
+        name: impl Into<String>,
+        joint: Box<dyn JointForecaster>,
+        cfg: PredictiveConfig,
+    ) -> Result<Self, PlanError> {
+        let mut a = Self::new(name, Box::new(PersistenceModel), cfg)?;
+        a.joint = Some(joint);
+        Ok(a)
     }
 
     /// The latest vertical recommendation per service.
@@ -313,10 +349,19 @@ impl Autoscaler for PredictiveAutoscaler {
         self.ratios.observe(snapshot);
         let sync_s = self.cfg.sync_period_s as f64;
         let q = self.cfg.slo_target;
+        // A joint (graph) model sees the snapshot and forecasts every service at once, up to
+        // the longest lead it may be asked for.
+        let joint = self.joint.as_mut().map(|j| {
+            j.observe(snapshot, graph);
+            (j.name(), j.forecast(JOINT_HORIZON))
+        });
         let mut prepared = Vec::with_capacity(snapshot.workloads.len());
         for w in &snapshot.workloads {
             let cfg = self.cfg.clone();
-            let model_name = self.model.name();
+            let model_name = match &joint {
+                Some((n, _)) => n.clone(),
+                None => self.model.name(),
+            };
             let health = health_of(&cfg, now, w);
             let mut st = self
                 .services
@@ -367,7 +412,28 @@ impl Autoscaler for PredictiveAutoscaler {
                 let mut point_peak = obs;
                 let mut lead_point = obs;
                 let mut used_model = false;
-                if st.history.len() >= cfg.min_history {
+                if let Some((_, result)) = &joint {
+                    match result.as_ref().map(|m| m.get(&w.name)) {
+                        Ok(Some(f)) if !f.is_empty() && f.iter().all(|v| v.is_finite()) => {
+                            let ahead = &f[..horizon.min(f.len())];
+                            point_peak = ahead.iter().copied().fold(0.0_f64, f64::max);
+                            lead_point = ahead[ahead.len() - 1];
+                            used_model = true;
+                        }
+                        Ok(Some(_)) => reasons.push(Reason::new(
+                            "forecast.not_finite",
+                            "the graph model's forecast is empty or has NaN or inf: planning on the observed rate",
+                        )),
+                        Ok(None) => reasons.push(Reason::new(
+                            "forecast.failed",
+                            format!("the graph model has no forecast for `{}`: planning on the observed rate", w.name),
+                        )),
+                        Err(e) => reasons.push(Reason::new(
+                            "forecast.warmup",
+                            format!("{e}: planning on the observed rate"),
+                        )),
+                    }
+                } else if st.history.len() >= cfg.min_history {
                     if st.fitted.is_none() || st.since_fit >= cfg.refit_every {
                         let y: Vec<f64> = st.history.iter().copied().collect();
                         match self.model.fit(&y) {
