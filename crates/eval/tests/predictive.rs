@@ -175,3 +175,44 @@ fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
         "{late:?}"
     );
 }
+
+#[test]
+fn the_graph_model_autoscalers_train_in_the_loop_and_plan_from_the_model() {
+    // 15 minutes of a flash crowd: the graph model trains after 40 syncs and forecasts every
+    // service from then on.
+    let spec = ExperimentSpec {
+        apps: vec!["event-driven".into()],
+        scenarios: vec![ScenarioSpec::named("rush").with_duration(900)],
+        ..ExperimentSpec::default()
+    };
+    let app = graphscale_sim::topology::builtin("event-driven").unwrap();
+    let scenario = spec.scenarios[0].clone();
+    for name in ["graph-hgt", "graph-stgnn"] {
+        let a = AutoscalerSpec::named(name).unwrap();
+        let mut recs = Vec::new();
+        run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
+        let model = name.trim_start_matches("graph-");
+        let reasons = |r: &DecisionRecord| -> Vec<(String, String)> {
+            r.decisions
+                .iter()
+                .flat_map(|d| d.reasons.iter().map(|x| (x.rule.clone(), x.detail.clone())))
+                .collect()
+        };
+        assert!(recs[..30]
+            .iter()
+            .flat_map(reasons)
+            .any(|(rule, detail)| rule == "forecast.warmup" && detail.contains("warming up")));
+        let late: Vec<(String, String)> = recs[recs.len() - 5..].iter().flat_map(reasons).collect();
+        assert!(
+            late.iter().any(|(rule, detail)| rule == "forecast.demand"
+                && detail.starts_with(&format!("{model}:"))),
+            "{name}: the graph model drives late plans: {late:?}"
+        );
+        assert!(
+            !late
+                .iter()
+                .any(|(r, _)| r == "forecast.failed" || r == "forecast.warmup"),
+            "{name}: {late:?}"
+        );
+    }
+}
