@@ -135,10 +135,8 @@ fn every_named_autoscaler_runs_on_an_app_with_queues_and_topics() {
     }
 }
 
-#[test]
-fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
-    // 15 minutes of a flash crowd on the queue-and-topic app: 60 syncs, so the networks are
-    // trained once the 40-sample warm-up is over and forecast from the newest data after that.
+/// 15 minutes of a flash crowd on the queue-and-topic app (60 syncs).
+fn event_driven_rush_15_min() -> (ExperimentSpec, graphscale_sim::spec::AppSpec, ScenarioSpec) {
     let spec = ExperimentSpec {
         apps: vec!["event-driven".into()],
         scenarios: vec![ScenarioSpec::named("rush").with_duration(900)],
@@ -146,6 +144,14 @@ fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
     };
     let app = graphscale_sim::topology::builtin("event-driven").unwrap();
     let scenario = spec.scenarios[0].clone();
+    (spec, app, scenario)
+}
+
+#[test]
+fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
+    // 15 minutes of a flash crowd on the queue-and-topic app: 60 syncs, so the networks are
+    // trained once the 40-sample warm-up is over and forecast from the newest data after that.
+    let (spec, app, scenario) = event_driven_rush_15_min();
     let a = AutoscalerSpec::named("graph-lstm").unwrap();
     let mut recs = Vec::new();
     run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
@@ -180,13 +186,7 @@ fn the_lstm_autoscaler_trains_after_its_warm_up_and_plans_from_the_network() {
 fn the_graph_model_autoscalers_train_in_the_loop_and_plan_from_the_model() {
     // 15 minutes of a flash crowd: the graph model trains after 40 syncs and forecasts every
     // service from then on.
-    let spec = ExperimentSpec {
-        apps: vec!["event-driven".into()],
-        scenarios: vec![ScenarioSpec::named("rush").with_duration(900)],
-        ..ExperimentSpec::default()
-    };
-    let app = graphscale_sim::topology::builtin("event-driven").unwrap();
-    let scenario = spec.scenarios[0].clone();
+    let (spec, app, scenario) = event_driven_rush_15_min();
     for name in ["graph-hgt", "graph-stgnn"] {
         let a = AutoscalerSpec::named(name).unwrap();
         let mut recs = Vec::new();
