@@ -51,4 +51,4 @@ pub use observe::{
 };
 pub use series::{GraphSeries, Metric};
 pub use time::{Clock, ManualClock, Millis};
-pub use traits::{Actuator, Autoscaler, JointForecaster, MetricSource, TopologySource};
+pub use traits::{Actuator, Autoscaler, JointForecaster, MetricSource, NoForecast, TopologySource};

@@ -67,9 +67,25 @@ pub trait JointForecaster: Send {
     fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph);
     /// Request rate per service for the steps `1..=horizon` (sync periods) after the newest
     /// snapshot; a forecast may be shorter than `horizon` when the model predicts fewer steps.
-    /// `Err` carries why there is none (warming up, training failed, bad data).
     fn forecast(
         &mut self,
         horizon: usize,
-    ) -> Result<std::collections::BTreeMap<String, Vec<f64>>, String>;
+    ) -> Result<std::collections::BTreeMap<String, Vec<f64>>, NoForecast>;
+}
+
+/// Why a [`JointForecaster`] has no forecast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoForecast {
+    /// Not enough history yet.
+    WarmingUp(String),
+    /// Training or forecasting failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for NoForecast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoForecast::WarmingUp(s) | NoForecast::Failed(s) => f.write_str(s),
+        }
+    }
 }

@@ -13,7 +13,6 @@
 //! nodes with an observed target count in the loss and the metrics.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -202,14 +201,10 @@ pub struct GraphNet {
     mlp: Option<MlpNet>,
 }
 
-/// burn seeds per backend: initialisation takes this lock so concurrent seeded builds cannot
-/// interleave.
-static INIT: Mutex<()> = Mutex::new(());
-
 impl GraphNet {
     /// A `kind` network for `layout`, weights drawn from `cfg.seed`.
     pub fn new(kind: Kind, cfg: &GraphModelConfig, layout: &Layout, device: &Device) -> Self {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::seed_lock();
         device.seed(cfg.seed);
         let inw = input_width(cfg.window);
         let out = cfg.outputs();

@@ -22,11 +22,23 @@ pub mod hybrid;
 pub mod online;
 pub mod rnn;
 
+use std::sync::{Mutex, MutexGuard};
+
 use graphscale_core::{ForecastFailure, Forecaster};
 use graphscale_forecast::models::{by_name_with_step, Mstl};
 
 use crate::hybrid::Hybrid;
 use crate::rnn::{Cell, Rnn, RnnConfig};
+
+/// burn seeds its generator per backend, process-wide: every seeded initialisation in this crate
+/// (recurrent and graph networks alike) holds this lock from the seed to the last weight drawn,
+/// so concurrent fits (experiments run on several threads) cannot interleave their draws.
+static SEED_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes [`SEED_LOCK`] (a poisoned lock is still a lock: the guarded data is `()`).
+pub(crate) fn seed_lock() -> MutexGuard<'static, ()> {
+    SEED_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Model names of this crate.
 pub const NEURAL: [&str; 4] = ["lstm", "gru", "hybrid-mstl", "hybrid-prophet"];

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use graphscale_core::series::EdgeSeries;
 use graphscale_core::{
-    AppGraph, ClusterSnapshot, GraphSeries, JointForecaster, Metric, PodPhase, Relation,
+    AppGraph, ClusterSnapshot, GraphSeries, JointForecaster, Metric, NoForecast, PodPhase, Relation,
 };
 
 use crate::graphdata::NODE_METRICS;
@@ -191,18 +191,18 @@ impl JointForecaster for OnlineGraphModel {
         self.rows.push_back(row);
     }
 
-    fn forecast(&mut self, horizon: usize) -> Result<BTreeMap<String, Vec<f64>>, String> {
+    fn forecast(&mut self, horizon: usize) -> Result<BTreeMap<String, Vec<f64>>, NoForecast> {
         let graph = self
             .graph
             .clone()
-            .ok_or_else(|| "no snapshot observed yet".to_string())?;
+            .ok_or_else(|| NoForecast::WarmingUp("no snapshot observed yet".into()))?;
         if self.rows.len() < self.cfg.min_history.max(self.cfg.model.window) {
-            return Err(format!(
+            return Err(NoForecast::WarmingUp(format!(
                 "{} warming up: {} of {} snapshots",
                 self.kind.name(),
                 self.rows.len(),
                 self.cfg.min_history
-            ));
+            )));
         }
         let series = self.series(&graph);
         if self.model.is_none() || self.since_fit >= self.cfg.refit_every {
@@ -218,7 +218,10 @@ impl JointForecaster for OnlineGraphModel {
                 }
                 // Keep the previous model, if any; try again next time.
                 Err(e) if self.model.is_none() => {
-                    return Err(format!("{} could not train: {e}", self.kind.name()))
+                    return Err(NoForecast::Failed(format!(
+                        "{} could not train: {e}",
+                        self.kind.name()
+                    )))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "retraining failed; keeping the previous model")
@@ -227,10 +230,13 @@ impl JointForecaster for OnlineGraphModel {
             self.since_fit = 0;
         }
         self.since_fit += 1;
-        let model = self.model.as_ref().ok_or("no model")?;
-        let preds = model
-            .predict_series(&series)
-            .map_err(|e| format!("{} could not forecast: {e}", self.kind.name()))?;
+        let model = self
+            .model
+            .as_ref()
+            .ok_or_else(|| NoForecast::Failed("no model".into()))?;
+        let preds = model.predict_series(&series).map_err(|e| {
+            NoForecast::Failed(format!("{} could not forecast: {e}", self.kind.name()))
+        })?;
         let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for p in preds.into_iter().filter(|p| p.step <= horizon) {
             out.entry(p.service).or_default().push(p.rps[1]);

@@ -9,8 +9,6 @@
 //! epoch are kept). The validation forecasts' signed errors per step ahead calibrate the
 //! intervals (split conformal, see `graphscale_forecast::conformal`).
 
-use std::sync::Mutex;
-
 use burn::module::Module;
 use burn::nn::{Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -139,14 +137,10 @@ pub struct RnnNet {
     head: Linear,
 }
 
-/// burn seeds its generator per backend, possibly process-wide: initialisation takes this lock
-/// so that concurrent fits with their own seeds cannot interleave.
-static INIT: Mutex<()> = Mutex::new(());
-
 impl RnnNet {
     /// A network for `cfg`, with weights drawn from `cfg.seed`.
     pub fn new(cfg: &RnnConfig, device: &Device) -> Self {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::seed_lock();
         device.seed(cfg.seed);
         let f = cfg.features();
         let (lstm, gru) = match cfg.cell {

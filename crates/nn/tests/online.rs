@@ -52,6 +52,11 @@ fn warms_up_trains_on_schedule_and_is_deterministic() {
         if k < 30 {
             let e = fa.unwrap_err();
             assert!(
+                matches!(e, graphscale_core::NoForecast::WarmingUp(_)),
+                "{e}"
+            );
+            let e = e.to_string();
+            assert!(
                 e.contains("warming up") && e.contains(&format!("{k} of 30")),
                 "{e}"
             );
@@ -101,4 +106,30 @@ fn the_predictive_autoscaler_plans_with_the_graph_model() {
         seen_model,
         "after the warm-up the demand comes from the graph model"
     );
+}
+
+#[test]
+fn a_model_that_cannot_train_says_so_and_is_not_a_warm_up() {
+    let mut s = sim();
+    let graph = s.graph().clone();
+    let mut bad = cfg();
+    bad.model.hidden = 9; // not a multiple of the 2 heads
+    let mut m = OnlineGraphModel::new(Kind::Hgt, bad);
+    let mut last = None;
+    for _ in 0..31 {
+        for _ in 0..15 {
+            s.step();
+        }
+        m.observe(&s.observe().unwrap(), &graph);
+        last = Some(m.forecast(3));
+    }
+    match last.unwrap() {
+        Err(graphscale_core::NoForecast::Failed(e)) => {
+            assert!(
+                e.contains("hgt could not train") && e.contains("`hidden`"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a training failure, got {other:?}"),
+    }
 }

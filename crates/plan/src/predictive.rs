@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use graphscale_core::{
     AppGraph, Autoscaler, ClusterSnapshot, FittedForecaster, Forecaster, JointForecaster, Millis,
-    PodPhase, Reason, ScalingDecision, WorkloadObservation,
+    NoForecast, PodPhase, Reason, ScalingDecision, WorkloadObservation,
 };
 use serde::{Deserialize, Serialize};
 
@@ -429,7 +429,10 @@ impl Autoscaler for PredictiveAutoscaler {
                             format!("the graph model has no forecast for `{}`: planning on the observed rate", w.name),
                         )),
                         Err(e) => reasons.push(Reason::new(
-                            "forecast.warmup",
+                            match e {
+                                NoForecast::WarmingUp(_) => "forecast.warmup",
+                                NoForecast::Failed(_) => "forecast.failed",
+                            },
                             format!("{e}: planning on the observed rate"),
                         )),
                     }
