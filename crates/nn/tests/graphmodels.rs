@@ -2,45 +2,16 @@
 //! upstream neighbour (graph models learn it, the edge-blind MLP cannot), checkpoint round trips
 //! and bad input.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
+use common::nonzero_grads;
 use graphscale_core::{AppGraph, Edge, GraphSeries, Metric, Node, NodeKind, Relation};
 use graphscale_nn::gnn::{gat_edge_features, GatGraph, GatNet, StgnnNet};
 use graphscale_nn::graphmodel::{train, GraphModel, GraphModelConfig, Kind, Prepared};
 use rand::{Rng, SeedableRng};
-
-fn nonzero_grads<M: Module>(net: &M, grads: &burn::tensor::Gradients) -> (usize, Vec<String>) {
-    struct Visit<'a> {
-        grads: &'a burn::tensor::Gradients,
-        checked: usize,
-        missing: Vec<String>,
-    }
-    impl burn::module::ModuleVisitor for Visit<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            self.checked += 1;
-            let ok = param.val().grad(self.grads).is_some_and(|g| {
-                g.into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .unwrap()
-                    .iter()
-                    .any(|v| *v != 0.0)
-            });
-            if !ok {
-                self.missing.push(format!("{:?}", param.id));
-            }
-        }
-    }
-    let mut v = Visit {
-        grads,
-        checked: 0,
-        missing: Vec::new(),
-    };
-    net.visit(&mut v);
-    (v.checked, v.missing)
-}
 
 #[test]
 fn gat_shapes_isolated_nodes_and_gradients() {

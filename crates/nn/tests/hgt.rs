@@ -1,7 +1,10 @@
 //! The HGT layer: segment softmax, shapes and masking, gradients, bad graphs.
 
+mod common;
+
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use common::nonzero_grads;
 use graphscale_nn::hgt::{
     segment_softmax, DeviceGraph, HeteroGraph, HgtConfig, HgtLayer, HgtNet, RelationEdges,
 };
@@ -112,37 +115,7 @@ fn gradients_reach_every_parameter() {
     let x = Tensor::<2>::random([4, 3], Distribution::Default, &d);
     let target = Tensor::<2>::random([4, 1], Distribution::Default, &d);
     let loss = (net.forward(x, &g) - target).powi_scalar(2).mean();
-    let grads = loss.backward();
-    let mut checked = 0;
-    let mut missing = Vec::new();
-    // Every float parameter of the network, found by the module's own visitor.
-    struct Visit<'a> {
-        grads: &'a burn::tensor::Gradients,
-        checked: &'a mut usize,
-        missing: &'a mut Vec<String>,
-    }
-    impl burn::module::ModuleVisitor for Visit<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            *self.checked += 1;
-            let g = param.val().grad(self.grads);
-            let ok = g.is_some_and(|g| {
-                g.into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .unwrap()
-                    .iter()
-                    .any(|v| *v != 0.0)
-            });
-            if !ok {
-                self.missing.push(format!("{:?}", param.id));
-            }
-        }
-    }
-    net.visit(&mut Visit {
-        grads: &grads,
-        checked: &mut checked,
-        missing: &mut missing,
-    });
+    let (checked, missing) = nonzero_grads(&net, &loss.backward());
     // input 2 x (w, b); per layer: 4 maps x 2 types x (w, b) + skip + 3 x (att, msg, prior)
     // + 3 edge maps x (w, b); head (w, b).
     assert_eq!(checked, 4 + 2 * (16 + 1 + 9 + 6) + 2);

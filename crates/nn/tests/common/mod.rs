@@ -1,0 +1,37 @@
+//! Helpers shared by the network tests.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+/// Every float parameter of `net`, found by the module's own visitor: how many there are, and
+/// the ids of those whose gradient in `grads` is absent or all zero.
+pub fn nonzero_grads<M: Module>(net: &M, grads: &burn::tensor::Gradients) -> (usize, Vec<String>) {
+    struct Visit<'a> {
+        grads: &'a burn::tensor::Gradients,
+        checked: usize,
+        missing: Vec<String>,
+    }
+    impl burn::module::ModuleVisitor for Visit<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            self.checked += 1;
+            let ok = param.val().grad(self.grads).is_some_and(|g| {
+                g.into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .any(|v| *v != 0.0)
+            });
+            if !ok {
+                self.missing.push(format!("{:?}", param.id));
+            }
+        }
+    }
+    let mut v = Visit {
+        grads,
+        checked: 0,
+        missing: Vec::new(),
+    };
+    net.visit(&mut v);
+    (v.checked, v.missing)
+}
