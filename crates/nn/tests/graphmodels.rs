@@ -173,6 +173,24 @@ fn checkpoints_round_trip_and_bad_input_is_named() {
     }
     let m = GraphModel::load(&dir.join("gat.safetensors")).unwrap();
 
+    // A checkpoint whose manifest names another network than its weights: refused by name.
+    let bytes = std::fs::read(dir.join("gat.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let manifest = meta.metadata().as_ref().unwrap()["graph_model"]
+        .replace("\"kind\":\"gat\"", "\"kind\":\"hgt\"");
+    let meta = [("graph_model".to_string(), manifest)]
+        .into_iter()
+        .collect();
+    let relabelled = dir.join("relabelled.safetensors");
+    std::fs::write(
+        &relabelled,
+        safetensors::tensor::serialize(st.tensors(), Some(meta)).unwrap(),
+    )
+    .unwrap();
+    let e = GraphModel::load(&relabelled).unwrap_err().to_string();
+    assert!(e.contains("weights do not fit the hgt network"), "{e}");
+
     // A snapshot of another graph: the unknown node is named.
     let mut other = series.clone();
     other.graph = AppGraph::new(
