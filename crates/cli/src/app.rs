@@ -193,12 +193,16 @@ struct EvalArgs {
     /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Comma-separated autoscalers: hpa, static.
+    /// Comma-separated autoscalers (default hpa,static): hpa, hpa-tuned, static, phpa,
+    /// pred-persistence, pred-trend, pred-ets, pred-lstm, graph-persistence, graph-trend,
+    /// graph-ets, graph-mstl, graph-prophet, graph-lstm, graph-gru, graph-hgt, graph-gat,
+    /// graph-stgnn, graph-mlp (docs/planner.md).
     #[arg(long, value_delimiter = ',')]
     autoscalers: Vec<String>,
-    /// Number of seeds (seeds 1..=N); default 5.
-    #[arg(long)]
-    seeds: Option<u64>,
+    /// Seeds: N for seeds 1..=N, or A-B for seeds A..=B (e.g. 6-10, seeds not used to choose
+    /// any default); default 5.
+    #[arg(long, value_parser = parse_seeds)]
+    seeds: Option<Vec<u64>>,
     /// Simulated duration per run (e.g. 600s, 30m, 2h); default each scenario's own (1 h, or 24 h
     /// for diurnal and worldcup98).
     #[arg(long, value_parser = parse_duration)]
@@ -206,6 +210,10 @@ struct EvalArgs {
     /// Override every app's end-to-end p95 SLO, ms.
     #[arg(long)]
     slo_ms: Option<f64>,
+    /// Start of each run left out of the metrics, whole minutes (e.g. 0s, 5m); default 5m for
+    /// runs of at least 30 minutes, 0 for shorter ones (runs start cold, one replica per service)
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    warmup: Option<u64>,
     /// Worker threads (0 = one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -540,6 +548,38 @@ fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     Ok((n * mult as f64).round().max(1.0) as u64)
 }
 
+/// `N` (seeds 1..=N) or `A-B` (seeds A..=B).
+fn parse_seeds(s: &str) -> std::result::Result<Vec<u64>, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("`{s}` is not a seed count N or a range A-B"))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (1, num(s)?),
+    };
+    if hi == 0 || lo > hi {
+        return Err(format!("`{s}`: need at least one seed (N >= 1, A <= B)"));
+    }
+    if hi - lo >= 10_000 {
+        return Err(format!("`{s}`: at most 10000 seeds"));
+    }
+    Ok((lo..=hi).collect())
+}
+
+/// A duration that may be zero (`0`, `0s`), else as [`parse_duration`].
+fn parse_duration_or_zero(s: &str) -> std::result::Result<u64, String> {
+    match s
+        .trim()
+        .trim_end_matches(['s', 'm', 'h', 'd'])
+        .parse::<f64>()
+    {
+        Ok(z) if z == 0.0 => Ok(0),
+        _ => parse_duration(s),
+    }
+}
+
 fn git_revision() -> String {
     if let Ok(r) = std::env::var("GRAPHSCALE_GIT_REVISION") {
         return r;
@@ -770,11 +810,8 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
             .map(|s| AutoscalerSpec::named(s))
             .collect::<std::result::Result<_, _>>()?;
     }
-    if let Some(n) = a.seeds {
-        if n == 0 {
-            bail!("--seeds must be >= 1");
-        }
-        spec.seeds = (1..=n).collect();
+    if let Some(seeds) = &a.seeds {
+        spec.seeds = seeds.clone();
     }
     if let Some(d) = a.duration {
         for s in &mut spec.scenarios {
@@ -786,6 +823,9 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
     }
     if let Some(t) = a.threads {
         spec.threads = t;
+    }
+    if a.warmup.is_some() {
+        spec.warmup_s = a.warmup;
     }
     execute(&spec, &a.out)?;
     Ok(ExitCode::SUCCESS)

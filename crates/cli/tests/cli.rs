@@ -46,9 +46,11 @@ fn eval_end_to_end_on_a_short_scenario() {
         "--autoscalers",
         "hpa,static",
         "--seeds",
-        "3",
+        "2-4",
         "--duration",
         "20m",
+        "--warmup",
+        "5m",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -61,8 +63,13 @@ fn eval_end_to_end_on_a_short_scenario() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(json["git_revision"], "test-rev");
-    assert_eq!(json["spec"]["seeds"].as_array().unwrap().len(), 3);
+    assert_eq!(json["spec"]["seeds"], serde_json::json!([2, 3, 4]));
     assert_eq!(json["runs"].as_array().unwrap().len(), 6);
+    assert!(json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["warmup_s"] == 300));
     let summary = json["summary"].as_array().unwrap();
     let stat = summary
         .iter()
@@ -223,7 +230,17 @@ fn bad_names_and_impossible_configs_fail_clearly() {
         &["eval", "--autoscalers", "magic"],
         &["unknown autoscaler `magic`"],
     );
-    fails_with(&["eval", "--seeds", "0"], &["--seeds must be >= 1"]);
+    fails_with(&["eval", "--seeds", "0"], &["need at least one seed"]);
+    fails_with(&["eval", "--seeds", "9-6"], &["`9-6`", "A <= B"]);
+    fails_with(&["eval", "--seeds", "x"], &["`x` is not a seed count"]);
+    fails_with(
+        &["eval", "--warmup", "90s", "--duration", "10m"],
+        &["warmup_s must be a whole number of minutes"],
+    );
+    fails_with(
+        &["eval", "--warmup", "10m", "--duration", "10m"],
+        &["leaves nothing after the 600 s warm-up"],
+    );
     fails_with(
         &["eval", "--slo-ms", "0", "--duration", "60s"],
         &["slo_ms must be > 0"],

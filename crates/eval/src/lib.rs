@@ -421,6 +421,9 @@ impl From<&str> for AutoscalerSpec {
     }
 }
 
+/// The default warm-up of runs of at least 30 minutes, s (see [`ExperimentSpec::warmup_s`]).
+pub const DEFAULT_WARMUP_S: u64 = 300;
+
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -444,6 +447,11 @@ pub struct ExperimentSpec {
     pub baseline: String,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
+    /// Seconds at the start of each run left out of every metric, a whole number of minutes
+    /// shorter than the run. Runs start cold (one replica per service), and their first minutes
+    /// are the same start-up transient for every autoscaler. Default (`None`): 300 for runs of
+    /// at least 30 minutes, 0 for shorter ones; 0 measures from the first second.
+    pub warmup_s: Option<u64>,
 }
 
 impl Default for ExperimentSpec {
@@ -458,6 +466,7 @@ impl Default for ExperimentSpec {
             decision_offset_s: 7,
             baseline: "hpa".into(),
             threads: 0,
+            warmup_s: None,
         }
     }
 }
@@ -473,6 +482,13 @@ impl ExperimentSpec {
             return Err(EvalError::Invalid(
                 "apps, scenarios, autoscalers and seeds must each be non-empty".into(),
             ));
+        }
+        if let Some(w) = self.warmup_s {
+            if !w.is_multiple_of(60) {
+                return Err(EvalError::Invalid(format!(
+                    "warmup_s must be a whole number of minutes, got {w} s"
+                )));
+            }
         }
         if let Some(slo) = self.slo_ms {
             if !(slo.is_finite() && slo > 0.0) {
@@ -534,7 +550,26 @@ impl ExperimentSpec {
             Some(d) => d,
             None => w.natural_duration_s().map_err(ctx)?,
         };
+        if let Some(warm) = self.warmup_s {
+            if d <= warm {
+                return Err(EvalError::Invalid(format!(
+                    "scenario `{}`: a {d} s run leaves nothing after the {warm} s warm-up \
+                     (lower the warm-up or lengthen the run)",
+                    sc.name
+                )));
+            }
+        }
         Ok((w, d))
+    }
+
+    /// The warm-up left out of the metrics of a run of `duration_s` seconds: `warmup_s`, or by
+    /// default [`DEFAULT_WARMUP_S`] for runs of at least 30 minutes and none for shorter ones.
+    pub fn warmup_for(&self, duration_s: u64) -> u64 {
+        self.warmup_s.unwrap_or(if duration_s >= 1800 {
+            DEFAULT_WARMUP_S
+        } else {
+            0
+        })
     }
 }
 
@@ -551,6 +586,9 @@ pub struct RunResult {
     pub seed: u64,
     /// Simulated seconds.
     pub duration_s: u64,
+    /// Seconds at the start left out of the metrics (the timeline keeps them).
+    #[serde(default)]
+    pub warmup_s: u64,
     /// SLO used, ms.
     pub slo_ms: f64,
     /// The measurements.
@@ -616,6 +654,7 @@ pub fn run_one_logged(
         source,
     };
     let rates = workload.rates(duration, seed).map_err(sim_err)?;
+    let warmup_s = spec.warmup_for(duration);
     let cfg = SimConfig {
         seed,
         ..spec.sim.clone()
@@ -623,7 +662,7 @@ pub fn run_one_logged(
     let mut sim = Simulator::new(app.clone(), cfg, rates).map_err(sim_err)?;
     let mut scaler = autoscaler.build(app)?;
     let slo = spec.slo_ms.unwrap_or(app.slo_ms);
-    let mut rec = Recorder::new(&sim, slo, keep_timeline);
+    let mut rec = Recorder::new(&sim, slo, keep_timeline).with_warmup(Millis::from_secs(warmup_s));
     let sync = scaler.sync_period().0.max(1);
     let offset = Millis::from_secs(spec.decision_offset_s).0 % sync;
     let graph = sim.graph().clone();
@@ -655,6 +694,7 @@ pub fn run_one_logged(
         autoscaler: autoscaler.name().to_string(),
         seed,
         duration_s: duration,
+        warmup_s,
         slo_ms: slo,
         metrics,
         rules,
@@ -860,6 +900,7 @@ mod tests {
             autoscaler: autoscaler.into(),
             seed,
             duration_s: 60,
+            warmup_s: 0,
             slo_ms: 100.0,
             metrics: RunMetrics {
                 cpu_core_hours: cpu,

@@ -28,6 +28,10 @@
 //! - **CAF** (cost-adjusted fitness): requests served within the SLO per CPU core-hour
 //!   requested, in thousands. Higher is better: it rewards both keeping the SLO and not paying
 //!   for idle capacity.
+//! - **Warm-up**: every run starts cold, one replica per service, so its first minutes
+//!   are a start-up transient that no autoscaler controls (it starts with the same replicas). A
+//!   [`Recorder::with_warmup`] leaves the first seconds out of every metric above; the
+//!   timeline keeps them.
 
 use graphscale_core::Millis;
 use graphscale_sim::engine::Simulator;
@@ -216,6 +220,8 @@ pub struct Recorder {
     max_backlog: u64,
     keep_timeline: bool,
     timeline: Vec<MinutePoint>,
+    warmup: Millis,
+    warming: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -279,12 +285,32 @@ impl Recorder {
             max_backlog: 0,
             keep_timeline: timeline,
             timeline: Vec::new(),
+            warmup: Millis(0),
+            warming: false,
         }
+    }
+
+    /// Leaves the first `warmup` of the run out of every metric (not out of the timeline).
+    /// Metrics then start at the first step after it, with the replicas of that moment, so a
+    /// warm-up that ends on a whole minute keeps violation minutes whole.
+    pub fn with_warmup(mut self, warmup: Millis) -> Self {
+        self.warmup = warmup;
+        self.warming = warmup.0 > 0;
+        self
     }
 
     /// Records the step the simulator just made.
     pub fn record(&mut self, sim: &Simulator) {
         let now = graphscale_core::Clock::now(sim);
+        if self.warming && now > self.warmup {
+            // The warm-up is over: start every count afresh, keeping the timeline.
+            let timeline = std::mem::take(&mut self.timeline);
+            *self = Recorder {
+                timeline,
+                warmup: self.warmup,
+                ..Recorder::new(sim, self.slo_ms, self.keep_timeline)
+            };
+        }
         let stats = sim.stats();
         self.steps += 1;
         // Entry requests.

@@ -94,6 +94,102 @@ fn the_graph_aware_planner_scales_the_callee_ahead_of_its_own_load() {
 }
 
 #[test]
+fn a_surge_is_planned_for_before_the_rate_window_shows_it() {
+    let app = chain();
+    let scenario = ScenarioSpec {
+        name: "ramp".into(),
+        workload: Some(WorkloadSpec::Rush {
+            base_rps: 20.0,
+            factor: 8.0,
+            start_s: 300.0,
+            ramp_s: 45.0,
+            hold_s: 300.0,
+            decay_s: 60.0,
+        }),
+        duration_s: Some(480),
+    };
+    let spec = ExperimentSpec {
+        apps: vec![],
+        scenarios: vec![scenario.clone()],
+        ..ExperimentSpec::default()
+    };
+    let run_with = |rate_window_s: f64| {
+        let mut a = AutoscalerSpec::named("graph-persistence").unwrap();
+        if let AutoscalerSpec::Predictive { config, .. } = &mut a {
+            config.rate_window_s = rate_window_s;
+        }
+        let mut recs = Vec::new();
+        run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
+        recs
+    };
+    let with = run_with(60.0);
+    let without = run_with(0.0);
+    // Replicas of `front` planned by 30 s into the ramp.
+    let planned_by = |recs: &[DecisionRecord], t: f64| {
+        recs.iter()
+            .filter(|r| r.snapshot.time.as_secs_f64() <= t)
+            .filter_map(|r| r.decisions.iter().find(|d| d.workload == "front"))
+            .map(|d| d.replicas)
+            .max()
+            .unwrap()
+    };
+    let (a, b) = (planned_by(&with, 330.0), planned_by(&without, 330.0));
+    assert!(
+        a > b,
+        "with the surge estimate {a} replicas by 330 s, without {b}"
+    );
+    assert!(
+        with.iter()
+            .flat_map(|r| &r.decisions)
+            .flat_map(|d| &d.reasons)
+            .any(|r| r.rule == "forecast.surge"),
+        "no decision says it planned for a surge"
+    );
+    assert!(!without
+        .iter()
+        .flat_map(|r| &r.decisions)
+        .flat_map(|d| &d.reasons)
+        .any(|r| r.rule == "forecast.surge"));
+}
+
+#[test]
+fn the_warm_up_leaves_the_cold_start_out_of_the_metrics_not_the_timeline() {
+    let app = graphscale_sim::topology::builtin("event-driven").unwrap();
+    let scenario = ScenarioSpec::named("peak").with_duration(1200);
+    let hpa = AutoscalerSpec::named("hpa").unwrap();
+    let run_with = |warmup_s: Option<u64>| {
+        let spec = ExperimentSpec {
+            scenarios: vec![scenario.clone()],
+            warmup_s,
+            ..ExperimentSpec::default()
+        };
+        run_one_logged(&spec, &app, &scenario, &hpa, 1, true, &mut |_| {}).unwrap()
+    };
+    let cold = run_with(Some(0));
+    let warm = run_with(Some(300));
+    // A 20-minute run is too short for the default warm-up.
+    assert_eq!(run_with(None).warmup_s, 0);
+    assert_eq!((cold.warmup_s, warm.warmup_s), (0, 300));
+    // The cluster starts with one replica per service at peak load: the first minute violates.
+    assert!(
+        cold.timeline[0].violation_pct > 50.0,
+        "{:?}",
+        cold.timeline[0]
+    );
+    assert!(cold.metrics.slo_violation_minutes >= 1.0);
+    // Same run, same timeline; the metrics start after 5 minutes.
+    assert_eq!(cold.timeline, warm.timeline);
+    let late: f64 = cold.timeline[5..]
+        .iter()
+        .filter(|p| p.violation_pct > 5.0)
+        .count() as f64;
+    assert_eq!(warm.metrics.slo_violation_minutes, late);
+    assert!(warm.metrics.slo_violation_minutes < cold.metrics.slo_violation_minutes);
+    let ratio = warm.metrics.cpu_core_hours / cold.metrics.cpu_core_hours;
+    assert!(ratio > 0.6 && ratio < 0.85, "15 of 20 minutes: {ratio}");
+}
+
+#[test]
 fn shadow_mode_compares_the_recorded_plan_with_the_hpa() {
     let app = chain();
     let recs = run(&app, "graph-persistence");

@@ -20,7 +20,7 @@ fn d_headroom() -> f64 {
     0.12
 }
 fn d_target() -> f64 {
-    0.8
+    0.9
 }
 fn d_drain() -> f64 {
     60.0
@@ -36,10 +36,11 @@ pub struct PlannerConfig {
     /// Capacity kept above the forecast demand, as a share of it; default 0.12.
     #[serde(default = "d_headroom")]
     pub headroom: f64,
-    /// Share of a replica's CPU request it may use at the planned load; default 0.8, the HPA's
-    /// default target, so savings cannot come from over-committing CPU (with the headroom the
-    /// plan runs pods at 0.8 / 1.12 = 71 % of their request; 0.9 was measured to cost less and
-    /// violate the SLO more on the flash crowd, see docs/benchmarks.md).
+    /// Share of a replica's CPU request it may use at the planned load before the headroom;
+    /// default 0.9. With the default headroom pods run at 0.9 / 1.12 = 80 % of their request at
+    /// the forecast demand, the HPA's default target, so savings cannot come from over-committing
+    /// CPU (0.8, 71 % with the headroom, was the default until the defaults were re-measured on
+    /// 2026-11-22, docs/benchmarks.md).
     #[serde(default = "d_target")]
     pub target_utilization: f64,
     /// A backlog is planned to drain within this many seconds; default 60.

@@ -22,12 +22,12 @@ pub struct SafetyConfig {
     /// share of it; default 0.0 (any increase).
     pub up_threshold: f64,
     /// Hysteresis: scale down only when the plan is below the current count by at least this
-    /// share of it; default 0.15.
+    /// share of it; default 0.1.
     pub down_threshold: f64,
     /// No scale-up within this many seconds of the last scale-up; default 0.
     pub cooldown_up_s: f64,
     /// No scale-down within this many seconds of the last scaling in either direction;
-    /// default 120.
+    /// default 60.
     pub cooldown_down_s: f64,
     /// Largest scale-up per decision as a factor of the current count; default 3.
     pub max_up_factor: f64,
@@ -49,9 +49,9 @@ impl Default for SafetyConfig {
             min_replicas: 1,
             max_replicas: 50,
             up_threshold: 0.0,
-            down_threshold: 0.15,
+            down_threshold: 0.1,
             cooldown_up_s: 0.0,
-            cooldown_down_s: 120.0,
+            cooldown_down_s: 60.0,
             max_up_factor: 3.0,
             min_up_pods: 4,
             max_down_share: 0.5,
@@ -331,7 +331,11 @@ mod tests {
 
     #[test]
     fn each_rule_fires_on_its_own() {
-        let c = SafetyConfig::default();
+        let c = SafetyConfig {
+            down_threshold: 0.15,
+            cooldown_down_s: 120.0,
+            ..SafetyConfig::default()
+        };
         let h = Health::default();
         // Fallback on a bad model.
         let sick = Health {
