@@ -202,7 +202,7 @@ struct EvalArgs {
     /// Seeds: N for seeds 1..=N, or A-B for seeds A..=B (e.g. 6-10, seeds not used to choose
     /// any default); default 5.
     #[arg(long, value_parser = parse_seeds)]
-    seeds: Option<Vec<u64>>,
+    seeds: Option<Seeds>,
     /// Simulated duration per run (e.g. 600s, 30m, 2h); default each scenario's own (1 h, or 24 h
     /// for diurnal and worldcup98).
     #[arg(long, value_parser = parse_duration)]
@@ -548,8 +548,12 @@ fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     Ok((n * mult as f64).round().max(1.0) as u64)
 }
 
+/// The seeds of `--seeds`.
+#[derive(Debug, Clone)]
+struct Seeds(Vec<u64>);
+
 /// `N` (seeds 1..=N) or `A-B` (seeds A..=B).
-fn parse_seeds(s: &str) -> std::result::Result<Vec<u64>, String> {
+fn parse_seeds(s: &str) -> std::result::Result<Seeds, String> {
     let num = |t: &str| {
         t.trim()
             .parse::<u64>()
@@ -565,7 +569,7 @@ fn parse_seeds(s: &str) -> std::result::Result<Vec<u64>, String> {
     if hi - lo >= 10_000 {
         return Err(format!("`{s}`: at most 10000 seeds"));
     }
-    Ok((lo..=hi).collect())
+    Ok(Seeds((lo..=hi).collect()))
 }
 
 /// A duration that may be zero (`0`, `0s`), else as [`parse_duration`].
@@ -756,8 +760,8 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     Ok(result)
 }
 
-/// The demo's autoscalers: the HPA, peak provisioning, and the predictive autoscaler that did
-/// best on the flash crowd in docs/benchmarks.md, with and without the graph.
+/// The demo's autoscalers: the HPA, peak provisioning, and one of the predictive autoscalers that
+/// did best on the flash crowd in docs/benchmarks.md, with and without the graph.
 const DEMO_AUTOSCALERS: &str = "hpa, static, graph-trend, pred-trend";
 
 fn demo(a: DemoArgs) -> Result<ExitCode> {
@@ -810,7 +814,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
             .map(|s| AutoscalerSpec::named(s))
             .collect::<std::result::Result<_, _>>()?;
     }
-    if let Some(seeds) = &a.seeds {
+    if let Some(Seeds(seeds)) = &a.seeds {
         spec.seeds = seeds.clone();
     }
     if let Some(d) = a.duration {
