@@ -579,7 +579,7 @@ fn parse_duration_or_zero(s: &str) -> std::result::Result<u64, String> {
         .trim_end_matches(['s', 'm', 'h', 'd'])
         .parse::<f64>()
     {
-        Ok(z) if z == 0.0 => Ok(0),
+        Ok(0.0) => Ok(0),
         _ => parse_duration(s),
     }
 }

@@ -45,7 +45,13 @@ fn run(app: &AppSpec, autoscaler: &str) -> Vec<DecisionRecord> {
         scenarios: vec![scenario.clone()],
         ..ExperimentSpec::default()
     };
-    let a = AutoscalerSpec::named(autoscaler).unwrap();
+    let mut a = AutoscalerSpec::named(autoscaler).unwrap();
+    if let AutoscalerSpec::Predictive { config, .. } = &mut a {
+        // The callee's own load still jumps when its saturated caller passes on what it can, and
+        // the surge estimate would scale it early on that alone: off, so that these runs show
+        // the graph propagation alone.
+        config.rate_window_s = 0.0;
+    }
     let mut recs = Vec::new();
     run_one_logged(&spec, app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
     recs
