@@ -27,14 +27,20 @@ fn chain() -> AppSpec {
     AppSpec::from_json(&text, "test").unwrap()
 }
 
-fn run(app: &AppSpec, autoscaler: &str) -> Vec<DecisionRecord> {
+/// One run of 8 minutes: `base_rps`, then 8x in `ramp_s` seconds at 300 s, held.
+fn run_rush(
+    app: &AppSpec,
+    base_rps: f64,
+    ramp_s: f64,
+    autoscaler: &AutoscalerSpec,
+) -> Vec<DecisionRecord> {
     let scenario = ScenarioSpec {
         name: "step".into(),
         workload: Some(WorkloadSpec::Rush {
-            base_rps: 50.0,
+            base_rps,
             factor: 8.0,
             start_s: 300.0,
-            ramp_s: 10.0,
+            ramp_s,
             hold_s: 300.0,
             decay_s: 60.0,
         }),
@@ -45,6 +51,15 @@ fn run(app: &AppSpec, autoscaler: &str) -> Vec<DecisionRecord> {
         scenarios: vec![scenario.clone()],
         ..ExperimentSpec::default()
     };
+    let mut recs = Vec::new();
+    run_one_logged(&spec, app, &scenario, autoscaler, 1, false, &mut |r| {
+        recs.push(r)
+    })
+    .unwrap();
+    recs
+}
+
+fn run(app: &AppSpec, autoscaler: &str) -> Vec<DecisionRecord> {
     let mut a = AutoscalerSpec::named(autoscaler).unwrap();
     if let AutoscalerSpec::Predictive { config, .. } = &mut a {
         // The callee's own load still jumps when its saturated caller passes on what it can, and
@@ -52,9 +67,7 @@ fn run(app: &AppSpec, autoscaler: &str) -> Vec<DecisionRecord> {
         // the graph propagation alone.
         config.rate_window_s = 0.0;
     }
-    let mut recs = Vec::new();
-    run_one_logged(&spec, app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
-    recs
+    run_rush(app, 50.0, 10.0, &a)
 }
 
 /// First decision time (s) at which `workload` was scaled above its start.
@@ -102,31 +115,12 @@ fn the_graph_aware_planner_scales_the_callee_ahead_of_its_own_load() {
 #[test]
 fn a_surge_is_planned_for_before_the_rate_window_shows_it() {
     let app = chain();
-    let scenario = ScenarioSpec {
-        name: "ramp".into(),
-        workload: Some(WorkloadSpec::Rush {
-            base_rps: 20.0,
-            factor: 8.0,
-            start_s: 300.0,
-            ramp_s: 45.0,
-            hold_s: 300.0,
-            decay_s: 60.0,
-        }),
-        duration_s: Some(480),
-    };
-    let spec = ExperimentSpec {
-        apps: vec![],
-        scenarios: vec![scenario.clone()],
-        ..ExperimentSpec::default()
-    };
     let run_with = |rate_window_s: f64| {
         let mut a = AutoscalerSpec::named("graph-persistence").unwrap();
         if let AutoscalerSpec::Predictive { config, .. } = &mut a {
             config.rate_window_s = rate_window_s;
         }
-        let mut recs = Vec::new();
-        run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |r| recs.push(r)).unwrap();
-        recs
+        run_rush(&app, 20.0, 45.0, &a)
     };
     let with = run_with(60.0);
     let without = run_with(0.0);
