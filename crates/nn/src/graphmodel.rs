@@ -204,53 +204,53 @@ pub struct GraphNet {
 impl GraphNet {
     /// A `kind` network for `layout`, weights drawn from `cfg.seed`.
     pub fn new(kind: Kind, cfg: &GraphModelConfig, layout: &Layout, device: &Device) -> Self {
-        let _guard = crate::seed_lock();
-        device.seed(cfg.seed);
-        let inw = input_width(cfg.window);
-        let out = cfg.outputs();
-        let mut net = GraphNet {
-            hgt: None,
-            gat: None,
-            stgnn: None,
-            mlp: None,
-        };
-        match kind {
-            Kind::Hgt => {
-                let hc = HgtConfig {
-                    node_types: NODE_KINDS.len(),
-                    relations: RELATIONS.len(),
-                    dim: cfg.hidden,
-                    heads: cfg.heads,
-                    edge_features: EDGE_METRICS.len(),
-                };
-                net.hgt = Some(HgtNet::new(&hc, inw, cfg.layers, out, device));
+        crate::seeded(cfg.seed, device, || {
+            let inw = input_width(cfg.window);
+            let out = cfg.outputs();
+            let mut net = GraphNet {
+                hgt: None,
+                gat: None,
+                stgnn: None,
+                mlp: None,
+            };
+            match kind {
+                Kind::Hgt => {
+                    let hc = HgtConfig {
+                        node_types: NODE_KINDS.len(),
+                        relations: RELATIONS.len(),
+                        dim: cfg.hidden,
+                        heads: cfg.heads,
+                        edge_features: EDGE_METRICS.len(),
+                    };
+                    net.hgt = Some(HgtNet::new(&hc, inw, cfg.layers, out, device));
+                }
+                Kind::Gat => {
+                    net.gat = Some(GatNet::new(
+                        inw,
+                        cfg.hidden,
+                        cfg.heads,
+                        cfg.layers,
+                        gat_edge_features(EDGE_METRICS.len()),
+                        out,
+                        device,
+                    ));
+                }
+                Kind::Stgnn => {
+                    net.stgnn = Some(StgnnNet::new(
+                        layout.nodes.len(),
+                        cfg.window,
+                        NODE_METRICS.len(),
+                        NODE_KINDS.len(),
+                        cfg.hidden,
+                        cfg.embed,
+                        out,
+                        device,
+                    ));
+                }
+                Kind::Mlp => net.mlp = Some(MlpNet::new(inw, cfg.hidden, out, device)),
             }
-            Kind::Gat => {
-                net.gat = Some(GatNet::new(
-                    inw,
-                    cfg.hidden,
-                    cfg.heads,
-                    cfg.layers,
-                    gat_edge_features(EDGE_METRICS.len()),
-                    out,
-                    device,
-                ));
-            }
-            Kind::Stgnn => {
-                net.stgnn = Some(StgnnNet::new(
-                    layout.nodes.len(),
-                    cfg.window,
-                    NODE_METRICS.len(),
-                    NODE_KINDS.len(),
-                    cfg.hidden,
-                    cfg.embed,
-                    out,
-                    device,
-                ));
-            }
-            Kind::Mlp => net.mlp = Some(MlpNet::new(inw, cfg.hidden, out, device)),
-        }
-        net
+            net
+        })
     }
 
     /// Parameters.

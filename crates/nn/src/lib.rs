@@ -24,6 +24,9 @@ pub mod rnn;
 
 use std::sync::{Mutex, MutexGuard};
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+
 use graphscale_core::{ForecastFailure, Forecaster};
 use graphscale_forecast::models::{by_name_with_step, Mstl};
 
@@ -36,8 +39,29 @@ use crate::rnn::{Cell, Rnn, RnnConfig};
 static SEED_LOCK: Mutex<()> = Mutex::new(());
 
 /// Takes [`SEED_LOCK`] (a poisoned lock is still a lock: the guarded data is `()`).
-pub(crate) fn seed_lock() -> MutexGuard<'static, ()> {
+fn seed_lock() -> MutexGuard<'static, ()> {
     SEED_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds a module whose weights come from `seed` and nothing else: seeds `device`, runs `build`
+/// and draws every parameter, all under [`SEED_LOCK`].
+///
+/// burn initialises parameters lazily, on their first use. Without the last step the weights
+/// would be drawn at the first forward pass, outside the lock, from whatever state the
+/// process-wide generator had reached by then: another network built (or trained) meanwhile, on
+/// this thread or another, would change them. That made two same-seed graph models differ once.
+pub(crate) fn seeded<M: Module>(seed: u64, device: &Device, build: impl FnOnce() -> M) -> M {
+    struct Draw;
+    impl ModuleVisitor for Draw {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    let _guard = seed_lock();
+    device.seed(seed);
+    let module = build();
+    module.visit(&mut Draw);
+    module
 }
 
 /// Model names of this crate.

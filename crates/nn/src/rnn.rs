@@ -140,21 +140,21 @@ pub struct RnnNet {
 impl RnnNet {
     /// A network for `cfg`, with weights drawn from `cfg.seed`.
     pub fn new(cfg: &RnnConfig, device: &Device) -> Self {
-        let _guard = crate::seed_lock();
-        device.seed(cfg.seed);
-        let f = cfg.features();
-        let (lstm, gru) = match cfg.cell {
-            Cell::Lstm => (
-                Some(LstmConfig::new(f, cfg.hidden, true).init(device)),
-                None,
-            ),
-            Cell::Gru => (None, Some(GruConfig::new(f, cfg.hidden, true).init(device))),
-        };
-        RnnNet {
-            lstm,
-            gru,
-            head: LinearConfig::new(cfg.hidden, cfg.max_horizon).init(device),
-        }
+        crate::seeded(cfg.seed, device, || {
+            let f = cfg.features();
+            let (lstm, gru) = match cfg.cell {
+                Cell::Lstm => (
+                    Some(LstmConfig::new(f, cfg.hidden, true).init(device)),
+                    None,
+                ),
+                Cell::Gru => (None, Some(GruConfig::new(f, cfg.hidden, true).init(device))),
+            };
+            RnnNet {
+                lstm,
+                gru,
+                head: LinearConfig::new(cfg.hidden, cfg.max_horizon).init(device),
+            }
+        })
     }
 
     /// Sum of the head's weights, read back to the host: forces pending work to finish (for

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use common::nonzero_grads;
+use common::{nonzero_grads, weights};
 use graphscale_core::{AppGraph, Edge, GraphSeries, Metric, Node, NodeKind, Relation};
 use graphscale_nn::gnn::{gat_edge_features, GatGraph, GatNet, StgnnNet};
 use graphscale_nn::graphmodel::{train, GraphModel, GraphModelConfig, Kind, Prepared};
@@ -246,4 +246,54 @@ fn checkpoints_round_trip_and_bad_input_is_named() {
         .to_string();
     assert!(e.contains("`hidden`"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// burn draws parameters lazily, at their first use. Two same-seed networks built before either
+/// is used, and then used in the other order, must still have the same weights: the seed alone
+/// decides them, whatever else draws from burn's process-wide generator meanwhile.
+#[test]
+fn weights_come_from_the_seed_alone() {
+    use graphscale_nn::graphdata::Layout;
+    use graphscale_nn::graphmodel::GraphNet;
+    use graphscale_nn::rnn::{RnnConfig, RnnNet};
+
+    let d = Device::flex().autodiff();
+    let layout = Layout::of(&delayed_pair(4, 1).graph);
+    let cfg = GraphModelConfig {
+        hidden: 8,
+        heads: 2,
+        ..GraphModelConfig::default()
+    };
+    for kind in [Kind::Hgt, Kind::Gat, Kind::Stgnn, Kind::Mlp] {
+        let a = GraphNet::new(kind, &cfg, &layout, &d);
+        let b = GraphNet::new(kind, &cfg, &layout, &d);
+        let other = GraphNet::new(
+            kind,
+            &GraphModelConfig {
+                seed: 99,
+                ..cfg.clone()
+            },
+            &layout,
+            &d,
+        );
+        let (wb, wother, wa) = (weights(&b), weights(&other), weights(&a));
+        assert!(!wa.is_empty());
+        assert_eq!(wa, wb, "{kind:?}: same seed, same weights");
+        assert_ne!(wa, wother, "{kind:?}: another seed, other weights");
+    }
+    let rc = RnnConfig::default();
+    let a = RnnNet::new(&rc, &d);
+    let b = RnnNet::new(&rc, &d);
+    let _ = weights(&RnnNet::new(
+        &RnnConfig {
+            seed: 99,
+            ..rc.clone()
+        },
+        &d,
+    ));
+    assert_eq!(
+        weights(&b),
+        weights(&a),
+        "recurrent: same seed, same weights"
+    );
 }

@@ -8,14 +8,6 @@ use graphscale_plan::predictive::{PredictiveAutoscaler, PredictiveConfig};
 use graphscale_sim::engine::{SimConfig, Simulator};
 use graphscale_sim::{topology, workload::WorkloadSpec};
 
-/// The tests of this file run one at a time: training in one while another trains gave the
-/// determinism test a different forecast once in a clean CI run (cause not yet found).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn cfg() -> OnlineConfig {
     OnlineConfig {
         model: GraphModelConfig {
@@ -44,7 +36,6 @@ fn sim() -> Simulator {
 
 #[test]
 fn warms_up_trains_on_schedule_and_is_deterministic() {
-    let _serial = serial();
     let mut s = sim();
     let graph = s.graph().clone();
     let services = graph.services().count();
@@ -85,7 +76,6 @@ fn warms_up_trains_on_schedule_and_is_deterministic() {
 
 #[test]
 fn the_predictive_autoscaler_plans_with_the_graph_model() {
-    let _serial = serial();
     let mut s = sim();
     let graph = s.graph().clone();
     let mut pc = PredictiveConfig::default();
@@ -120,7 +110,6 @@ fn the_predictive_autoscaler_plans_with_the_graph_model() {
 
 #[test]
 fn a_model_that_cannot_train_says_so_and_is_not_a_warm_up() {
-    let _serial = serial();
     let mut s = sim();
     let graph = s.graph().clone();
     let mut bad = cfg();

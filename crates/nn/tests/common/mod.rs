@@ -35,3 +35,18 @@ pub fn nonzero_grads<M: Module>(net: &M, grads: &burn::tensor::Gradients) -> (us
     net.visit(&mut v);
     (v.checked, v.missing)
 }
+
+/// Every float parameter of `net`, in the module's visiting order, flattened.
+#[allow(dead_code)] // not every test file that shares these helpers uses this one
+pub fn weights<M: Module>(net: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let v = param.val().into_data().convert::<f32>();
+            self.0.extend(v.try_into_vec::<f32>().unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    net.visit(&mut c);
+    c.0
+}
