@@ -195,7 +195,7 @@ struct EvalArgs {
     scenarios: Vec<String>,
     /// Comma-separated autoscalers (default hpa,static): hpa, hpa-tuned, static, phpa,
     /// pred-persistence, pred-trend, pred-ets, pred-lstm, graph-persistence, graph-trend,
-    /// graph-ets, graph-mstl, graph-prophet, graph-lstm, graph-gru, graph-hgt, graph-gat,
+    /// graph-trend-vpa, graph-ets, graph-mstl, graph-prophet, graph-lstm, graph-gru, graph-hgt, graph-gat,
     /// graph-stgnn, graph-mlp (docs/planner.md).
     #[arg(long, value_delimiter = ',')]
     autoscalers: Vec<String>,
@@ -234,7 +234,7 @@ enum SimCommand {
         /// Scenario name.
         #[arg(long, default_value = "peak")]
         scenario: String,
-        /// Autoscaler driving the simulated cluster: hpa or static.
+        /// Autoscaler driving the simulated cluster: any name `eval --autoscalers` accepts.
         #[arg(long, default_value = "hpa")]
         autoscaler: String,
         /// Seed.
@@ -264,7 +264,7 @@ enum SimCommand {
         /// Peak rate for a replayed CSV, rps (default: the app's nominal peak).
         #[arg(long)]
         peak_rps: Option<f64>,
-        /// Autoscaler: hpa or static.
+        /// Autoscaler: any name `eval --autoscalers` accepts.
         #[arg(long, default_value = "hpa")]
         autoscaler: String,
         /// Seed.

@@ -46,8 +46,8 @@ pub use error::CoreError;
 pub use forecast::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
 pub use graph::{AppGraph, Edge, Node, NodeKind, Relation};
 pub use observe::{
-    ClusterSnapshot, CpuSample, EdgeObservation, PodObservation, PodPhase, Reason, Resources,
-    ScalingDecision, WorkloadObservation,
+    ClusterSnapshot, CpuSample, EdgeObservation, PodObservation, PodPhase, PodResources, Reason,
+    Resources, ScalingDecision, WorkloadObservation,
 };
 pub use series::{GraphSeries, Metric};
 pub use time::{Clock, ManualClock, Millis};

@@ -156,7 +156,40 @@ impl Reason {
     }
 }
 
-/// A decision for one workload: the replica count to set, with its reasons.
+/// The CPU and memory requests and limits of a workload's pods (its pod template).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodResources {
+    /// Requests.
+    pub requests: Resources,
+    /// Limits.
+    pub limits: Resources,
+}
+
+impl PodResources {
+    /// Why these resources cannot be set, if they cannot: every value finite and > 0, limits
+    /// >= requests.
+    pub fn problem(&self) -> Option<String> {
+        let fields = [
+            ("requests.cpu_millicores", self.requests.cpu_millicores),
+            ("requests.memory_mib", self.requests.memory_mib),
+            ("limits.cpu_millicores", self.limits.cpu_millicores),
+            ("limits.memory_mib", self.limits.memory_mib),
+        ];
+        if let Some((f, v)) = fields.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Some(format!("{f} is {v}: must be finite and > 0"));
+        }
+        if self.limits.cpu_millicores < self.requests.cpu_millicores {
+            return Some("limits.cpu_millicores is below requests.cpu_millicores".into());
+        }
+        if self.limits.memory_mib < self.requests.memory_mib {
+            return Some("limits.memory_mib is below requests.memory_mib".into());
+        }
+        None
+    }
+}
+
+/// A decision for one workload: the replica count to set, with its reasons, and optionally new
+/// resources for its pods.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScalingDecision {
     /// Workload name.
@@ -165,4 +198,8 @@ pub struct ScalingDecision {
     pub replicas: u32,
     /// Why.
     pub reasons: Vec<Reason>,
+    /// New requests and limits for the workload's pods (an in-place resize of the running pods
+    /// and the template of new ones); `None` leaves them as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<PodResources>,
 }

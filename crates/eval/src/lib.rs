@@ -209,7 +209,7 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
 
 impl AutoscalerSpec {
     /// Names accepted by [`AutoscalerSpec::named`].
-    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru, graph-hgt, graph-gat, graph-stgnn, graph-mlp";
+    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-trend-vpa, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru, graph-hgt, graph-gat, graph-stgnn, graph-mlp";
 
     /// A named autoscaler:
     /// - `hpa`: Kubernetes defaults, CPU target 80 %, 1..=50 replicas;
@@ -219,6 +219,8 @@ impl AutoscalerSpec {
     /// - `phpa`: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead;
     /// - `pred-MODEL`: the predictive autoscaler with `MODEL` per service, graph-blind;
     /// - `graph-MODEL`: the same with demand propagated along the graph;
+    /// - `graph-trend-vpa`: `graph-trend` that also resizes memory requests and limits in place
+    ///   (`vertical.update = memory`);
     /// - `graph-hgt`, `graph-gat`, `graph-stgnn`: one graph model forecasting every service at
     ///   once from the whole graph's recent snapshots (trained online after 10 minutes and every
     ///   10 minutes on the last 2 hours), demand propagated along the graph; `graph-mlp` is the
@@ -262,6 +264,13 @@ impl AutoscalerSpec {
             "pred-ets" => Ok(predictive(name, "ets", false)),
             "pred-trend" => Ok(predictive(name, "trend", false)),
             "graph-trend" => Ok(predictive(name, "trend", true)),
+            "graph-trend-vpa" => {
+                let mut spec = predictive(name, "trend", true);
+                if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+                    config.vertical.update = graphscale_plan::vertical::VerticalUpdate::Memory;
+                }
+                Ok(spec)
+            }
             "graph-persistence" => Ok(predictive(name, "persistence", true)),
             "graph-ets" => Ok(predictive(name, "ets", true)),
             "graph-mstl" => Ok(predictive(name, "mstl", true)),

@@ -380,7 +380,13 @@ impl Recorder {
             for (i, st) in stats.iter().enumerate() {
                 let spec = &sim.app().services[i];
                 let offered = self.window_offered[i] / self.window_steps as f64;
-                let d = ((offered / (0.8 * spec.replica_capacity_rps())).ceil() as u32).max(1);
+                // A replica's capacity at the pods' current CPU limit (resizes change it).
+                let mu = sim
+                    .resources(&spec.name)
+                    .map_or(spec.replica_capacity_rps(), |r| {
+                        r.limits.cpu_millicores / spec.cpu_ms_per_request
+                    });
+                let d = ((offered / (0.8 * mu)).ceil() as u32).max(1);
                 let s = st.ready;
                 let (df, sf) = (d as f64, s as f64);
                 self.el.n += 1.0;

@@ -312,3 +312,59 @@ fn the_graph_model_autoscalers_train_in_the_loop_and_plan_from_the_model() {
         );
     }
 }
+
+#[test]
+fn memory_is_resized_in_place_from_usage_without_touching_cpu_or_the_slo() {
+    let app = graphscale_sim::topology::builtin("event-driven").unwrap();
+    let scenario = ScenarioSpec::named("fluctuating").with_duration(2400);
+    let spec = ExperimentSpec {
+        scenarios: vec![scenario.clone()],
+        ..ExperimentSpec::default()
+    };
+    let run = |name: &str| {
+        let a = AutoscalerSpec::named(name).unwrap();
+        let mut recs = Vec::new();
+        let r =
+            run_one_logged(&spec, &app, &scenario, &a, 2, false, &mut |d| recs.push(d)).unwrap();
+        (r, recs)
+    };
+    let (plain, plain_recs) = run("graph-trend");
+    let (vpa, recs) = run("graph-trend-vpa");
+    assert!(plain_recs
+        .iter()
+        .flat_map(|r| &r.decisions)
+        .all(|d| d.resources.is_none()));
+    // Resizes come with their reason, change memory only, and the next snapshot shows them.
+    let mut resized = 0;
+    for (k, r) in recs.iter().enumerate() {
+        for d in &r.decisions {
+            let Some(to) = d.resources else { continue };
+            resized += 1;
+            assert!(
+                d.reasons.iter().any(|x| x.rule == "vertical.resize"),
+                "{d:?}"
+            );
+            let before = &r.snapshot.workload(&d.workload).unwrap().pods[0];
+            assert_eq!(to.requests.cpu_millicores, before.requests.cpu_millicores);
+            assert_eq!(to.limits.cpu_millicores, before.limits.cpu_millicores);
+            if let Some(next) = recs.get(k + 1) {
+                let w = next.snapshot.workload(&d.workload).unwrap();
+                assert!(w.pods.iter().all(|p| p.requests == to.requests), "{d:?}");
+            }
+        }
+    }
+    assert!(resized > 0, "no service was resized in 40 minutes");
+    assert_eq!(vpa.metrics.oom_kills, 0.0);
+    assert!(
+        vpa.metrics.memory_gib_hours < 0.9 * plain.metrics.memory_gib_hours,
+        "{} vs {}",
+        vpa.metrics.memory_gib_hours,
+        plain.metrics.memory_gib_hours
+    );
+    // Memory does not drive the replica count, so the horizontal plan is the same.
+    assert_eq!(vpa.metrics.cpu_core_hours, plain.metrics.cpu_core_hours);
+    assert_eq!(
+        vpa.metrics.slo_violation_minutes,
+        plain.metrics.slo_violation_minutes
+    );
+}

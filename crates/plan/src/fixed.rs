@@ -50,6 +50,7 @@ impl Autoscaler for StaticReplicas {
                     workload: w.name.clone(),
                     replicas: n,
                     reasons: vec![Reason::new("static", format!("fixed at {n} replicas"))],
+                    resources: None,
                 }
             })
             .collect()

@@ -285,6 +285,7 @@ impl Hpa {
                 workload: w.name.clone(),
                 replicas: 0,
                 reasons,
+                resources: None,
             };
         } else if current > self.spec.max_replicas {
             reasons.push(Reason::new(
@@ -323,6 +324,7 @@ impl Hpa {
                         workload: w.name.clone(),
                         replicas: current,
                         reasons,
+                        resources: None,
                     };
                 }
                 Some(p) if invalid > 0 && p < current => {
@@ -343,6 +345,7 @@ impl Hpa {
             workload: w.name.clone(),
             replicas: desired,
             reasons,
+            resources: None,
         }
     }
 
@@ -759,6 +762,7 @@ impl Autoscaler for HpaAutoscaler {
                             "hpa.internal",
                             "no controller for the workload: hold",
                         )],
+                        resources: None,
                     },
                 }
             })

@@ -682,7 +682,10 @@ impl Autoscaler for PredictiveAutoscaler {
                 _ => None,
             };
             st.recommendation = st.vertical.recommend(&cfg.vertical, planned_cpu);
-            let decision = guard(
+            let resize = st
+                .recommendation
+                .and_then(|r| st.vertical.update(&cfg.vertical, &r));
+            let mut decision = guard(
                 &cfg.safety,
                 &mut st.safety,
                 now,
@@ -696,6 +699,10 @@ impl Autoscaler for PredictiveAutoscaler {
                 },
                 &p.health,
             );
+            if let Some((to, why)) = resize {
+                decision.resources = Some(to);
+                decision.reasons.push(Reason::new("vertical.resize", why));
+            }
             out.push(decision);
         }
         out

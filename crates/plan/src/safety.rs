@@ -297,6 +297,7 @@ pub fn guard(
         workload: workload.to_string(),
         replicas: target,
         reasons,
+        resources: None,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use graphscale_core::{PodPhase, Resources, WorkloadObservation};
+use graphscale_core::{PodPhase, PodResources, Resources, WorkloadObservation};
 use serde::{Deserialize, Serialize};
 
 /// Recommender settings; every field has a documented default.
@@ -31,6 +31,29 @@ pub struct VerticalConfig {
     pub min_cpu_millicores: f64,
     /// Smallest memory request recommended, MiB; default 16.
     pub min_memory_mib: f64,
+    /// What the autoscaler changes on the pods; default `off` (recommend only).
+    pub update: VerticalUpdate,
+    /// Usage samples needed before an update, default 120 (30 minutes of one pod, or fewer
+    /// minutes of more pods, at one sample per pod per 15 s decision).
+    pub min_samples: usize,
+}
+
+/// What the vertical part of the plan changes on the pods.
+///
+/// CPU is never changed: the horizontal plan sizes replicas by CPU per request, and a CPU
+/// request that followed usage would shrink with every scale-out that lowered usage per pod
+/// (the conflict the Kubernetes docs warn of when HPA and VPA both act on CPU). Memory does not
+/// drive the replica count, so it can follow usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerticalUpdate {
+    /// Recommend only: decisions carry no resources.
+    #[default]
+    Off,
+    /// Resize the memory request and limit in place, VPA updater style: when the current
+    /// request is outside the recommendation's bounds, or after an OOM kill that the target
+    /// now covers.
+    Memory,
 }
 
 impl Default for VerticalConfig {
@@ -44,6 +67,8 @@ impl Default for VerticalConfig {
             oom_bump: 1.2,
             min_cpu_millicores: 10.0,
             min_memory_mib: 16.0,
+            update: VerticalUpdate::Off,
+            min_samples: 120,
         }
     }
 }
@@ -71,6 +96,8 @@ pub struct VerticalRecommender {
     oom_kills: u32,
     requests: Resources,
     limits: Resources,
+    /// OOM kills already answered by a resize.
+    oom_answered: u32,
 }
 
 fn percentile(v: &VecDeque<f64>, q: f64) -> Option<f64> {
@@ -144,6 +171,53 @@ impl VerticalRecommender {
     }
 }
 
+impl VerticalRecommender {
+    /// The resources to set now under `cfg.update`, with why, given the latest recommendation:
+    /// the memory request moves to the target (and the limit to the recommended limit) when the
+    /// current request is outside `[lower_bound, upper_bound]` (the VPA updater's rule), or
+    /// when an OOM kill happened since the last resize and the target is above the request.
+    /// CPU stays as it is ([`VerticalUpdate`] says why). `None`: leave the pods alone.
+    pub fn update(
+        &mut self,
+        cfg: &VerticalConfig,
+        rec: &ResourceRecommendation,
+    ) -> Option<(PodResources, String)> {
+        if cfg.update == VerticalUpdate::Off || self.mem.len() < cfg.min_samples.max(1) {
+            return None;
+        }
+        let cur = self.requests.memory_mib;
+        if !(cur > 0.0 && cur.is_finite()) {
+            return None;
+        }
+        let (lo, hi, target) = (
+            rec.lower_bound.memory_mib,
+            rec.upper_bound.memory_mib,
+            rec.target.memory_mib,
+        );
+        let why = if self.oom_kills > self.oom_answered && target > cur {
+            format!(
+                "{} OOM kill(s) since the last resize: memory request {cur:.0} MiB -> {target:.0} MiB",
+                self.oom_kills - self.oom_answered
+            )
+        } else if cur < lo || cur > hi {
+            format!(
+                "memory request {cur:.0} MiB outside the recommendation's bounds [{lo:.0}, {hi:.0}] MiB: -> {target:.0} MiB"
+            )
+        } else {
+            return None;
+        };
+        let limit = rec.limits.memory_mib.max(target);
+        self.oom_answered = self.oom_kills;
+        let to = PodResources {
+            requests: Resources::new(self.requests.cpu_millicores, target),
+            limits: Resources::new(self.limits.cpu_millicores, limit),
+        };
+        to.problem()
+            .is_none()
+            .then(|| (to, format!("{why} (limit {limit:.0} MiB)")))
+    }
+}
+
 fn push(v: &mut VecDeque<f64>, x: f64, cap: usize) {
     if v.len() >= cap.max(1) {
         v.pop_front();
@@ -205,5 +279,53 @@ mod tests {
         let rec = r.recommend(&cfg, None).unwrap();
         assert_eq!(rec.oom_kills, 1);
         assert!(rec.target.memory_mib >= 57.5 * 1.2 - 1e-9);
+    }
+
+    #[test]
+    fn memory_follows_usage_outside_the_bounds_and_after_an_oom_kill_cpu_never() {
+        let mut cfg = VerticalConfig {
+            min_samples: 50,
+            ..VerticalConfig::default()
+        };
+        let mut r = VerticalRecommender::default();
+        let step = |r: &mut VerticalRecommender, cfg: &VerticalConfig, obs| {
+            r.observe(cfg, &obs);
+            let rec = r.recommend(cfg, None).unwrap();
+            r.update(cfg, &rec)
+        };
+        // Usage 40..=59 MiB against a 100 MiB request: recommend only, by default.
+        for i in 0..60 {
+            assert!(step(&mut r, &cfg, w(50.0, 40.0 + (i % 20) as f64)).is_none());
+        }
+        cfg.update = VerticalUpdate::Memory;
+        let (to, why) = step(&mut r, &cfg, w(50.0, 50.0)).expect("100 MiB is above the bounds");
+        // p90 of 40..=59 is 57 (plus the sample of 50): x 1.15.
+        assert!(
+            (to.requests.memory_mib - 57.0 * 1.15).abs() < 1e-9,
+            "{to:?}"
+        );
+        assert!((to.limits.memory_mib - 2.0 * to.requests.memory_mib).abs() < 1e-9);
+        assert_eq!(to.requests.cpu_millicores, 200.0, "CPU is left alone");
+        assert_eq!(to.limits.cpu_millicores, 500.0);
+        assert!(why.contains("outside the recommendation's bounds"), "{why}");
+        // Once the pods have the target, it is within the bounds: no more resizes.
+        let resized = |mem: f64| {
+            let mut o = w(50.0, mem);
+            o.pods[0].requests = to.requests;
+            o.pods[0].limits = to.limits;
+            o
+        };
+        assert!(step(&mut r, &cfg, resized(50.0)).is_none());
+        // A working set at the limit is an OOM kill: the bumped target is set once.
+        let (bumped, why) = step(&mut r, &cfg, resized(to.limits.memory_mib)).unwrap();
+        assert!(why.contains("OOM"), "{why}");
+        assert!(bumped.requests.memory_mib > to.requests.memory_mib);
+        let mut o = resized(50.0);
+        o.pods[0].requests = bumped.requests;
+        o.pods[0].limits = bumped.limits;
+        assert!(step(&mut r, &cfg, o).is_none());
+        // Too few samples: nothing.
+        let mut fresh = VerticalRecommender::default();
+        assert!(step(&mut fresh, &cfg, w(50.0, 50.0)).is_none());
     }
 }

@@ -40,8 +40,8 @@ use graphscale_core::exposition::{
 };
 use graphscale_core::{
     Actuator, AppGraph, Clock, ClusterSnapshot, CpuSample, Edge, EdgeObservation, MetricSource,
-    Millis, Node, NodeKind, PodObservation, PodPhase, Relation, Resources, ScalingDecision,
-    TopologySource, WorkloadObservation,
+    Millis, Node, NodeKind, PodObservation, PodPhase, PodResources, Relation, Resources,
+    ScalingDecision, TopologySource, WorkloadObservation,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -176,6 +176,8 @@ struct Pod {
 
 #[derive(Debug, Clone, Default)]
 struct Svc {
+    /// The pod template's requests and limits (every pod has them: resizes are in place).
+    res: PodResources,
     spec_replicas: u32,
     pods: Vec<Pod>,
     next_pod_id: u64,
@@ -361,7 +363,17 @@ impl Simulator {
             cfg,
             graph,
             now: Millis::ZERO,
-            svcs: vec![Svc::default(); n],
+            svcs: app
+                .services
+                .iter()
+                .map(|sp| Svc {
+                    res: PodResources {
+                        requests: sp.requests,
+                        limits: sp.limits,
+                    },
+                    ..Svc::default()
+                })
+                .collect(),
             stats: vec![ServiceStats::default(); n],
             order,
             calls_out,
@@ -617,8 +629,8 @@ impl Simulator {
                     } else {
                         0.0
                     },
-                    requests: spec.requests,
-                    limits: spec.limits,
+                    requests: sv.res.requests,
+                    limits: sv.res.limits,
                 });
             }
             deployments.push(DeploymentCounters {
@@ -670,8 +682,8 @@ impl Simulator {
 
     fn process(&mut self, s: usize, dt: f64) {
         let spec = &self.app.services[s];
-        let mu = spec.replica_capacity_rps();
         let sv = &mut self.svcs[s];
+        let mu = sv.res.limits.cpu_millicores / spec.cpu_ms_per_request;
         let c = sv.ready;
         let arrivals = std::mem::take(&mut sv.inflow);
         sv.waiting += arrivals;
@@ -729,7 +741,7 @@ impl Simulator {
             spec.memory_base_mib
         };
         let mut oom = 0;
-        if c > 0 && sv.mem_per_ready > spec.limits.memory_mib {
+        if c > 0 && sv.mem_per_ready > sv.res.limits.memory_mib {
             // One replica is OOM-killed: its share of the queue fails, and it restarts.
             let share = sv.waiting / c as u64;
             sv.waiting -= share;
@@ -766,10 +778,10 @@ impl Simulator {
             sv.mem_per_ready * ready as f64 + spec.memory_base_mib * (bound - ready) as f64;
         let cpu_total = busy_m
             + ready as f64 * spec.idle_cpu_millicores
-            + starting as f64 * spec.requests.cpu_millicores;
+            + starting as f64 * sv.res.requests.cpu_millicores;
         let (req_cpu, req_mem) = (
-            spec.requests.cpu_millicores * bound as f64,
-            spec.requests.memory_mib * bound as f64,
+            sv.res.requests.cpu_millicores * bound as f64,
+            sv.res.requests.memory_mib * bound as f64,
         );
         let pods_len = sv.pods.len() as u32;
         for &(t, ratio, e) in &self.calls_out[s] {
@@ -838,7 +850,7 @@ impl Simulator {
             if self.svcs[s].pods.len() as u32 == self.svcs[s].bound {
                 continue;
             }
-            let req = self.app.services[s].requests;
+            let req = self.svcs[s].res.requests;
             let startup_s = self.app.services[s].startup_s;
             for pi in 0..self.svcs[s].pods.len() {
                 if self.svcs[s].pods[pi].node.is_some() {
@@ -887,7 +899,7 @@ impl Simulator {
 
     fn promote_ready(&mut self, s: usize) {
         let now = self.now;
-        let startup_cpu = self.app.services[s].requests.cpu_millicores;
+        let startup_cpu = self.svcs[s].res.requests.cpu_millicores;
         let sv = &mut self.svcs[s];
         let cum = sv.cum_cpu_per_ready;
         for p in sv.pods.iter_mut() {
@@ -928,7 +940,7 @@ impl Simulator {
     }
 
     fn pod_cpu_counter(&self, s: usize, p: &Pod) -> f64 {
-        let startup_cpu = self.app.services[s].requests.cpu_millicores;
+        let startup_cpu = self.svcs[s].res.requests.cpu_millicores;
         if p.ready {
             p.cpu_base + self.svcs[s].cum_cpu_per_ready - p.cum_at_ready
         } else if let (Some(_), Some(st)) = (p.node, p.started) {
@@ -1122,8 +1134,8 @@ impl MetricSource for Simulator {
                             spec.memory_base_mib
                         }
                     }),
-                    requests: spec.requests,
-                    limits: spec.limits,
+                    requests: sv.res.requests,
+                    limits: sv.res.limits,
                 })
                 .collect();
             let (rps, p95, err) = match (sv.ring.front(), sv.ring.back()) {
@@ -1215,12 +1227,57 @@ impl TopologySource for Simulator {
     }
 }
 
+impl Simulator {
+    /// The current requests and limits of `service`'s pods.
+    pub fn resources(&self, service: &str) -> Option<PodResources> {
+        self.index.get(service).map(|&s| self.svcs[s].res)
+    }
+
+    /// Resizes every pod of service `s` in place (Kubernetes' in-place pod resize) and the
+    /// template of new ones. A request increase that does not fit on a pod's node leaves the
+    /// whole service as it was (the resize is deferred: the caller may ask again).
+    fn resize(&mut self, s: usize, to: PodResources) -> bool {
+        let from = self.svcs[s].res;
+        if from == to {
+            return true;
+        }
+        let dc = to.requests.cpu_millicores - from.requests.cpu_millicores;
+        let dm = to.requests.memory_mib - from.requests.memory_mib;
+        let mut per_node = vec![0u32; self.nodes.len()];
+        for p in &self.svcs[s].pods {
+            if let Some(ni) = p.node {
+                per_node[ni] += 1;
+            }
+        }
+        let fits = self.nodes.iter().zip(&per_node).all(|(n, &k)| {
+            let k = k as f64;
+            n.cpu_alloc + k * dc <= n.spec.cpu_millicores + 1e-9
+                && n.mem_alloc + k * dm <= n.spec.memory_mib + 1e-9
+        });
+        if !fits {
+            return false;
+        }
+        for (n, &k) in self.nodes.iter_mut().zip(&per_node) {
+            n.cpu_alloc += k as f64 * dc;
+            n.mem_alloc += k as f64 * dm;
+        }
+        self.svcs[s].res = to;
+        if dc < 0.0 || dm < 0.0 {
+            // Freed room may let pending pods bind.
+            self.sched_retry_at = Millis::ZERO;
+        }
+        true
+    }
+}
+
 impl Actuator for Simulator {
     type Error = SimError;
 
     /// Sets `spec.replicas` (capped at the service's `max_replicas`) and creates or deletes
     /// pods as a ReplicaSet does: unscheduled pods go first, then unready ones, then the most
-    /// recently started ready ones.
+    /// recently started ready ones. A decision with `resources` first resizes the service's
+    /// pods in place (see [`Simulator::resources`]); resources that are not finite and
+    /// positive, or limits below requests, are refused with the workload's name.
     fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), SimError> {
         for d in decisions {
             let s = *self
@@ -1237,6 +1294,15 @@ impl Actuator for Simulator {
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
+            if let Some(r) = d.resources {
+                if let Some(why) = r.problem() {
+                    return Err(SimError::InvalidDecision {
+                        workload: d.workload.clone(),
+                        reason: format!("resources: {why}"),
+                    });
+                }
+                self.resize(s, r);
+            }
             let want = d.replicas.min(self.app.services[s].max_replicas);
             self.svcs[s].spec_replicas = want;
             let have = self.svcs[s].pods.len() as u32;
@@ -1265,7 +1331,7 @@ impl Actuator for Simulator {
                 });
                 let mut remove: Vec<usize> = idx[..(have - want) as usize].to_vec();
                 remove.sort_unstable_by(|a, b| b.cmp(a));
-                let req = self.app.services[s].requests;
+                let req = sv.res.requests;
                 for i in remove {
                     let p = sv.pods.swap_remove(i);
                     match p.node {

@@ -21,7 +21,7 @@
 //! for _ in 0..60 { sim.step(); }
 //! let snap = sim.observe().unwrap();
 //! assert!(snap.workload("frontend").unwrap().rps.unwrap() > 0.0);
-//! sim.apply(&[ScalingDecision { workload: "frontend".into(), replicas: 3, reasons: vec![] }]).unwrap();
+//! sim.apply(&[ScalingDecision { workload: "frontend".into(), replicas: 3, reasons: vec![], resources: None }]).unwrap();
 //! ```
 
 pub mod calibrate;
@@ -42,6 +42,14 @@ pub enum SimError {
         name: String,
         /// The names that are known.
         known: String,
+    },
+    /// A decision cannot be carried out as given.
+    #[error("decision for `{workload}`: {reason}")]
+    InvalidDecision {
+        /// The workload the decision is for.
+        workload: String,
+        /// Why.
+        reason: String,
     },
     /// A spec field is out of range.
     #[error("invalid {field}: {reason}")]

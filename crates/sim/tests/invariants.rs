@@ -1,6 +1,8 @@
 //! Simulator invariants (property tests) and behaviour checks.
 
-use graphscale_core::{Actuator, Clock, MetricSource, Resources, ScalingDecision, TopologySource};
+use graphscale_core::{
+    Actuator, Clock, MetricSource, PodResources, Resources, ScalingDecision, TopologySource,
+};
 use graphscale_sim::engine::{SimConfig, Simulator};
 use graphscale_sim::spec::{AppSpec, NodeSpec};
 use graphscale_sim::topology;
@@ -32,6 +34,7 @@ fn decide_all(s: &Simulator, n: u32) -> Vec<ScalingDecision> {
             workload: x.name.clone(),
             replicas: n,
             reasons: vec![],
+            resources: None,
         })
         .collect()
 }
@@ -75,7 +78,7 @@ proptest! {
             for _ in 0..(60 + k * 7) {
                 s.step();
             }
-            let d = ScalingDecision { workload: names[svc % names.len()].clone(), replicas: *n, reasons: vec![] };
+            let d = ScalingDecision { workload: names[svc % names.len()].clone(), replicas: *n, reasons: vec![], resources: None };
             s.apply(&[d]).unwrap();
             check_conservation(&s);
             for (i, st) in s.stats().iter().enumerate() {
@@ -130,6 +133,7 @@ fn new_pods_become_ready_after_startup_and_are_missing_a_cpu_sample_at_first() {
         workload: "frontend".into(),
         replicas: 3,
         reasons: vec![],
+        resources: None,
     }])
     .unwrap();
     let i = s
@@ -179,6 +183,7 @@ fn pods_that_do_not_fit_stay_pending() {
         workload: "gateway".into(),
         replicas: 6,
         reasons: vec![],
+        resources: None,
     }])
     .unwrap();
     for _ in 0..60 {
@@ -193,6 +198,7 @@ fn pods_that_do_not_fit_stay_pending() {
         workload: "catalog".into(),
         replicas: 1,
         reasons: vec![],
+        resources: None,
     }])
     .unwrap();
     for _ in 0..20 {
@@ -335,6 +341,7 @@ fn invalid_specs_are_rejected_with_the_field() {
             workload: "nope".into(),
             replicas: 1,
             reasons: vec![],
+            resources: None,
         }])
         .unwrap_err()
         .to_string();
@@ -397,4 +404,77 @@ fn calibrated_topologies_match_the_data() {
         .unwrap();
     // 591,734 calls from 134,612 frontend requests in the trace totals: about 4.4 per request.
     assert!((pc.ratio - 4.4).abs() < 0.2, "{}", pc.ratio);
+}
+
+#[test]
+fn resources_are_resized_in_place_deferred_when_they_do_not_fit_and_refused_when_bad() {
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.nodes = vec![NodeSpec {
+        name: "only".into(),
+        cpu_millicores: 4000.0,
+        memory_mib: 8192.0,
+    }];
+    let rates = vec![50.0; 600];
+    let mut s = Simulator::new(app, SimConfig::default(), rates).unwrap();
+    let i = 0; // gateway
+    let gw = s.app().services[i].clone();
+    let before = s.resources("gateway").unwrap();
+    assert_eq!(before.requests, gw.requests);
+    for _ in 0..30 {
+        s.step();
+    }
+    let cap = s.stats()[i].capacity_rps;
+    let resize = |cpu_req: f64, cpu_lim: f64, mem: f64| ScalingDecision {
+        workload: "gateway".into(),
+        replicas: 1,
+        reasons: vec![],
+        resources: Some(PodResources {
+            requests: Resources::new(cpu_req, mem),
+            limits: Resources::new(cpu_lim, 2.0 * mem),
+        }),
+    };
+    // Halve the CPU limit and double memory: the running pod and the template change at once.
+    let half = gw.limits.cpu_millicores / 2.0;
+    s.apply(&[resize(gw.requests.cpu_millicores, half, 512.0)])
+        .unwrap();
+    s.step();
+    let now = s.resources("gateway").unwrap();
+    assert_eq!(now.limits.cpu_millicores, half);
+    assert_eq!(now.requests.memory_mib, 512.0);
+    assert!(
+        (s.stats()[i].capacity_rps - cap / 2.0).abs() < 1e-9,
+        "the CPU limit caps a replica's rate"
+    );
+    assert_eq!(s.stats()[i].requested.memory_mib, 512.0);
+    let snap = s.observe().unwrap();
+    let w = snap.workload("gateway").unwrap();
+    assert!(w.pods.iter().all(|p| p.requests.memory_mib == 512.0));
+    // A new pod gets the new template.
+    let mut two = resize(gw.requests.cpu_millicores, half, 512.0);
+    two.replicas = 2;
+    s.apply(&[two]).unwrap();
+    for _ in 0..60 {
+        s.step();
+    }
+    assert_eq!(s.stats()[i].bound, 2);
+    assert_eq!(s.stats()[i].requested.memory_mib, 1024.0);
+    // 9 services on 4,000 m: a 3,000 m request per gateway pod does not fit, so nothing changes.
+    let mut big = resize(3000.0, 3000.0, 512.0);
+    big.replicas = 2;
+    s.apply(&[big]).unwrap();
+    assert_eq!(
+        s.resources("gateway").unwrap().requests.cpu_millicores,
+        200.0
+    );
+    // Bad resources are refused with the workload and the field, and nothing changes.
+    for bad in [
+        resize(f64::NAN, 500.0, 256.0),
+        resize(300.0, 200.0, 256.0),
+        resize(200.0, 500.0, -1.0),
+    ] {
+        let e = s.apply(&[bad]).unwrap_err().to_string();
+        assert!(e.contains("`gateway`") && e.contains("resources"), "{e}");
+    }
+    assert_eq!(s.resources("gateway").unwrap().requests.memory_mib, 512.0);
+    assert_eq!(s.stats()[i].spec_replicas, 2);
 }
