@@ -987,8 +987,21 @@ mod tests {
         let json = &block[block.find("```json").unwrap() + 7..];
         let json = &json[..json.find("```").unwrap()];
         let spec: ExperimentSpec = serde_json::from_str(json).unwrap();
-        assert_eq!(spec.autoscalers.len(), 3);
+        assert_eq!(spec.autoscalers.len(), 4);
         assert_eq!(spec.autoscalers[1].name(), "hpa-tuned");
+        match &spec.autoscalers[3] {
+            AutoscalerSpec::Predictive { config, .. } => assert_eq!(
+                config.vertical.update,
+                graphscale_plan::vertical::VerticalUpdate::Memory
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A misspelt mode is named.
+        let bad = json.replace(r#""update": "memory""#, r#""update": "cpu""#);
+        let e = serde_json::from_str::<ExperimentSpec>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpu") && e.contains("memory"), "{e}");
         let graph_block = &doc[doc.find("```json").unwrap() + 7..];
         let graph_json = &graph_block[..graph_block.find("```").unwrap()];
         graphscale_core::AppGraph::from_json(graph_json, "docs/schema.md").unwrap();
