@@ -190,7 +190,8 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
     let mut config = PredictiveConfig::default();
     config.planner.graph_aware = graph_aware;
     if model == "prophet" {
-        // Prophet takes tens of ms per fit: refit once a minute, forecast further in between.
+        // A Prophet fit costs more than the other models': refit once a minute, forecast
+        // further in between.
         config.refit_every = 4;
     }
     if graphscale_nn::is_neural(model) {
