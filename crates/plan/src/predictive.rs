@@ -705,7 +705,49 @@ impl Autoscaler for PredictiveAutoscaler {
             }
             out.push(decision);
         }
+        if let Some(b) = self.cfg.planner.memory_budget_gib {
+            hold_resizes_over_budget(b, snapshot, &mut out);
+        }
         out
+    }
+}
+
+/// Drops the memory increases of `decisions` when the memory they would request in all (replicas
+/// x memory request, summed over workloads) is over `budget_gib`: the replica plan kept within
+/// the budget, and a resize must not push it over. Decreases stay.
+fn hold_resizes_over_budget(
+    budget_gib: f64,
+    snapshot: &ClusterSnapshot,
+    decisions: &mut [ScalingDecision],
+) {
+    let current = |d: &ScalingDecision| {
+        snapshot
+            .workload(&d.workload)
+            .and_then(|w| w.pods.first())
+            .map_or(0.0, |p| p.requests.memory_mib)
+    };
+    let total: f64 = decisions
+        .iter()
+        .map(|d| {
+            let mib = d.resources.map_or(current(d), |r| r.requests.memory_mib);
+            d.replicas as f64 * mib
+        })
+        .sum();
+    if total <= budget_gib * 1024.0 {
+        return;
+    }
+    for d in decisions.iter_mut() {
+        let cur = current(d);
+        if d.resources.is_some_and(|r| r.requests.memory_mib > cur) {
+            d.resources = None;
+            d.reasons.push(Reason::new(
+                "vertical.budget",
+                format!(
+                    "memory increase held: {:.2} GiB requested in all would exceed the {budget_gib} GiB budget",
+                    total / 1024.0
+                ),
+            ));
+        }
     }
 }
 
@@ -854,5 +896,54 @@ mod tests {
         // The plain standard deviation jumps from 0.1 to 0.82; the robust one stays small.
         assert!((sd - 0.14826).abs() < 1e-9, "{sd}");
         assert!(m2.abs() <= 0.1 + 1e-12 && sd2 < 0.31, "{m2} {sd2}");
+    }
+
+    #[test]
+    fn a_memory_increase_that_would_break_the_budget_is_held_a_decrease_is_not() {
+        use graphscale_core::{Millis, PodObservation, PodResources, Resources};
+        let pod = |mem: f64| PodObservation {
+            name: "p".into(),
+            phase: PodPhase::Running,
+            deleting: false,
+            start_time: Some(Millis(0)),
+            ready: Some(true),
+            ready_transition: Some(Millis(0)),
+            cpu: None,
+            memory_mib: Some(mem / 2.0),
+            requests: Resources::new(200.0, mem),
+            limits: Resources::new(500.0, 2.0 * mem),
+        };
+        let w = |name: &str, mem: f64| WorkloadObservation {
+            name: name.into(),
+            spec_replicas: 2,
+            pods: vec![pod(mem)],
+            rps: None,
+            latency_p95_ms: None,
+            error_rate: None,
+            backlog: None,
+        };
+        let snap = ClusterSnapshot {
+            time: Millis(0),
+            workloads: vec![w("up", 256.0), w("down", 512.0)],
+            edges: vec![],
+        };
+        let d = |name: &str, mem: f64| ScalingDecision {
+            workload: name.into(),
+            replicas: 2,
+            reasons: vec![],
+            resources: Some(PodResources {
+                requests: Resources::new(200.0, mem),
+                limits: Resources::new(500.0, 2.0 * mem),
+            }),
+        };
+        // 2 x 512 + 2 x 256 = 1.5 GiB: within 2 GiB, both stay.
+        let mut ds = vec![d("up", 512.0), d("down", 256.0)];
+        hold_resizes_over_budget(2.0, &snap, &mut ds);
+        assert!(ds.iter().all(|d| d.resources.is_some()));
+        // Within 1.25 GiB it is not: the increase is held with its reason, the decrease stays.
+        hold_resizes_over_budget(1.25, &snap, &mut ds);
+        assert!(ds[0].resources.is_none());
+        assert!(ds[0].reasons.iter().any(|r| r.rule == "vertical.budget"));
+        assert!(ds[1].resources.is_some());
     }
 }
