@@ -24,7 +24,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn fails_with(args: &[&str], needles: &[&str]) {
+/// Runs `args`, checks that it fails without a panic and says every needle; returns stderr.
+fn fails_with(args: &[&str], needles: &[&str]) -> String {
     let o = run(args);
     let e = stderr(&o);
     assert!(!o.status.success(), "{args:?} should fail");
@@ -32,6 +33,7 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(e.contains(n), "{args:?}: `{n}` not in: {e}");
     }
+    e
 }
 
 #[test]
@@ -210,10 +212,11 @@ fn replaying_a_csv_and_its_errors() {
             &n,
         );
     }
-    fails_with(
+    let e = fails_with(
         &["sim", "run", "--scenario", "/nonexistent/load.csv"],
-        &["/nonexistent/load.csv"],
+        &["/nonexistent/load.csv", "No such file"],
     );
+    assert_eq!(e.matches("No such file").count(), 1, "the cause once: {e}");
 }
 
 #[test]
