@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use graphscale_core::{Actuator, Autoscaler, Clock, GraphSeries, Metric, MetricSource};
+use graphscale_core::{Clock, GraphSeries, Metric, MetricSource, Millis};
 use graphscale_eval::{
     report, run_experiment, AutoscalerSpec, ExperimentResult, ExperimentSpec, ScenarioSpec,
 };
@@ -35,6 +35,7 @@ enum Command {
     /// the comparison and writes the JSON and HTML report.
     Demo(DemoArgs),
     /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
+    #[command(after_help = autoscaler_help())]
     Eval(EvalArgs),
     /// Simulate one app under one scenario and autoscaler; optionally export the per-node and
     /// per-edge series as JSON (docs/schema.md).
@@ -183,6 +184,15 @@ impl CollectFlags {
     }
 }
 
+/// The autoscaler catalogue as `--help` shows it.
+fn autoscaler_help() -> String {
+    let mut out = String::from("Autoscalers:\n");
+    for e in graphscale_control::CATALOGUE {
+        out.push_str(&format!("  {:<18} {}\n", e.name, e.help));
+    }
+    out
+}
+
 #[derive(Debug, Args)]
 struct EvalArgs {
     /// An experiment spec as JSON (docs/schema.md); flags below override its fields.
@@ -194,10 +204,8 @@ struct EvalArgs {
     /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Comma-separated autoscalers (default hpa,static): hpa, hpa-tuned, static, phpa,
-    /// pred-persistence, pred-trend, pred-ets, pred-lstm, graph-persistence, graph-trend,
-    /// graph-trend-vpa, graph-ets, graph-mstl, graph-prophet, graph-lstm, graph-gru, graph-hgt, graph-gat,
-    /// graph-stgnn, graph-mlp (docs/planner.md).
+    /// Comma-separated autoscalers (default hpa,static): the names listed below
+    /// (docs/planner.md).
     #[arg(long, value_delimiter = ',')]
     autoscalers: Vec<String>,
     /// Seeds: N for seeds 1..=N, or A-B for seeds A..=B (e.g. 6-10, seeds not used to choose
@@ -440,6 +448,30 @@ enum BenchCommand {
             default_value = "online-boutique,random:1000"
         )]
         apps: Vec<String>,
+    },
+    /// Control-loop decision latency: `decide()` p50/p99 per app and autoscaler in a closed loop
+    /// on the simulator while trainings run on a training thread (fits installed when done).
+    Decide {
+        /// Rounds (sync periods) to run; the first `warmup` are left out.
+        #[arg(long, default_value_t = 240)]
+        rounds: u64,
+        /// Rounds at the start left out of the percentiles.
+        #[arg(long, default_value_t = 40)]
+        warmup: u64,
+        /// Apps to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:1000"
+        )]
+        apps: Vec<String>,
+        /// Autoscalers to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "graph-trend,graph-mlp,graph-hgt"
+        )]
+        autoscalers: Vec<String>,
     },
     /// Forecaster speed: fit + predict (horizon 30) on a 10,080-point series (one week per minute
     /// of the WorldCup98 tournament, from 1998-06-10), median of 5 runs, one thread.
@@ -695,6 +727,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => shadow_cmd(&record, &against, json.as_deref()),
         Command::Bench { command } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
+            BenchCommand::Decide {
+                rounds,
+                warmup,
+                apps,
+                autoscalers,
+            } => crate::bench::decide(rounds, warmup, &apps, &autoscalers),
             BenchCommand::Forecast { csv, models } => crate::bench::forecast(&csv, &models),
             BenchCommand::Hgt {
                 apps,
@@ -946,21 +984,19 @@ pub(crate) fn record_series(
         ..ExperimentSpec::default()
     };
     spec.validate()?;
-    let mut scaler: Box<dyn Autoscaler + Send> =
-        graphscale_eval::build_autoscaler(autoscaler, app)?;
+    let scaler = graphscale_eval::build_autoscaler(autoscaler, app)?;
     let graph = sim.graph().clone();
     let len = (duration * 1000 / step) as usize;
     let mut series = GraphSeries::new(graph.clone(), step, step, len);
-    let sync = scaler.sync_period().0.max(1);
+    let mut ctl = graphscale_control::ControlLoop::simulated(
+        scaler,
+        Millis::from_secs(spec.decision_offset_s),
+    )?;
     let mut k = 0;
     while k < len {
         sim.step();
         let now = sim.now();
-        if now.0 % sync == (spec.decision_offset_s * 1000) % sync {
-            let snap = sim.observe()?;
-            let d = scaler.decide(&snap, &graph);
-            sim.apply(&d)?;
-        }
+        ctl.tick(&mut sim)?;
         if now.0 % step == 0 {
             let snap = sim.observe()?;
             for (i, w) in snap.workloads.iter().enumerate() {
@@ -1087,8 +1123,8 @@ fn shadow_cmd(record: &Path, against: &str, json: Option<&Path>) -> Result<ExitC
     // The autoscaler is built for an app only to size `static`; any built-in app will do for
     // the others, which learn everything from the snapshots.
     let app = topology::builtin("online-boutique")?;
-    let mut other = graphscale_eval::build_autoscaler(&spec, &app)?;
-    let rep = graphscale_eval::shadow::shadow(&records, other.as_mut())?;
+    let other = graphscale_eval::build_autoscaler(&spec, &app)?;
+    let rep = graphscale_eval::shadow::shadow(&records, other)?;
     crate::say!(
         "shadow: {} decisions of {} replayed through `{}` (open loop)",
         rep.decisions,

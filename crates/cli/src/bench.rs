@@ -8,10 +8,23 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use graphscale_core::{Actuator, Autoscaler, Clock, MetricSource};
+use graphscale_control::schedule::DEFAULT_OFFSET;
+use graphscale_control::ControlLoop;
 use graphscale_eval::{build_autoscaler, AutoscalerSpec};
 use graphscale_sim::engine::{SimConfig, Simulator};
 use graphscale_sim::{topology, workload::WorkloadSpec};
+
+/// `app` simulated with seed 1 under `rates` (the diurnal day of both benchmarks).
+fn diurnal_sim(app: &graphscale_sim::spec::AppSpec, rates: &[f64]) -> Result<Simulator> {
+    Ok(Simulator::new(
+        app.clone(),
+        SimConfig {
+            seed: 1,
+            ..SimConfig::default()
+        },
+        rates.to_vec(),
+    )?)
+}
 
 /// Runs the benchmark and prints a Markdown table.
 pub fn sim(seconds: u64, apps: &[String]) -> Result<ExitCode> {
@@ -23,24 +36,14 @@ pub fn sim(seconds: u64, apps: &[String]) -> Result<ExitCode> {
         let app = topology::builtin(name)?;
         let rates = WorkloadSpec::named("diurnal", app.nominal_peak_rps)?.rates(seconds, 1)?;
         for with_hpa in [false, true] {
-            let mut sim = Simulator::new(
-                app.clone(),
-                SimConfig {
-                    seed: 1,
-                    ..SimConfig::default()
-                },
-                rates.clone(),
-            )?;
-            let mut hpa = build_autoscaler(&AutoscalerSpec::named("hpa")?, &app)?;
-            let graph = sim.graph().clone();
-            let sync = hpa.sync_period().0;
+            let mut sim = diurnal_sim(&app, &rates)?;
+            let hpa = build_autoscaler(&AutoscalerSpec::named("hpa")?, &app)?;
+            let mut ctl = ControlLoop::simulated(hpa, DEFAULT_OFFSET)?;
             let start = Instant::now();
             for _ in 0..seconds {
                 sim.step();
-                if with_hpa && sim.now().0 % sync == 7000 {
-                    let snap = sim.observe()?;
-                    let d = hpa.decide(&snap, &graph);
-                    sim.apply(&d)?;
+                if with_hpa {
+                    ctl.tick(&mut sim)?;
                 }
             }
             let wall = start.elapsed().as_secs_f64();
@@ -58,6 +61,77 @@ pub fn sim(seconds: u64, apps: &[String]) -> Result<ExitCode> {
                 wall,
                 steps / wall,
                 seconds as f64 / wall
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `graphscale bench decide`: the wall time of `decide()` in a closed loop on the simulator, per
+/// app and autoscaler, with fits on one training thread beside it (what a deployment does), so
+/// the measured rounds decide while a training runs. Percentiles over the rounds after `warmup`,
+/// and separately over those with a training in flight.
+pub fn decide(
+    rounds: u64,
+    warmup: u64,
+    apps: &[String],
+    autoscalers: &[String],
+) -> Result<ExitCode> {
+    anyhow::ensure!(
+        (1..=100_000).contains(&rounds) && warmup < rounds,
+        "--rounds must be in 1..=100000 and --warmup below it (got {rounds} and {warmup})"
+    );
+    crate::say!(
+        "| app | services | autoscaler | rounds | with a training in flight | p50 ms | p99 ms | max ms | p99 ms in flight | trainings installed |"
+    )?;
+    crate::say!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for name in apps {
+        let app = topology::builtin(name)?;
+        let seconds = (rounds + 1) * 15 + 7;
+        let rates = WorkloadSpec::named("diurnal", app.nominal_peak_rps)?.rates(seconds, 1)?;
+        for a in autoscalers {
+            let mut sim = diurnal_sim(&app, &rates)?;
+            let scaler = build_autoscaler(&AutoscalerSpec::named(a)?, &app)?;
+            let mut ctl = ControlLoop::threaded(scaler, DEFAULT_OFFSET, 1)?;
+            let (mut all, mut busy, mut installed) = (Vec::new(), Vec::new(), 0);
+            let mut k = 0;
+            while k < rounds {
+                sim.step();
+                let pending = ctl.training_pending();
+                if let Some(r) = ctl.tick(&mut sim)? {
+                    k += 1;
+                    installed += r.models_installed;
+                    if k > warmup {
+                        let ms = r.decide_time.as_secs_f64() * 1000.0;
+                        all.push(ms);
+                        if pending > 0 && ctl.training_pending() > 0 {
+                            busy.push(ms);
+                        }
+                    }
+                }
+            }
+            let pct = |v: &mut Vec<f64>, q: f64| -> String {
+                if v.is_empty() {
+                    return "-".into();
+                }
+                v.sort_by(f64::total_cmp);
+                let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+                format!("{:.3}", v[i])
+            };
+            let n = all.len();
+            let n_busy = busy.len();
+            crate::say!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                name,
+                app.services.len(),
+                a,
+                n,
+                n_busy,
+                pct(&mut all, 0.5),
+                pct(&mut all, 0.99),
+                pct(&mut all, 1.0),
+                pct(&mut busy, 0.99),
+                installed
             )?;
         }
     }

@@ -44,26 +44,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            // `{:#}`: the message, then each cause, `: `-separated (our error types keep their
+            // source out of their own message, so nothing is said twice).
+            eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
-}
-
-/// The error and its causes, `: `-separated like anyhow's `{:#}`, leaving out a cause whose text
-/// the message already holds (our error types name their source in their own message, so the
-/// plain chain said the OS error twice).
-fn chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }

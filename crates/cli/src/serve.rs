@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use graphscale_core::{Actuator, Clock, MetricSource};
+use graphscale_core::Clock;
 use graphscale_eval::{build_autoscaler, AutoscalerSpec};
 use graphscale_monitor::collect::{collect, write_dir};
 use graphscale_monitor::discovery::{discover, from_kiali, DiscoveryConfig};
@@ -57,8 +57,11 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
         ..SimConfig::default()
     };
     let mut sim = Simulator::new(app.clone(), cfg, rates)?;
-    let mut scaler = build_autoscaler(&AutoscalerSpec::named(&a.autoscaler)?, &app)?;
-    let graph = sim.graph().clone();
+    let scaler = build_autoscaler(&AutoscalerSpec::named(&a.autoscaler)?, &app)?;
+    let mut ctl = graphscale_control::ControlLoop::simulated(
+        scaler,
+        graphscale_control::schedule::DEFAULT_OFFSET,
+    )?;
     let exposition = Exposition::default();
     exposition.publish(render(&sim.counters(&a.namespace)).context("rendering metrics")?);
     let rt = runtime()?;
@@ -86,7 +89,6 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
         });
         let tick = Duration::from_millis(100);
         let step_ms = sim.step_len().0 as f64;
-        let sync = scaler.sync_period().0;
         let mut owed_ms = 0.0;
         let end_ms = duration * 1000;
         let mut interval = tokio::time::interval(tick);
@@ -99,11 +101,7 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
             while owed_ms >= step_ms && sim.now().0 < end_ms {
                 sim.step();
                 owed_ms -= step_ms;
-                if sim.now().0 % sync == 7000 % sync {
-                    let snap = sim.observe()?;
-                    let d = scaler.decide(&snap, &graph);
-                    sim.apply(&d)?;
-                }
+                ctl.tick(&mut sim)?;
             }
             exposition.publish(render(&sim.counters(&a.namespace)).context("rendering metrics")?);
             if sim.now().0 >= end_ms {

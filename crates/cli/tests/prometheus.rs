@@ -8,9 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graphscale_core::{Metric, NodeKind, Relation};
+use graphscale_control::{ControlLoop, Seams};
+use graphscale_core::{
+    Actuator, AppGraph, AsyncMetricSource, AsyncTopologySource, Metric, Millis, NodeKind, Relation,
+    ScalingDecision,
+};
 use graphscale_monitor::discovery::{discover, DiscoveryConfig};
 use graphscale_monitor::prom::{PromClient, PromConfig};
+use graphscale_monitor::source::PromSource;
 use graphscale_monitor::templates::Templates;
 
 struct Kill(Child);
@@ -51,6 +56,32 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 const SPEED: f64 = 10.0;
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+/// An actuator that records what it is told.
+#[derive(Default)]
+struct Recording {
+    applied: Vec<Vec<ScalingDecision>>,
+}
+
+impl Actuator for Recording {
+    type Error = Never;
+    fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), Never> {
+        self.applied.push(decisions.to_vec());
+        Ok(())
+    }
+}
+
+fn kinds_of(g: &AppGraph, k: NodeKind) -> BTreeSet<String> {
+    g.nodes
+        .iter()
+        .filter(|n| n.kind == k)
+        .map(|n| n.id.clone())
+        .collect()
+}
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -213,6 +244,64 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
         "gateway->orders ratio {}",
         ratio("orders")
     );
+
+    // The control loop's seams on Prometheus: a snapshot and the topology, then one round of the
+    // HPA behind the safety layer, applied to a recording actuator.
+    let source = PromSource::new(client.clone(), templates.clone(), disc.clone()).unwrap();
+    let mut seams = Seams {
+        metrics: source.clone(),
+        topology: source,
+        actuator: Recording::default(),
+    };
+    let snap = rt.block_on(seams.metrics.observe_async()).unwrap();
+    let names: BTreeSet<String> = snap.workloads.iter().map(|w| w.name.clone()).collect();
+    assert_eq!(names, want_services, "a workload per simulated service");
+    let gw = snap.workload("gateway").unwrap();
+    assert!(gw.spec_replicas >= 1 && !gw.pods.is_empty());
+    assert_eq!(gw.pods.len(), gw.spec_replicas as usize, "{:?}", gw.pods);
+    assert!(gw.pods.iter().all(|p| p.ready.is_some() && p.cpu.is_some()));
+    assert!(gw
+        .pods
+        .iter()
+        .all(|p| p.requests.cpu_millicores > 0.0 && p.limits.memory_mib > 0.0));
+    let rps = gw.rps.unwrap();
+    assert!(
+        (rps - 400.0).abs() / 400.0 < 0.2,
+        "snapshot gateway rps {rps}"
+    );
+    let cpu: f64 = gw
+        .pods
+        .iter()
+        .filter_map(|p| p.cpu)
+        .map(|c| c.millicores)
+        .sum();
+    assert!(
+        (cpu - 320.0).abs() / 320.0 < 0.3,
+        "snapshot gateway cpu {cpu} m"
+    );
+    assert!(gw.latency_p95_ms.is_some_and(|l| l > 0.0));
+    let call = snap
+        .edges
+        .iter()
+        .find(|e| e.src == "gateway" && e.dst == "catalog")
+        .unwrap();
+    assert!((call.rps.unwrap() - 800.0).abs() / 800.0 < 0.2, "{call:?}");
+    let graph = rt.block_on(seams.topology.topology_async()).unwrap();
+    assert_eq!(kinds_of(&graph, NodeKind::Service), want_services);
+    let facts = app.facts().unwrap();
+    let hpa = graphscale_control::build(
+        &graphscale_control::AutoscalerSpec::named("hpa").unwrap(),
+        &facts,
+    )
+    .unwrap();
+    let mut ctl = ControlLoop::threaded(hpa, Millis::from_secs(7), 1).unwrap();
+    let round = rt.block_on(ctl.round(snap.time, &mut seams)).unwrap();
+    assert_eq!(round.decisions.len(), want_services.len());
+    assert_eq!(seams.actuator.applied.len(), 1);
+    assert!(round
+        .decisions
+        .iter()
+        .all(|d| !d.reasons.is_empty() && d.replicas >= 1));
 
     // `graphscale collect` writes the series; read them back and compare with the ground truth.
     let out = dir.join("collected");

@@ -1,4 +1,8 @@
-//! The one error type of the core crate.
+//! The one error type of the core crate, and [`chain`], which renders any error with its causes.
+//!
+//! graphscale's error messages never repeat their `#[source]`: a message says what failed
+//! (a file, a field, a request), the source says why, and [`chain`] (or anyhow's `{:#}` in the
+//! binary) joins them.
 
 use crate::graph::{NodeKind, Relation};
 
@@ -78,7 +82,7 @@ pub enum CoreError {
         reason: String,
     },
     /// A JSON document could not be parsed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Json {
         /// What was being read (a file name, for example).
         context: String,
@@ -86,4 +90,16 @@ pub enum CoreError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// An error and its causes, `: `-separated (what the binary prints).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -250,6 +250,36 @@ impl AppGraph {
         })
     }
 
+    /// The application part of the graph: services, queues and topics with the edges between
+    /// them, without cluster nodes and `runs_on` edges. Placement changes whenever a pod moves;
+    /// the application graph changes only when a service, queue, topic or call does.
+    pub fn application(&self) -> AppGraph {
+        let nodes: Vec<Node> = self
+            .nodes
+            .iter()
+            .filter(|n| n.kind != NodeKind::ClusterNode)
+            .cloned()
+            .collect();
+        let edges: Vec<Edge> = self
+            .edges
+            .iter()
+            .filter(|e| e.relation != Relation::RunsOn)
+            .cloned()
+            .collect();
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        // Dropping cluster nodes and the only edges that reach them keeps every invariant.
+        AppGraph {
+            name: self.name.clone(),
+            nodes,
+            edges,
+            index,
+        }
+    }
+
     /// Position of a node in [`AppGraph::nodes`].
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
@@ -361,9 +391,12 @@ mod tests {
             "{\n \"name\": \"x\",\n \"nodes\": [{\"id\": \"a\", \"kind\": \"servic\"}]}",
             "g.json",
         )
-        .unwrap_err()
-        .to_string();
-        assert!(err.starts_with("g.json:"), "{err}");
+        .unwrap_err();
+        // The message names the file; the source, the line. Neither repeats the other.
+        assert_eq!(err.to_string(), "g.json");
+        let err = crate::error::chain(&err);
+        assert!(err.starts_with("g.json: "), "{err}");
         assert!(err.contains("line 3"), "{err}");
+        assert_eq!(err.matches("line 3").count(), 1, "{err}");
     }
 }

@@ -35,14 +35,17 @@
 
 pub mod error;
 pub mod exposition;
+pub mod facts;
 pub mod forecast;
 pub mod graph;
 pub mod observe;
 pub mod series;
 pub mod time;
+pub mod training;
 pub mod traits;
 
 pub use error::CoreError;
+pub use facts::WorkloadFacts;
 pub use forecast::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
 pub use graph::{AppGraph, Edge, Node, NodeKind, Relation};
 pub use observe::{
@@ -51,4 +54,8 @@ pub use observe::{
 };
 pub use series::{GraphSeries, Metric};
 pub use time::{Clock, ManualClock, Millis};
-pub use traits::{Actuator, Autoscaler, JointForecaster, MetricSource, NoForecast, TopologySource};
+pub use training::{JobId, Trained, TrainingJob};
+pub use traits::{
+    Actuator, AsyncActuator, AsyncMetricSource, AsyncTopologySource, Autoscaler, JointForecaster,
+    MetricSource, NoForecast, TopologySource,
+};

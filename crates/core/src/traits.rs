@@ -1,12 +1,18 @@
 //! The seams between the stages of the MAPE loop.
 //!
 //! The simulator implements [`MetricSource`], [`TopologySource`], [`Actuator`] and
-//! [`crate::time::Clock`]; so will the Prometheus collector and the Kubernetes actuator. An
-//! [`Autoscaler`] sees only snapshots and the graph, so the same autoscaler runs on both.
+//! [`crate::time::Clock`]. Real I/O is asynchronous: [`AsyncMetricSource`],
+//! [`AsyncTopologySource`] and [`AsyncActuator`] are the async twins, with blanket impls over
+//! the synchronous seams (so the simulator implements both), and the Prometheus source (the
+//! monitor crate) and the Kubernetes actuator implement them directly. An [`Autoscaler`] sees
+//! only snapshots and the graph, so the same autoscaler runs on both.
+
+use std::future::Future;
 
 use crate::graph::AppGraph;
 use crate::observe::{ClusterSnapshot, ScalingDecision};
 use crate::time::Millis;
+use crate::training::{JobId, Trained, TrainingJob};
 
 /// Produces what a control loop sees now.
 pub trait MetricSource {
@@ -39,9 +45,26 @@ pub trait Autoscaler {
     fn name(&self) -> &str;
     /// How often the control loop calls [`Autoscaler::decide`].
     fn sync_period(&self) -> Millis;
+    /// Records the snapshot of this sync period before [`Autoscaler::decide`]: history grows
+    /// and fits fall due here, so the control loop can run them (and, in a simulation whose
+    /// modelled training time is 0, install them) before the decision. Default: nothing.
+    fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) {
+        let _ = (snapshot, graph);
+    }
     /// One decision per workload it manages. Bad or missing input yields a held decision
-    /// (the current replica count) with a reason, never a panic.
+    /// (the current replica count) with a reason, never a panic. It never fits a model: fits
+    /// are handed out by [`Autoscaler::training_jobs`].
     fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision>;
+    /// Fits due after the last decision, for the control loop to run off the decision path
+    /// ([`crate::training`]); default none.
+    fn training_jobs(&mut self) -> Vec<TrainingJob> {
+        Vec::new()
+    }
+    /// Installs the result of a job this autoscaler handed out; the next decision forecasts
+    /// with it. A result it does not know (an old job) is dropped. Default: dropped.
+    fn install(&mut self, job: JobId, trained: Trained) {
+        let _ = (job, trained);
+    }
 }
 
 impl<A: Autoscaler + ?Sized> Autoscaler for Box<A> {
@@ -51,8 +74,72 @@ impl<A: Autoscaler + ?Sized> Autoscaler for Box<A> {
     fn sync_period(&self) -> Millis {
         (**self).sync_period()
     }
+    fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) {
+        (**self).observe(snapshot, graph)
+    }
     fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision> {
         (**self).decide(snapshot, graph)
+    }
+    fn training_jobs(&mut self) -> Vec<TrainingJob> {
+        (**self).training_jobs()
+    }
+    fn install(&mut self, job: JobId, trained: Trained) {
+        (**self).install(job, trained)
+    }
+}
+
+/// The async twin of [`MetricSource`], for sources that do I/O (Prometheus).
+pub trait AsyncMetricSource: Send {
+    /// The source's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The current snapshot.
+    fn observe_async(
+        &mut self,
+    ) -> impl Future<Output = Result<ClusterSnapshot, Self::Error>> + Send;
+}
+
+impl<T: MetricSource + Send> AsyncMetricSource for T {
+    type Error = T::Error;
+    fn observe_async(
+        &mut self,
+    ) -> impl Future<Output = Result<ClusterSnapshot, Self::Error>> + Send {
+        std::future::ready(self.observe())
+    }
+}
+
+/// The async twin of [`TopologySource`], for topology discovered over the network.
+pub trait AsyncTopologySource: Send {
+    /// The source's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The current graph.
+    fn topology_async(&mut self) -> impl Future<Output = Result<AppGraph, Self::Error>> + Send;
+}
+
+impl<T: TopologySource + Send> AsyncTopologySource for T {
+    type Error = T::Error;
+    fn topology_async(&mut self) -> impl Future<Output = Result<AppGraph, Self::Error>> + Send {
+        std::future::ready(self.topology())
+    }
+}
+
+/// The async twin of [`Actuator`], for actuators that call an API server.
+pub trait AsyncActuator: Send {
+    /// The actuator's error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Applies the decisions; a decision equal to the current state is a no-op.
+    fn apply_async(
+        &mut self,
+        decisions: &[ScalingDecision],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<T: Actuator + Send> AsyncActuator for T {
+    type Error = T::Error;
+    fn apply_async(
+        &mut self,
+        decisions: &[ScalingDecision],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        std::future::ready(self.apply(decisions))
     }
 }
 
@@ -66,11 +153,16 @@ pub trait JointForecaster: Send {
     /// Records the snapshot of one sync period.
     fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph);
     /// Request rate per service for the steps `1..=horizon` (sync periods) after the newest
-    /// snapshot; a forecast may be shorter than `horizon` when the model predicts fewer steps.
+    /// snapshot, from the newest installed model; a forecast may be shorter than `horizon` when
+    /// the model predicts fewer steps. Never trains.
     fn forecast(
         &mut self,
         horizon: usize,
     ) -> Result<std::collections::BTreeMap<String, Vec<f64>>, NoForecast>;
+    /// A training due now (the model's history and settings copied into the job), if any.
+    fn training_job(&mut self, id: JobId) -> Option<TrainingJob>;
+    /// Installs a finished training handed out as `job`; an unknown job is dropped.
+    fn install(&mut self, job: JobId, trained: Trained);
 }
 
 /// Why a [`JointForecaster`] has no forecast.

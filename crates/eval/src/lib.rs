@@ -28,13 +28,8 @@ pub mod stats;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use graphscale_core::{Actuator, Autoscaler, Clock, MetricSource, Millis};
-use graphscale_plan::fixed::StaticReplicas;
-use graphscale_plan::hpa::{
-    Behavior, HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget, ScalingRules, SelectPolicy,
-};
-use graphscale_plan::phpa::PhpaAutoscaler;
-use graphscale_plan::predictive::{PredictiveAutoscaler, PredictiveConfig};
+use graphscale_control::ControlLoop;
+use graphscale_core::{Autoscaler, Clock, Millis};
 use graphscale_sim::engine::{SimConfig, Simulator};
 use graphscale_sim::spec::AppSpec;
 use graphscale_sim::topology;
@@ -48,7 +43,7 @@ use crate::stats::{bootstrap_ci, cliffs_delta, mean, Magnitude};
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// The simulator rejected a spec or failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Sim {
         /// Which app, scenario or run.
         context: String,
@@ -57,7 +52,7 @@ pub enum EvalError {
         source: graphscale_sim::SimError,
     },
     /// An autoscaler config is invalid.
-    #[error("autoscaler `{name}`: {source}")]
+    #[error("autoscaler `{name}`")]
     Plan {
         /// The autoscaler's name.
         name: String,
@@ -68,8 +63,11 @@ pub enum EvalError {
     /// The experiment spec is invalid.
     #[error("invalid experiment: {0}")]
     Invalid(String),
+    /// An autoscaler could not be built or a control round failed.
+    #[error(transparent)]
+    Control(#[from] graphscale_control::ControlError),
     /// Writing a report failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: String,
@@ -110,325 +108,19 @@ impl ScenarioSpec {
     }
 }
 
-/// An autoscaler under test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AutoscalerSpec {
-    /// The Kubernetes HPA with one spec for every service.
-    Hpa {
-        /// Name in reports.
-        name: String,
-        /// Controller flags.
-        #[serde(default)]
-        controller: HpaControllerConfig,
-        /// The HPA object's spec.
-        spec: HpaSpec,
-    },
-    /// Fixed replicas: `replicas` for every service, or, when absent, the count each service
-    /// needs at the app's nominal peak at 80 % of its CPU request (peak provisioning).
-    Static {
-        /// Name in reports.
-        name: String,
-        /// Replicas for every service.
-        #[serde(default)]
-        replicas: Option<u32>,
-    },
-    /// A forecaster per service + the planner + the safety layer
-    /// ([`graphscale_plan::predictive`]).
-    Predictive {
-        /// Name in reports.
-        name: String,
-        /// Forecast model: `persistence`, `seasonal-naive`, `ets`, `mstl`, `prophet`.
-        model: String,
-        /// Season length in history samples for the models that use one; default 240 (one
-        /// hour at 15 s).
-        #[serde(default)]
-        season: Option<usize>,
-        /// Settings (see `docs/planner.md`).
-        #[serde(default)]
-        config: Box<PredictiveConfig>,
-    },
-    /// The PHPA-style baseline: Holt-Winters (AutoETS) on the HPA's replica history.
-    Phpa {
-        /// Name in reports.
-        name: String,
-        /// Decisions ahead the replica count is predicted; default 4 (one minute).
-        #[serde(default)]
-        look_ahead: Option<usize>,
-        /// Replica counts kept; default 60.
-        #[serde(default)]
-        history: Option<usize>,
-        /// The HPA underneath; default as `hpa`.
-        #[serde(default)]
-        spec: Option<HpaSpec>,
-    },
-}
+pub use graphscale_control::catalogue::{autoscaler_rnn, AutoscalerSpec};
 
-fn default_hpa_spec() -> HpaSpec {
-    HpaSpec {
-        min_replicas: 1,
-        max_replicas: 50,
-        metrics: vec![MetricTarget::CpuUtilization { target_percent: 80 }],
-        ..HpaSpec::default()
-    }
-}
-
-/// The network settings of the neural predictive autoscalers: a short window (4 minutes at 15-s
-/// syncs) and a small network, so a fit on one hour of history takes well under a second.
-pub fn autoscaler_rnn() -> graphscale_nn::rnn::RnnConfig {
-    graphscale_nn::rnn::RnnConfig {
-        window: 16,
-        hidden: 16,
-        max_horizon: 8,
-        epochs: 15,
-        patience: 3,
-        ..Default::default()
-    }
-}
-
-fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
-    let mut config = PredictiveConfig::default();
-    config.planner.graph_aware = graph_aware;
-    if model == "prophet" {
-        // A Prophet fit costs more than the other models': refit once a minute, forecast
-        // further in between.
-        config.refit_every = 4;
-    }
-    if graphscale_nn::is_neural(model) {
-        // A network is trained every 10 minutes (40 syncs) on the last hour, after a
-        // warm-up long enough for its windows, and forecasts from the newest data in between.
-        config.refit_every = 40;
-        config.min_history = config.min_history.max(autoscaler_rnn().min_points());
-    }
-    AutoscalerSpec::Predictive {
-        name: name.to_string(),
-        model: model.to_string(),
-        season: None,
-        config: Box::new(config),
-    }
-}
-
-impl AutoscalerSpec {
-    /// Names accepted by [`AutoscalerSpec::named`].
-    pub const NAMES: &'static str = "hpa, hpa-tuned, static, phpa, pred-persistence, pred-trend, pred-ets, graph-persistence, graph-trend, graph-trend-vpa, graph-ets, graph-mstl, graph-prophet, pred-lstm, graph-lstm, graph-gru, graph-hgt, graph-gat, graph-stgnn, graph-mlp";
-
-    /// A named autoscaler:
-    /// - `hpa`: Kubernetes defaults, CPU target 80 %, 1..=50 replicas;
-    /// - `hpa-tuned`: CPU target 60 %, tolerance 0.05, scale-down window 60 s, scale-up by up to
-    ///   8 pods or 200 % per 15 s (hand-set to react faster; not fitted to any scenario);
-    /// - `static`: peak provisioning;
-    /// - `phpa`: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead;
-    /// - `pred-MODEL`: the predictive autoscaler with `MODEL` per service, graph-blind;
-    /// - `graph-MODEL`: the same with demand propagated along the graph;
-    /// - `graph-trend-vpa`: `graph-trend` that also resizes memory requests and limits in place
-    ///   (`vertical.update = memory`);
-    /// - `graph-hgt`, `graph-gat`, `graph-stgnn`: one graph model forecasting every service at
-    ///   once from the whole graph's recent snapshots (trained online after 10 minutes and every
-    ///   10 minutes on the last 2 hours), demand propagated along the graph; `graph-mlp` is the
-    ///   same with the edge-blind MLP (the ablation).
-    pub fn named(name: &str) -> Result<Self, EvalError> {
-        match name {
-            "hpa" => Ok(AutoscalerSpec::Hpa {
-                name: "hpa".into(),
-                controller: HpaControllerConfig::default(),
-                spec: default_hpa_spec(),
-            }),
-            "hpa-tuned" => {
-                let mut behavior = Behavior::default();
-                behavior.scale_up.policies[0].value = 8;
-                behavior.scale_up.policies[1].value = 200;
-                behavior.scale_down = ScalingRules {
-                    stabilization_window_s: 60,
-                    select_policy: SelectPolicy::Max,
-                    policies: behavior.scale_down.policies.clone(),
-                };
-                Ok(AutoscalerSpec::Hpa {
-                    name: "hpa-tuned".into(),
-                    controller: HpaControllerConfig {
-                        tolerance: 0.05,
-                        ..HpaControllerConfig::default()
-                    },
-                    spec: HpaSpec {
-                        metrics: vec![MetricTarget::CpuUtilization { target_percent: 60 }],
-                        behavior,
-                        ..default_hpa_spec()
-                    },
-                })
-            }
-            "phpa" => Ok(AutoscalerSpec::Phpa {
-                name: "phpa".into(),
-                look_ahead: None,
-                history: None,
-                spec: None,
-            }),
-            "pred-persistence" => Ok(predictive(name, "persistence", false)),
-            "pred-ets" => Ok(predictive(name, "ets", false)),
-            "pred-trend" => Ok(predictive(name, "trend", false)),
-            "graph-trend" => Ok(predictive(name, "trend", true)),
-            "graph-trend-vpa" => {
-                let mut spec = predictive(name, "trend", true);
-                if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
-                    config.vertical.update = graphscale_plan::vertical::VerticalUpdate::Memory;
-                }
-                Ok(spec)
-            }
-            "graph-persistence" => Ok(predictive(name, "persistence", true)),
-            "graph-ets" => Ok(predictive(name, "ets", true)),
-            "graph-mstl" => Ok(predictive(name, "mstl", true)),
-            "graph-prophet" => Ok(predictive(name, "prophet", true)),
-            "pred-lstm" => Ok(predictive(name, "lstm", false)),
-            "graph-lstm" => Ok(predictive(name, "lstm", true)),
-            "graph-gru" => Ok(predictive(name, "gru", true)),
-            "graph-hgt" => Ok(predictive(name, "hgt", true)),
-            "graph-gat" => Ok(predictive(name, "gat", true)),
-            "graph-stgnn" => Ok(predictive(name, "stgnn", true)),
-            "graph-mlp" => Ok(predictive(name, "mlp", true)),
-            "static" => Ok(AutoscalerSpec::Static {
-                name: "static".into(),
-                replicas: None,
-            }),
-            other => Err(EvalError::Invalid(format!(
-                "unknown autoscaler `{other}` (known: {})",
-                Self::NAMES
-            ))),
-        }
-    }
-
-    /// Its name in reports.
-    pub fn name(&self) -> &str {
-        match self {
-            AutoscalerSpec::Hpa { name, .. }
-            | AutoscalerSpec::Static { name, .. }
-            | AutoscalerSpec::Predictive { name, .. }
-            | AutoscalerSpec::Phpa { name, .. } => name,
-        }
-    }
-
-    fn build(&self, app: &AppSpec) -> Result<Box<dyn Autoscaler + Send>, EvalError> {
-        let plan_err = |source| EvalError::Plan {
-            name: self.name().to_string(),
-            source,
-        };
-        match self {
-            AutoscalerSpec::Hpa {
-                name,
-                controller,
-                spec,
-            } => Ok(Box::new(
-                HpaAutoscaler::new(
-                    name.clone(),
-                    controller.clone(),
-                    spec.clone(),
-                    BTreeMap::new(),
-                )
-                .map_err(plan_err)?,
-            )),
-            AutoscalerSpec::Static { replicas, .. } => {
-                let visits = app.visits_per_request().map_err(|source| EvalError::Sim {
-                    context: app.name.clone(),
-                    source,
-                })?;
-                let map = app
-                    .services
-                    .iter()
-                    .zip(visits)
-                    .map(|(s, v)| {
-                        let n = replicas.unwrap_or_else(|| {
-                            let load_m = v * app.nominal_peak_rps * s.cpu_ms_per_request;
-                            ((load_m / (0.8 * s.requests.cpu_millicores)).ceil() as u32)
-                                .clamp(1, s.max_replicas)
-                        });
-                        (s.name.clone(), n)
-                    })
-                    .collect();
-                Ok(Box::new(
-                    StaticReplicas::new(map, Millis::from_secs(15)).map_err(plan_err)?,
-                ))
-            }
-            AutoscalerSpec::Predictive {
-                name,
-                model,
-                season,
-                config,
-            } => {
-                if let Ok(kind) = graphscale_nn::graphmodel::Kind::parse(model) {
-                    let online = graphscale_nn::online::OnlineGraphModel::new(
-                        kind,
-                        graphscale_nn::online::OnlineConfig {
-                            step_ms: config.sync_period_s * 1000,
-                            ..graphscale_nn::online::OnlineConfig::default()
-                        },
-                    );
-                    return Ok(Box::new(
-                        PredictiveAutoscaler::with_joint(
-                            name.clone(),
-                            Box::new(online),
-                            (**config).clone(),
-                        )
-                        .map_err(plan_err)?,
-                    ));
-                }
-                let rnn = autoscaler_rnn();
-                // Networks get season inputs only when a season is given.
-                let default_season = if graphscale_nn::is_neural(model) {
-                    0
-                } else {
-                    240
-                };
-                let m = graphscale_nn::by_name(
-                    model,
-                    season.unwrap_or(default_season),
-                    config.sync_period_s,
-                    rnn.max_horizon,
-                    Some(&rnn),
-                )
-                .map_err(|e| EvalError::Invalid(format!("autoscaler `{name}`: {e}")))?;
-                Ok(Box::new(
-                    PredictiveAutoscaler::new(name.clone(), m, (**config).clone())
-                        .map_err(plan_err)?,
-                ))
-            }
-            AutoscalerSpec::Phpa {
-                name,
-                look_ahead,
-                history,
-                spec,
-            } => {
-                let m = graphscale_forecast::models::by_name("ets", 1)
-                    .map_err(|e| EvalError::Invalid(format!("autoscaler `{name}`: {e}")))?;
-                Ok(Box::new(
-                    PhpaAutoscaler::new(
-                        name.clone(),
-                        HpaControllerConfig::default(),
-                        spec.clone().unwrap_or_else(default_hpa_spec),
-                        m,
-                        look_ahead.unwrap_or(4),
-                        history.unwrap_or(60),
-                    )
-                    .map_err(plan_err)?,
-                ))
-            }
-        }
-    }
-}
-
-/// Builds the autoscaler an [`AutoscalerSpec`] describes, for `app`.
+/// Builds the autoscaler an [`AutoscalerSpec`] describes for `app` (its static facts from the
+/// app description), behind the safety layer.
 pub fn build_autoscaler(
     spec: &AutoscalerSpec,
     app: &AppSpec,
 ) -> Result<Box<dyn Autoscaler + Send>, EvalError> {
-    spec.build(app)
-}
-
-impl From<&str> for AutoscalerSpec {
-    /// A named autoscaler; an unknown name becomes a static spec that [`ExperimentSpec::validate`]
-    /// rejects. Prefer [`AutoscalerSpec::named`] where the error matters.
-    fn from(s: &str) -> Self {
-        AutoscalerSpec::named(s).unwrap_or(AutoscalerSpec::Static {
-            name: format!("unknown:{s}"),
-            replicas: Some(0),
-        })
-    }
+    let facts = app.facts().map_err(|source| EvalError::Sim {
+        context: app.name.clone(),
+        source,
+    })?;
+    Ok(graphscale_control::build(spec, &facts)?)
 }
 
 /// The default warm-up of runs of at least 30 minutes, s (see [`ExperimentSpec::warmup_s`]).
@@ -514,10 +206,10 @@ impl ExperimentSpec {
                 )));
             }
             if let Some(n) = a.name().strip_prefix("unknown:") {
-                return Err(EvalError::Invalid(format!(
-                    "unknown autoscaler `{n}` (known: {})",
-                    AutoscalerSpec::NAMES
-                )));
+                return Err(AutoscalerSpec::named(n).err().map_or_else(
+                    || EvalError::Invalid(format!("unknown autoscaler `{n}`")),
+                    EvalError::from,
+                ));
             }
         }
         let apps = self
@@ -532,7 +224,7 @@ impl ExperimentSpec {
             .collect::<Result<Vec<_>, _>>()?;
         for app in &apps {
             for a in &self.autoscalers {
-                a.build(app)?;
+                build_autoscaler(a, app)?;
             }
             for sc in &self.scenarios {
                 self.workload(app, sc)?;
@@ -670,30 +362,24 @@ pub fn run_one_logged(
         ..spec.sim.clone()
     };
     let mut sim = Simulator::new(app.clone(), cfg, rates).map_err(sim_err)?;
-    let mut scaler = autoscaler.build(app)?;
+    let scaler = build_autoscaler(autoscaler, app)?;
     let slo = spec.slo_ms.unwrap_or(app.slo_ms);
     let mut rec = Recorder::new(&sim, slo, keep_timeline).with_warmup(Millis::from_secs(warmup_s));
-    let sync = scaler.sync_period().0.max(1);
-    let offset = Millis::from_secs(spec.decision_offset_s).0 % sync;
-    let graph = sim.graph().clone();
+    let mut ctl = ControlLoop::simulated(scaler, Millis::from_secs(spec.decision_offset_s))?;
     let steps = duration * 1000 / sim.step_len().0;
     let mut rules: BTreeMap<String, u64> = BTreeMap::new();
     for _ in 0..steps {
         sim.step();
         rec.record(&sim);
-        let now = sim.now();
-        if now.0 % sync == offset {
-            let snap = sim.observe().map_err(sim_err)?;
-            let decisions = scaler.decide(&snap, &graph);
-            for d in &decisions {
+        if let Some(round) = ctl.tick(&mut sim)? {
+            for d in &round.decisions {
                 for r in &d.reasons {
                     *rules.entry(r.rule.clone()).or_default() += 1;
                 }
             }
-            sim.apply(&decisions).map_err(sim_err)?;
             log(DecisionRecord {
-                snapshot: snap,
-                decisions,
+                snapshot: round.snapshot,
+                decisions: round.decisions,
             });
         }
     }

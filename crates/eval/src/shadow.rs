@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use graphscale_core::{AppGraph, Autoscaler, Edge, Node, NodeKind, Relation};
+use graphscale_core::{AppGraph, Autoscaler, Edge, Millis, Node, NodeKind, Relation};
 use graphscale_plan::learn::{CpuEstimator, StartupEstimator};
 use serde::{Deserialize, Serialize};
 
@@ -83,10 +83,11 @@ pub fn graph_of(rec: &DecisionRecord) -> Result<AppGraph, EvalError> {
         .map_err(|e| EvalError::Invalid(format!("the record's graph: {e}")))
 }
 
-/// Replays `records` through `other` and compares. Records must be in time order.
+/// Replays `records` through `other` (open loop, its fits installed after their modelled
+/// training time on the records' clock) and compares. Records must be in time order.
 pub fn shadow(
     records: &[DecisionRecord],
-    other: &mut dyn Autoscaler,
+    other: Box<dyn Autoscaler + Send>,
 ) -> Result<ShadowReport, EvalError> {
     let first = records
         .first()
@@ -111,9 +112,10 @@ pub fn shadow(
             startup.entry(w.name.clone()).or_default().observe(w);
         }
     }
+    let mut ctl = graphscale_control::ControlLoop::simulated(other, Millis::ZERO)?;
     let mut shadow_decisions = Vec::with_capacity(records.len());
     for r in records {
-        shadow_decisions.push(other.decide(&r.snapshot, &graph));
+        shadow_decisions.push(ctl.decide(r.snapshot.time, &r.snapshot, &graph).decisions);
     }
     let names: Vec<String> = first
         .snapshot
@@ -205,12 +207,12 @@ pub fn shadow(
         } else if a < b {
             "recorded".to_string()
         } else {
-            other.name().to_string()
+            ctl.autoscaler().name().to_string()
         }
     };
     Ok(ShadowReport {
         decisions: records.len(),
-        shadow_name: other.name().to_string(),
+        shadow_name: ctl.autoscaler().name().to_string(),
         slo_favours: favour(
             total_recorded.short_decisions as f64,
             total_shadow.short_decisions as f64,

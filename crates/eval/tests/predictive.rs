@@ -199,8 +199,8 @@ fn shadow_mode_compares_the_recorded_plan_with_the_hpa() {
         .collect();
     let parsed = parse_records(&text, "rec.jsonl").unwrap();
     assert_eq!(parsed, recs);
-    let mut hpa = build_autoscaler(&AutoscalerSpec::named("hpa").unwrap(), &app).unwrap();
-    let rep = shadow(&parsed, hpa.as_mut()).unwrap();
+    let hpa = || build_autoscaler(&AutoscalerSpec::named("hpa").unwrap(), &app).unwrap();
+    let rep = shadow(&parsed, hpa()).unwrap();
     assert_eq!(rep.decisions, recs.len());
     assert_eq!(rep.rows.len(), 2);
     assert!(rep.total_recorded.cpu_core_hours > 0.0 && rep.total_shadow.cpu_core_hours > 0.0);
@@ -208,7 +208,7 @@ fn shadow_mode_compares_the_recorded_plan_with_the_hpa() {
     // Bad input names the line.
     let err = parse_records("{}\n", "rec.jsonl").unwrap_err().to_string();
     assert!(err.contains("rec.jsonl:1"), "{err}");
-    assert!(shadow(&[], hpa.as_mut()).is_err());
+    assert!(shadow(&[], hpa()).is_err());
 }
 
 #[test]

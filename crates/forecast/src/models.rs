@@ -344,6 +344,16 @@ pub fn by_name_with_step(
     by_name(name, period)
 }
 
+/// The names [`by_name_with_step`] accepts (`prophet` only with the `prophet` feature).
+pub const MODELS: [&str; 6] = [
+    "persistence",
+    "trend",
+    "seasonal-naive",
+    "ets",
+    "mstl",
+    "prophet",
+];
+
 /// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`; `period` is the season
 /// length in steps where the model uses one.
 pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, ForecastFailure> {
@@ -360,7 +370,7 @@ pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, Forecas
         other => {
             return Err(ForecastFailure::new(
                 other,
-                "unknown model (known: persistence, trend, seasonal-naive, ets, mstl, prophet)",
+                format!("unknown model (known: {})", MODELS.join(", ")),
             ))
         }
     })

@@ -30,6 +30,7 @@ pub mod discovery;
 pub mod exporter;
 pub mod nezha;
 pub mod prom;
+pub mod source;
 pub mod templates;
 
 /// Errors of the monitor.
@@ -113,7 +114,7 @@ pub enum MonitorError {
         message: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: String,

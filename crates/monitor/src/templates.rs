@@ -50,6 +50,18 @@ pub struct Templates {
     pub group_lag: String,
     /// Messages sent per (`client_id`, `topic`).
     pub producer_sends: String,
+    /// Ready pods (value 1) per `pod` (the control loop's snapshot).
+    pub pod_ready: String,
+    /// CPU in millicores per `pod` (a rate).
+    pub pod_cpu_millicores: String,
+    /// Memory working set in MiB per `pod`.
+    pub pod_memory_mib: String,
+    /// Requests per (`pod`, `resource`): CPU in cores, memory in bytes.
+    pub pod_requests: String,
+    /// Limits per (`pod`, `resource`): CPU in cores, memory in bytes.
+    pub pod_limits: String,
+    /// Messages waiting per consuming workload (label `consumergroup`).
+    pub workload_backlog: String,
 }
 
 const SEL: &str = r#"reporter="destination",destination_workload_namespace="$namespace""#;
@@ -147,6 +159,12 @@ impl Default for Templates {
             group_offset: "sum by (topic, consumergroup) (kafka_consumergroup_current_offset)".into(),
             group_lag: "max by (topic, consumergroup) (kafka_consumergroup_lag)".into(),
             producer_sends: "sum by (client_id, topic) (kafka_producer_record_send_total)".into(),
+            pod_ready: r#"max by (pod) (kube_pod_status_ready{namespace="$namespace",condition="true"})"#.into(),
+            pod_cpu_millicores: r#"1000 * sum by (pod) (rate(container_cpu_usage_seconds_total{namespace="$namespace",container!=""}[$window]))"#.into(),
+            pod_memory_mib: r#"sum by (pod) (container_memory_working_set_bytes{namespace="$namespace",container!=""}) / 1048576"#.into(),
+            pod_requests: r#"sum by (pod, resource) (kube_pod_container_resource_requests{namespace="$namespace"})"#.into(),
+            pod_limits: r#"sum by (pod, resource) (kube_pod_container_resource_limits{namespace="$namespace"})"#.into(),
+            workload_backlog: "sum by (consumergroup) (kafka_consumergroup_lag)".into(),
         }
     }
 }
@@ -302,6 +320,12 @@ impl Templates {
             ("group_offset", &self.group_offset),
             ("group_lag", &self.group_lag),
             ("producer_sends", &self.producer_sends),
+            ("pod_ready", &self.pod_ready),
+            ("pod_cpu_millicores", &self.pod_cpu_millicores),
+            ("pod_memory_mib", &self.pod_memory_mib),
+            ("pod_requests", &self.pod_requests),
+            ("pod_limits", &self.pod_limits),
+            ("workload_backlog", &self.workload_backlog),
         ] {
             render(name, q, namespace, &self.window)?;
         }

@@ -132,7 +132,7 @@ pub fn time_hgt(
     cfg: &crate::hgt::HgtConfig,
     layers: usize,
     runs: usize,
-) -> Result<Timing, crate::hgt::GraphError> {
+) -> Result<Timing, crate::NnError> {
     use crate::hgt::{DeviceGraph, HgtNet};
     let ad = Device::flex().autodiff();
     let plain = Device::flex();

@@ -10,7 +10,8 @@ use burn::nn::{Gru, GruConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, leaky_relu, relu, softmax};
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
-use crate::hgt::{segment_softmax, GraphError, RELATIONS};
+use crate::hgt::{segment_softmax, RELATIONS};
+use crate::NnError;
 
 /// Edge features of the GAT: the edge's metrics, its relation (one-hot) and a self-loop flag.
 pub fn gat_edge_features(metrics: usize) -> usize {
@@ -35,21 +36,25 @@ impl GatGraph {
         metrics: &[f32],
         width: usize,
         device: &Device,
-    ) -> Result<Self, GraphError> {
+    ) -> Result<Self, NnError> {
         if metrics.len() != edges.len() * width {
-            return Err(GraphError(format!(
-                "{} edge feature values for {} edges of width {width}",
-                metrics.len(),
-                edges.len()
-            )));
+            return Err(NnError::InvalidGraph {
+                what: format!(
+                    "{} edge feature values for {} edges of width {width}",
+                    metrics.len(),
+                    edges.len()
+                ),
+            });
         }
         if let Some((s, d, _)) = edges.iter().find(|(s, d, _)| *s >= n || *d >= n) {
-            return Err(GraphError(format!(
-                "edge {s} -> {d}, but the graph has {n} nodes"
-            )));
+            return Err(NnError::InvalidGraph {
+                what: format!("edge {s} -> {d}, but the graph has {n} nodes"),
+            });
         }
         if let Some(k) = metrics.iter().position(|v| !v.is_finite()) {
-            return Err(GraphError(format!("edge feature {k} is not finite")));
+            return Err(NnError::InvalidGraph {
+                what: format!("edge feature {k} is not finite"),
+            });
         }
         let fe = gat_edge_features(width);
         let total = edges.len() + n;

@@ -19,7 +19,8 @@
 use graphscale_core::{AppGraph, GraphSeries, Metric, NodeKind};
 use serde::{Deserialize, Serialize};
 
-use crate::hgt::{GraphError, NODE_KINDS, RELATIONS};
+use crate::hgt::{NODE_KINDS, RELATIONS};
+use crate::NnError;
 
 /// Node features, in input order.
 pub const NODE_METRICS: [Metric; 7] = [
@@ -97,40 +98,50 @@ impl Layout {
     }
 
     /// Checks that `g` has exactly this layout's nodes and edges, naming the first difference.
-    pub fn check(&self, g: &AppGraph) -> Result<(), GraphError> {
+    pub fn check(&self, g: &AppGraph) -> Result<(), NnError> {
         for n in &g.nodes {
             if !self.nodes.contains(&n.id) {
-                return Err(GraphError(format!(
-                    "unknown node id `{}`: the model was trained on {} nodes ({}...)",
-                    n.id,
-                    self.nodes.len(),
-                    self.nodes
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
+                return Err(NnError::Layout {
+                    what: format!(
+                        "unknown node id `{}`: the model was trained on {} nodes ({}...)",
+                        n.id,
+                        self.nodes.len(),
+                        self.nodes
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
             }
         }
         let other = Layout::of(g);
         for (i, n) in self.nodes.iter().enumerate() {
             match other.nodes.iter().position(|x| x == n) {
-                None => return Err(GraphError(format!("node `{n}` of the model is missing"))),
+                None => {
+                    return Err(NnError::Layout {
+                        what: format!("node `{n}` of the model is missing"),
+                    })
+                }
                 Some(j) if j != i || other.node_type[j] != self.node_type[i] => {
-                    return Err(GraphError(format!(
-                        "node `{n}`: position or kind differs from the model's graph"
-                    )))
+                    return Err(NnError::Layout {
+                        what: format!(
+                            "node `{n}`: position or kind differs from the model's graph"
+                        ),
+                    })
                 }
                 _ => {}
             }
         }
         if other.edges != self.edges {
-            return Err(GraphError(format!(
-                "the edges differ from the model's graph ({} edges there, {} here)",
-                self.edges.len(),
-                other.edges.len()
-            )));
+            return Err(NnError::Layout {
+                what: format!(
+                    "the edges differ from the model's graph ({} edges there, {} here)",
+                    self.edges.len(),
+                    other.edges.len()
+                ),
+            });
         }
         Ok(())
     }
@@ -224,24 +235,28 @@ fn edge_values<'a>(
 
 /// Checks that every value is a finite number or missing (NaN), naming the node, metric and
 /// point of the first infinite one.
-pub fn check_values(s: &GraphSeries) -> Result<(), GraphError> {
+pub fn check_values(s: &GraphSeries) -> Result<(), NnError> {
     for (id, mm) in &s.nodes {
         for (m, v) in mm {
             if let Some(i) = v.iter().position(|x| x.is_infinite()) {
-                return Err(GraphError(format!(
-                    "node `{id}`, metric `{m}`, point {i}: {} is not a finite number",
-                    v[i]
-                )));
+                return Err(NnError::Data {
+                    what: format!(
+                        "node `{id}`, metric `{m}`, point {i}: {} is not a finite number",
+                        v[i]
+                    ),
+                });
             }
         }
     }
     for e in &s.edges {
         for (m, v) in &e.metrics {
             if let Some(i) = v.iter().position(|x| x.is_infinite()) {
-                return Err(GraphError(format!(
-                    "edge {} -> {}, metric `{m}`, point {i}: {} is not a finite number",
-                    e.src, e.dst, v[i]
-                )));
+                return Err(NnError::Data {
+                    what: format!(
+                        "edge {} -> {}, metric `{m}`, point {i}: {} is not a finite number",
+                        e.src, e.dst, v[i]
+                    ),
+                });
             }
         }
     }
@@ -365,7 +380,7 @@ impl Normalisation {
     }
 
     /// `s` in model form. `s` must have the layout's graph (see [`Layout::check`]).
-    pub fn tensorise(&self, layout: &Layout, s: &GraphSeries) -> Result<Tensorised, GraphError> {
+    pub fn tensorise(&self, layout: &Layout, s: &GraphSeries) -> Result<Tensorised, NnError> {
         check_values(s)?;
         let (n, m, len) = (layout.nodes.len(), layout.edges.len(), s.len);
         let (fx, fe) = (NODE_METRICS.len(), EDGE_METRICS.len());

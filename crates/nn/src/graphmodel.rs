@@ -30,8 +30,9 @@ use crate::graphdata::{
     OUTPUTS_PER_STEP, QUANTILES, TARGETS,
 };
 use crate::hgt::{
-    DeviceGraph, GraphError, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS, RELATIONS,
+    DeviceGraph, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS, RELATIONS,
 };
+use crate::NnError;
 
 /// Checkpoint format name.
 pub const FORMAT: &str = "graphscale-graph-model";
@@ -67,14 +68,13 @@ impl Kind {
     }
 
     /// The kind of `name`.
-    pub fn parse(name: &str) -> Result<Self, GraphError> {
+    pub fn parse(name: &str) -> Result<Self, NnError> {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == name)
-            .ok_or_else(|| {
-                GraphError(format!(
-                    "unknown graph model `{name}` (known: hgt, gat, stgnn, mlp)"
-                ))
+            .ok_or_else(|| NnError::UnknownModel {
+                name: name.to_string(),
+                known: "hgt, gat, stgnn, mlp",
             })
     }
 }
@@ -139,8 +139,13 @@ impl Default for GraphModelConfig {
 
 impl GraphModelConfig {
     /// Checks ranges, naming the field.
-    pub fn check(&self) -> Result<(), GraphError> {
-        let bad = |f: &str, why: String| Err(GraphError(format!("config field `{f}`: {why}")));
+    pub fn check(&self) -> Result<(), NnError> {
+        let bad = |f: &str, why: String| {
+            Err(NnError::Config {
+                field: f.to_string(),
+                reason: why,
+            })
+        };
         for (f, v) in [
             ("window", self.window),
             ("horizon", self.horizon),
@@ -313,7 +318,7 @@ pub fn batch(
     data: &[Tensorised],
     samples: &[(usize, usize)],
     device: &Device,
-) -> Result<Batch, GraphError> {
+) -> Result<Batch, NnError> {
     let n = layout.nodes.len();
     let b = samples.len();
     let mut x = Vec::with_capacity(b * n * input_width(cfg.window));
@@ -453,11 +458,13 @@ fn loss(
     lq + lr * 0.1
 }
 
-fn to_vec(t: Tensor<2>) -> Result<Vec<f32>, GraphError> {
+fn to_vec(t: Tensor<2>) -> Result<Vec<f32>, NnError> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .map_err(|e| GraphError(format!("reading a tensor: {e:?}")))
+        .map_err(|e| NnError::Tensor {
+            reason: format!("{e:?}"),
+        })
 }
 
 /// Window ends of one series by split: `(train, validation, test)`.
@@ -499,11 +506,11 @@ pub struct Prepared {
 impl Prepared {
     /// Checks that every series has the first one's graph and step, fits the normalisation on
     /// the training ranges and tensorises.
-    pub fn new(cfg: &GraphModelConfig, series: &[GraphSeries]) -> Result<Self, GraphError> {
+    pub fn new(cfg: &GraphModelConfig, series: &[GraphSeries]) -> Result<Self, NnError> {
         cfg.check()?;
-        let first = series
-            .first()
-            .ok_or_else(|| GraphError("no series to train on".into()))?;
+        let first = series.first().ok_or_else(|| NnError::Data {
+            what: "no series to train on".into(),
+        })?;
         let layout = Layout::of(&first.graph);
         if !layout
             .nodes
@@ -511,17 +518,21 @@ impl Prepared {
             .enumerate()
             .any(|(i, _)| layout.is_service(i))
         {
-            return Err(GraphError("the graph has no service".into()));
+            return Err(NnError::Data {
+                what: "the graph has no service".into(),
+            });
         }
         for (k, s) in series.iter().enumerate() {
-            layout
-                .check(&s.graph)
-                .map_err(|e| GraphError(format!("series {k}: {}", e.0)))?;
+            layout.check(&s.graph).map_err(|e| NnError::Data {
+                what: format!("series {k}: {}", e),
+            })?;
             if s.step_ms != first.step_ms {
-                return Err(GraphError(format!(
-                    "series {k}: step {} ms, the first has {} ms",
-                    s.step_ms, first.step_ms
-                )));
+                return Err(NnError::Data {
+                    what: format!(
+                        "series {k}: step {} ms, the first has {} ms",
+                        s.step_ms, first.step_ms
+                    ),
+                });
             }
         }
         let refs: Vec<&GraphSeries> = series.iter().collect();
@@ -602,7 +613,7 @@ fn mean_loss(
     p: &Prepared,
     samples: &[(usize, usize)],
     device: &Device,
-) -> Result<f64, GraphError> {
+) -> Result<f64, NnError> {
     let mut total = 0.0;
     for chunk in samples.chunks(cfg.batch.max(64)) {
         let b = batch(kind, cfg, &p.layout, &p.data, chunk, device)?;
@@ -618,7 +629,7 @@ pub fn train(
     cfg: &GraphModelConfig,
     p: &Prepared,
     progress: &mut dyn FnMut(EpochReport),
-) -> Result<GraphModel, GraphError> {
+) -> Result<GraphModel, NnError> {
     cfg.check()?;
     let span = tracing::info_span!(
         "train_graph_model",
@@ -629,14 +640,16 @@ pub fn train(
     let mut train_s = p.samples(cfg, 0);
     let val_s = p.samples(cfg, 1);
     if train_s.len() < 8 || val_s.is_empty() {
-        return Err(GraphError(format!(
-            "too little data: {} training and {} validation windows (window {}, horizon {}); \
+        return Err(NnError::Data {
+            what: format!(
+                "too little data: {} training and {} validation windows (window {}, horizon {}); \
              record longer series",
-            train_s.len(),
-            val_s.len(),
-            cfg.window,
-            cfg.horizon
-        )));
+                train_s.len(),
+                val_s.len(),
+                cfg.window,
+                cfg.horizon
+            ),
+        });
     }
     if train_s.len() > cfg.max_train_samples {
         train_s.sort_by_key(|s| s.1);
@@ -664,9 +677,9 @@ pub fn train(
         let valid = net.valid();
         let v = mean_loss(&valid, kind, cfg, p, &val_s, &plain)?;
         if !v.is_finite() {
-            return Err(GraphError(format!(
+            return Err(NnError::Data { what: format!(
                 "training diverged at epoch {epoch} (validation loss {v}); try a lower learning_rate"
-            )));
+            ) });
         }
         val_loss.push(v);
         let is_best = best.as_ref().is_none_or(|b| v < b.0);
@@ -684,7 +697,9 @@ pub fn train(
             break;
         }
     }
-    let (_, net) = best.ok_or_else(|| GraphError("no epoch ran".into()))?;
+    let (_, net) = best.ok_or_else(|| NnError::Data {
+        what: "no epoch ran".into(),
+    })?;
     Ok(GraphModel {
         kind,
         config: cfg.clone(),
@@ -724,7 +739,7 @@ impl GraphModel {
         &self,
         data: &Tensorised,
         t: usize,
-    ) -> Result<Vec<ServicePrediction>, GraphError> {
+    ) -> Result<Vec<ServicePrediction>, NnError> {
         Ok(self
             .predict_many(std::slice::from_ref(data), &[(0, t)])?
             .remove(0))
@@ -734,7 +749,7 @@ impl GraphModel {
         &self,
         data: &[Tensorised],
         samples: &[(usize, usize)],
-    ) -> Result<Vec<Vec<ServicePrediction>>, GraphError> {
+    ) -> Result<Vec<Vec<ServicePrediction>>, NnError> {
         let device = Device::flex();
         let n = self.layout.nodes.len();
         let (h, k, q) = (self.config.horizon, TARGETS.len(), QUANTILES.len());
@@ -781,21 +796,25 @@ impl GraphModel {
     }
 
     /// Predictions from the newest window of `s` (at least `window` points, this model's graph).
-    pub fn predict_series(&self, s: &GraphSeries) -> Result<Vec<ServicePrediction>, GraphError> {
+    pub fn predict_series(&self, s: &GraphSeries) -> Result<Vec<ServicePrediction>, NnError> {
         self.layout.check(&s.graph)?;
         if s.len < self.config.window {
-            return Err(GraphError(format!(
-                "the snapshot has {} points; the model reads the last {}",
-                s.len, self.config.window
-            )));
+            return Err(NnError::Data {
+                what: format!(
+                    "the snapshot has {} points; the model reads the last {}",
+                    s.len, self.config.window
+                ),
+            });
         }
         let d = self.norm.tensorise(&self.layout, s)?;
         let t = s.len - 1;
         for (i, id) in self.layout.nodes.iter().enumerate() {
             if self.layout.is_service(i) && !d.raw(&self.layout, t, i, 0).is_finite() {
-                return Err(GraphError(format!(
-                    "service `{id}` has no rps at the newest point: cannot predict from it"
-                )));
+                return Err(NnError::Data {
+                    what: format!(
+                        "service `{id}` has no rps at the newest point: cannot predict from it"
+                    ),
+                });
             }
         }
         self.predict_at(&d, t)
@@ -925,7 +944,7 @@ pub fn persistence(
 
 impl GraphModel {
     /// Scores on the test range of `p` (which must use this model's normalisation).
-    pub fn test_scores(&self, p: &Prepared) -> Result<[TargetScore; 4], GraphError> {
+    pub fn test_scores(&self, p: &Prepared) -> Result<[TargetScore; 4], NnError> {
         let samples = p.samples(&self.config, 2);
         let preds = self.predict_many(&p.data, &samples)?;
         Ok(score(p, &samples, self.config.horizon, &preds, true))
@@ -958,13 +977,16 @@ pub struct Manifest {
     pub graphscale_version: String,
 }
 
-fn ck_err(path: &Path, why: impl std::fmt::Display) -> GraphError {
-    GraphError(format!("{}: {why}", path.display()))
+fn ck_err(path: &Path, why: impl std::fmt::Display) -> NnError {
+    NnError::Checkpoint {
+        path: path.display().to_string(),
+        reason: why.to_string(),
+    }
 }
 
 impl GraphModel {
     /// Writes the model to `path` atomically (a temporary file, then a rename).
-    pub fn save(&self, path: &Path) -> Result<(), GraphError> {
+    pub fn save(&self, path: &Path) -> Result<(), NnError> {
         let manifest = Manifest {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
@@ -997,7 +1019,7 @@ impl GraphModel {
 
     /// Reads a model written by [`GraphModel::save`]; another file (a forecaster checkpoint, a
     /// network of another shape) is refused with the reason.
-    pub fn load(path: &Path) -> Result<Self, GraphError> {
+    pub fn load(path: &Path) -> Result<Self, NnError> {
         let data = std::fs::read(path).map_err(|e| ck_err(path, e))?;
         let (_, meta) = SafeTensors::read_metadata(&data)
             .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
@@ -1066,7 +1088,7 @@ impl GraphModel {
     }
 
     /// Prepares `series` with this model's normalisation (for scoring held-out data).
-    pub fn prepare(&self, series: &[GraphSeries]) -> Result<Prepared, GraphError> {
+    pub fn prepare(&self, series: &[GraphSeries]) -> Result<Prepared, NnError> {
         let data = series
             .iter()
             .map(|s| {
@@ -1093,7 +1115,7 @@ pub fn rnn_baseline(
     p: &Prepared,
     cfg: &GraphModelConfig,
     rnn: &crate::rnn::RnnConfig,
-) -> Result<(Vec<Vec<ServicePrediction>>, usize), GraphError> {
+) -> Result<(Vec<Vec<ServicePrediction>>, usize), NnError> {
     let l = &p.layout;
     let samples = p.samples(cfg, 2);
     let mut preds = persistence(p, &samples, cfg.horizon);
@@ -1126,7 +1148,7 @@ pub fn rnn_baseline(
                     }
                     let f = trained
                         .forecast(&y[..=*t], *t, cfg.horizon)
-                        .map_err(|e| GraphError(e.to_string()))?;
+                        .map_err(NnError::from)?;
                     for sp in preds[k].iter_mut().filter(|sp| sp.service == l.nodes[i]) {
                         let v = f[sp.step - 1].max(0.0);
                         match j {

@@ -13,6 +13,7 @@
 //! Type-specific linear maps are applied to each type's rows (gathered, mapped, scattered
 //! back); a graph with one node type maps all rows at once.
 
+use crate::NnError;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
@@ -42,47 +43,50 @@ pub struct HeteroGraph {
     pub edge_features: usize,
 }
 
-/// Why a graph cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("graph: {0}")]
-pub struct GraphError(pub String);
-
 impl HeteroGraph {
     /// Checks indices, types and feature widths, naming the first problem.
-    pub fn validate(&self) -> Result<(), GraphError> {
+    pub fn validate(&self) -> Result<(), NnError> {
         let n = self.node_type.len();
         if let Some(i) = self.node_type.iter().position(|t| *t >= self.node_types) {
-            return Err(GraphError(format!(
-                "node {i} has type {} but there are {} node types",
-                self.node_type[i], self.node_types
-            )));
+            return Err(NnError::InvalidGraph {
+                what: format!(
+                    "node {i} has type {} but there are {} node types",
+                    self.node_type[i], self.node_types
+                ),
+            });
         }
         for (r, e) in self.relations.iter().enumerate() {
             if e.src.len() != e.dst.len() {
-                return Err(GraphError(format!(
-                    "relation {r}: {} sources but {} destinations",
-                    e.src.len(),
-                    e.dst.len()
-                )));
+                return Err(NnError::InvalidGraph {
+                    what: format!(
+                        "relation {r}: {} sources but {} destinations",
+                        e.src.len(),
+                        e.dst.len()
+                    ),
+                });
             }
             if e.features.len() != e.src.len() * self.edge_features {
-                return Err(GraphError(format!(
-                    "relation {r}: {} edge feature values for {} edges of width {}",
-                    e.features.len(),
-                    e.src.len(),
-                    self.edge_features
-                )));
+                return Err(NnError::InvalidGraph {
+                    what: format!(
+                        "relation {r}: {} edge feature values for {} edges of width {}",
+                        e.features.len(),
+                        e.src.len(),
+                        self.edge_features
+                    ),
+                });
             }
             if let Some(k) = e.src.iter().chain(&e.dst).position(|i| *i >= n) {
                 let bad = e.src.iter().chain(&e.dst).nth(k).copied().unwrap_or(0);
-                return Err(GraphError(format!(
-                    "relation {r}: edge to or from node {bad}, but the graph has {n} nodes"
-                )));
+                return Err(NnError::InvalidGraph {
+                    what: format!(
+                        "relation {r}: edge to or from node {bad}, but the graph has {n} nodes"
+                    ),
+                });
             }
             if let Some(k) = e.features.iter().position(|v| !v.is_finite()) {
-                return Err(GraphError(format!(
-                    "relation {r}: edge feature {k} is not finite"
-                )));
+                return Err(NnError::InvalidGraph {
+                    what: format!("relation {r}: edge feature {k} is not finite"),
+                });
             }
         }
         Ok(())
@@ -119,7 +123,7 @@ pub struct DeviceGraph {
 
 impl DeviceGraph {
     /// Moves `g` to `device` after checking it.
-    pub fn new(g: &HeteroGraph, device: &Device) -> Result<Self, GraphError> {
+    pub fn new(g: &HeteroGraph, device: &Device) -> Result<Self, NnError> {
         g.validate()?;
         let n = g.node_type.len();
         let present = (0..g.node_types)
@@ -439,7 +443,7 @@ pub fn from_app_graph(
     g: &graphscale_core::AppGraph,
     edge_features: usize,
     features: &dyn Fn(&graphscale_core::Edge) -> Vec<f32>,
-) -> Result<HeteroGraph, GraphError> {
+) -> Result<HeteroGraph, NnError> {
     let node_type = g
         .nodes
         .iter()
@@ -448,19 +452,21 @@ pub fn from_app_graph(
     let mut relations = vec![RelationEdges::default(); RELATIONS.len()];
     for e in &g.edges {
         let idx = |id: &str| {
-            g.index_of(id).ok_or_else(|| {
-                GraphError(format!("edge {} -> {}: unknown node `{id}`", e.src, e.dst))
+            g.index_of(id).ok_or_else(|| NnError::InvalidGraph {
+                what: format!("edge {} -> {}: unknown node `{id}`", e.src, e.dst),
             })
         };
         let r = RELATIONS.iter().position(|x| *x == e.relation).unwrap_or(0);
         let f = features(e);
         if f.len() != edge_features {
-            return Err(GraphError(format!(
-                "edge {} -> {}: {} features, expected {edge_features}",
-                e.src,
-                e.dst,
-                f.len()
-            )));
+            return Err(NnError::InvalidGraph {
+                what: format!(
+                    "edge {} -> {}: {} features, expected {edge_features}",
+                    e.src,
+                    e.dst,
+                    f.len()
+                ),
+            });
         }
         relations[r].src.push(idx(&e.src)?);
         relations[r].dst.push(idx(&e.dst)?);

@@ -14,6 +14,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+mod error;
 pub mod gnn;
 pub mod graphdata;
 pub mod graphmodel;
@@ -21,6 +22,8 @@ pub mod hgt;
 pub mod hybrid;
 pub mod online;
 pub mod rnn;
+
+pub use error::NnError;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -66,6 +69,15 @@ pub(crate) fn seeded<M: Module>(seed: u64, device: &Device, build: impl FnOnce()
 
 /// Model names of this crate.
 pub const NEURAL: [&str; 4] = ["lstm", "gru", "hybrid-mstl", "hybrid-prophet"];
+
+/// Every per-series model name [`by_name`] accepts: the forecast crate's and this crate's.
+pub fn model_names() -> Vec<&'static str> {
+    graphscale_forecast::models::MODELS
+        .iter()
+        .chain(NEURAL.iter())
+        .copied()
+        .collect()
+}
 
 /// Whether `name` is one of this crate's models.
 pub fn is_neural(name: &str) -> bool {
@@ -115,15 +127,14 @@ pub fn by_name(
             base: by_name_with_step("prophet", period, step_s)?,
             rnn: cfg,
         }),
-        other => by_name_with_step(other, period, step_s).map_err(|e| {
-            if e.reason.starts_with("unknown model") {
-                ForecastFailure::new(
-                    other,
-                    "unknown model (known: persistence, trend, seasonal-naive, ets, mstl, prophet, lstm, gru, hybrid-mstl, hybrid-prophet)",
-                )
-            } else {
-                e
-            }
-        })?,
+        other if graphscale_forecast::models::MODELS.contains(&other) || other == "snaive" => {
+            by_name_with_step(other, period, step_s)?
+        }
+        other => {
+            return Err(ForecastFailure::new(
+                other,
+                format!("unknown model (known: {})", model_names().join(", ")),
+            ))
+        }
     })
 }

@@ -1,14 +1,23 @@
 //! A graph model inside a control loop: [`OnlineGraphModel`] implements the core
-//! [`JointForecaster`] seam. It records one row of node and edge metrics per sync, trains a
-//! graph model ([`crate::graphmodel`]) on its history once it has `min_history` rows and again
-//! every `refit_every` syncs, and in between forecasts every service's request rate (the median
-//! quantile) from the newest window without retraining.
+//! [`JointForecaster`] seam. It records one row of node and edge metrics per sync; once it has
+//! `min_history` rows, and again every `refit_every` syncs, it hands out a training job
+//! ([`graphscale_core::training`]) that trains a graph model ([`crate::graphmodel`]) on a copy of
+//! its history; the control loop runs the job off the decision path and installs the model.
+//! Every sync it forecasts every service's request rate (the median quantile) from the newest
+//! window with the newest installed model, never training.
+//!
+//! The model sees the application graph (services, queues, topics and their edges,
+//! [`AppGraph::application`]): a pod that moves to another cluster node changes nothing. When a
+//! service, queue or edge appears or goes, the rows keep their data (they are keyed by name), the
+//! installed model keeps forecasting on the graph it was trained on while every service of that
+//! graph is still observed, and a retraining on the new graph falls due at once.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use graphscale_core::series::EdgeSeries;
 use graphscale_core::{
-    AppGraph, ClusterSnapshot, GraphSeries, JointForecaster, Metric, NoForecast, PodPhase, Relation,
+    AppGraph, ClusterSnapshot, GraphSeries, JobId, JointForecaster, Metric, Millis, NoForecast,
+    PodPhase, Relation, Trained, TrainingJob,
 };
 
 use crate::graphdata::NODE_METRICS;
@@ -28,6 +37,9 @@ pub struct OnlineConfig {
     pub refit_every: usize,
     /// Step between rows, ms (the sync period).
     pub step_ms: u64,
+    /// Modelled training time, ms of simulated time: a model is installed this long after its
+    /// job was handed out (a training takes seconds; default 15 000, the next sync).
+    pub training_ms: u64,
 }
 
 impl Default for OnlineConfig {
@@ -42,6 +54,7 @@ impl Default for OnlineConfig {
             history: 480,
             refit_every: 40,
             step_ms: 15_000,
+            training_ms: 15_000,
         }
     }
 }
@@ -62,9 +75,19 @@ pub struct OnlineGraphModel {
     graph: Option<AppGraph>,
     rows: VecDeque<Row>,
     model: Option<GraphModel>,
+    /// Forecasts since the newest installed model's data ended.
     since_fit: usize,
     trainings: usize,
+    /// The training handed out and not yet installed, with the forecasts made since.
+    in_flight: Option<(JobId, usize)>,
+    /// Why the last training failed, while there is no model.
+    failure: Option<String>,
+    /// The graph changed since the installed model's training: retrain at once.
+    stale_graph: bool,
 }
+
+/// What a training job of the online model produces.
+type TrainResult = Result<GraphModel, crate::NnError>;
 
 impl std::fmt::Debug for OnlineGraphModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,19 +111,26 @@ impl OnlineGraphModel {
             model: None,
             since_fit: 0,
             trainings: 0,
+            in_flight: None,
+            failure: None,
+            stale_graph: false,
         }
     }
 
-    /// Trainings so far.
+    /// Trainings installed so far.
     pub fn trainings(&self) -> usize {
         self.trainings
+    }
+
+    fn min_rows(&self) -> usize {
+        self.cfg.min_history.max(self.cfg.model.window)
     }
 
     fn series(&self, graph: &AppGraph) -> GraphSeries {
         let len = self.rows.len();
         let mut s = GraphSeries::new(graph.clone(), 0, self.cfg.step_ms, len);
         for (t, row) in self.rows.iter().enumerate() {
-            for (id, vals) in &row.nodes {
+            for (id, vals) in row.nodes.iter().filter(|(id, _)| graph.node(id).is_some()) {
                 let m = s.nodes.entry(id.clone()).or_default();
                 for (f, metric) in NODE_METRICS.iter().enumerate() {
                     if vals[f].is_finite() {
@@ -110,8 +140,13 @@ impl OnlineGraphModel {
             }
         }
         let mut edges: BTreeMap<EdgeKey, Vec<f64>> = BTreeMap::new();
+        let known: std::collections::BTreeSet<EdgeKey> = graph
+            .edges
+            .iter()
+            .map(|e| (e.src.clone(), e.dst.clone(), e.relation))
+            .collect();
         for (t, row) in self.rows.iter().enumerate() {
-            for (k, v) in &row.edges {
+            for (k, v) in row.edges.iter().filter(|(k, _)| known.contains(*k)) {
                 edges
                     .entry(k.clone())
                     .or_insert_with(|| vec![f64::NAN; len])[t] = *v;
@@ -140,11 +175,14 @@ impl JointForecaster for OnlineGraphModel {
     }
 
     fn observe(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) {
+        let graph = &graph.application();
         if self.graph.as_ref() != Some(graph) {
-            // A new graph: the old history and model no longer fit it.
+            // The rows keep their data; the model keeps forecasting on its own graph until a
+            // training on this one is installed.
+            if self.graph.is_some() {
+                self.stale_graph = true;
+            }
             self.graph = Some(graph.clone());
-            self.rows.clear();
-            self.model = None;
         }
         let mut row = Row::default();
         for w in &snapshot.workloads {
@@ -192,49 +230,32 @@ impl JointForecaster for OnlineGraphModel {
     }
 
     fn forecast(&mut self, horizon: usize) -> Result<BTreeMap<String, Vec<f64>>, NoForecast> {
-        let graph = self
-            .graph
-            .clone()
-            .ok_or_else(|| NoForecast::WarmingUp("no snapshot observed yet".into()))?;
-        if self.rows.len() < self.cfg.min_history.max(self.cfg.model.window) {
-            return Err(NoForecast::WarmingUp(format!(
-                "{} warming up: {} of {} snapshots",
-                self.kind.name(),
-                self.rows.len(),
-                self.cfg.min_history
-            )));
+        if self.graph.is_none() {
+            return Err(NoForecast::WarmingUp("no snapshot observed yet".into()));
         }
-        let series = self.series(&graph);
-        if self.model.is_none() || self.since_fit >= self.cfg.refit_every {
-            let span =
-                tracing::debug_span!("online_train", model = self.kind.name(), rows = series.len);
-            let _e = span.enter();
-            let trained = Prepared::new(&self.cfg.model, std::slice::from_ref(&series))
-                .and_then(|p| train(self.kind, &self.cfg.model, &p, &mut |_| {}));
-            match trained {
-                Ok(m) => {
-                    self.model = Some(m);
-                    self.trainings += 1;
-                }
-                // Keep the previous model, if any; try again next time.
-                Err(e) if self.model.is_none() => {
-                    return Err(NoForecast::Failed(format!(
-                        "{} could not train: {e}",
-                        self.kind.name()
-                    )))
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "retraining failed; keeping the previous model")
-                }
+        let Some(model) = self.model.as_ref() else {
+            if let Some(f) = &self.failure {
+                return Err(NoForecast::Failed(f.clone()));
             }
-            self.since_fit = 0;
-        }
+            return Err(NoForecast::WarmingUp(if self.in_flight.is_some() {
+                format!("{} training", self.kind.name())
+            } else {
+                format!(
+                    "{} warming up: {} of {} snapshots",
+                    self.kind.name(),
+                    self.rows.len(),
+                    self.min_rows()
+                )
+            }));
+        };
+        // The model forecasts on the graph it was trained on.
+        let series = self.series(&model.graph);
+        let preds = model.predict_series(&series);
         self.since_fit += 1;
-        let model = self
-            .model
-            .as_ref()
-            .ok_or_else(|| NoForecast::Failed("no model".into()))?;
-        let preds = model.predict_series(&series).map_err(|e| {
+        if let Some((_, n)) = &mut self.in_flight {
+            *n += 1;
+        }
+        let preds = preds.map_err(|e| {
             NoForecast::Failed(format!("{} could not forecast: {e}", self.kind.name()))
         })?;
         let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -242,5 +263,58 @@ impl JointForecaster for OnlineGraphModel {
             out.entry(p.service).or_default().push(p.rps[1]);
         }
         Ok(out)
+    }
+
+    fn training_job(&mut self, id: JobId) -> Option<TrainingJob> {
+        let graph = self.graph.clone()?;
+        let due =
+            self.model.is_none() || self.since_fit >= self.cfg.refit_every || self.stale_graph;
+        if self.in_flight.is_some() || self.rows.len() < self.min_rows() || !due {
+            return None;
+        }
+        let series = self.series(&graph);
+        let (kind, cfg) = (self.kind, self.cfg.model.clone());
+        self.in_flight = Some((id, 0));
+        self.stale_graph = false;
+        Some(TrainingJob::new(
+            id,
+            format!("{} on {} rows", kind.name(), series.len),
+            Millis(self.cfg.training_ms),
+            move || -> TrainResult {
+                let span =
+                    tracing::debug_span!("online_train", model = kind.name(), rows = series.len);
+                let _e = span.enter();
+                Prepared::new(&cfg, std::slice::from_ref(&series))
+                    .and_then(|p| train(kind, &cfg, &p, &mut |_| {}))
+            },
+        ))
+    }
+
+    fn install(&mut self, job: JobId, trained: Trained) {
+        let Some((want, since)) = self.in_flight else {
+            return;
+        };
+        if want != job {
+            return;
+        }
+        self.in_flight = None;
+        match trained.0.downcast::<TrainResult>().map(|b| *b) {
+            Ok(Ok(m)) => {
+                self.model = Some(m);
+                self.trainings += 1;
+                self.since_fit = since;
+                self.failure = None;
+            }
+            // Keep the previous model, if any; try again at the next refit.
+            Ok(Err(e)) => {
+                self.since_fit = 0;
+                if self.model.is_none() {
+                    self.failure = Some(format!("{} could not train: {e}", self.kind.name()));
+                } else {
+                    tracing::debug!(error = %e, "retraining failed; keeping the previous model");
+                }
+            }
+            Err(_) => {}
+        }
     }
 }

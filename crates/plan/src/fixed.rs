@@ -10,6 +10,7 @@ use crate::PlanError;
 /// at the first decision.
 #[derive(Debug, Clone)]
 pub struct StaticReplicas {
+    name: String,
     replicas: BTreeMap<String, u32>,
     sync: Millis,
 }
@@ -24,13 +25,23 @@ impl StaticReplicas {
                 reason: "a static count must be >= 1".into(),
             });
         }
-        Ok(StaticReplicas { replicas, sync })
+        Ok(StaticReplicas {
+            name: "static".into(),
+            replicas,
+            sync,
+        })
+    }
+
+    /// With `name` in reports instead of `static`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 }
 
 impl Autoscaler for StaticReplicas {
     fn name(&self) -> &str {
-        "static"
+        &self.name
     }
 
     fn sync_period(&self) -> Millis {

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod fixed;
+pub mod guarded;
 pub mod hpa;
 pub mod learn;
 pub mod phpa;

@@ -5,23 +5,41 @@
 //! the graph.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use graphscale_core::{
-    AppGraph, Autoscaler, ClusterSnapshot, Forecaster, Millis, Reason, ScalingDecision,
+    AppGraph, Autoscaler, ClusterSnapshot, ForecastFailure, ForecastOutput, Forecaster, JobId,
+    Millis, Reason, ScalingDecision, Trained, TrainingJob,
 };
 
 use crate::hpa::{Hpa, HpaControllerConfig, HpaSpec};
 use crate::PlanError;
+
+/// What a PHPA training job produces: the fitted model's forecast `look_ahead` decisions ahead.
+type Prediction = Result<ForecastOutput, ForecastFailure>;
+
+/// Per workload: the HPA, its replica history, this decision's HPA result and the newest
+/// prediction installed (used once).
+struct State {
+    hpa: Hpa,
+    history: VecDeque<f64>,
+    decision: Option<ScalingDecision>,
+    in_flight: Option<JobId>,
+    prediction: Option<Prediction>,
+}
 
 /// The PHPA-style autoscaler.
 pub struct PhpaAutoscaler {
     name: String,
     config: HpaControllerConfig,
     spec: HpaSpec,
-    model: Box<dyn Forecaster>,
+    model: Arc<dyn Forecaster>,
     look_ahead: usize,
     history: usize,
-    state: BTreeMap<String, (Hpa, VecDeque<f64>)>,
+    state: BTreeMap<String, State>,
+    due: Vec<TrainingJob>,
+    next_job: u64,
+    observed: Option<Millis>,
 }
 
 impl std::fmt::Debug for PhpaAutoscaler {
@@ -59,10 +77,13 @@ impl PhpaAutoscaler {
             name: name.into(),
             config,
             spec,
-            model,
+            model: Arc::from(model),
             look_ahead,
             history,
             state: BTreeMap::new(),
+            due: Vec::new(),
+            next_job: 0,
+            observed: None,
         })
     }
 }
@@ -76,53 +97,95 @@ impl Autoscaler for PhpaAutoscaler {
         Millis::from_secs(self.config.sync_period_s)
     }
 
-    fn decide(&mut self, snapshot: &ClusterSnapshot, _graph: &AppGraph) -> Vec<ScalingDecision> {
+    /// The HPA reconciles, its count joins the history, and a fit of the history (modelled as
+    /// ready at once: AutoETS on 60 points takes about a millisecond) falls due.
+    fn observe(&mut self, snapshot: &ClusterSnapshot, _graph: &AppGraph) {
+        self.observed = Some(snapshot.time);
+        for w in &snapshot.workloads {
+            let st = self.state.entry(w.name.clone()).or_insert_with(|| State {
+                hpa: Hpa::new(self.config.clone(), self.spec.clone()),
+                history: VecDeque::new(),
+                decision: None,
+                in_flight: None,
+                prediction: None,
+            });
+            let d = st.hpa.reconcile(snapshot.time, w);
+            if st.history.len() == self.history {
+                st.history.pop_front();
+            }
+            st.history.push_back(d.replicas as f64);
+            st.decision = Some(d);
+            if st.history.len() >= 8 && st.in_flight.is_none() {
+                self.next_job += 1;
+                let id = JobId(self.next_job);
+                let y: Vec<f64> = st.history.iter().copied().collect();
+                let model = Arc::clone(&self.model);
+                let ahead = self.look_ahead;
+                st.in_flight = Some(id);
+                self.due.push(TrainingJob::new(
+                    id,
+                    format!("{} fit of {}'s replicas", model.name(), w.name),
+                    Millis::ZERO,
+                    move || -> Prediction { model.fit(&y).and_then(|f| f.predict(ahead, &[])) },
+                ));
+            }
+        }
+        self.state.retain(|k, _| snapshot.workload(k).is_some());
+    }
+
+    fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision> {
+        if self.observed != Some(snapshot.time) {
+            self.observe(snapshot, graph);
+        }
         let mut out = Vec::with_capacity(snapshot.workloads.len());
         for w in &snapshot.workloads {
-            let (hpa, hist) = self.state.entry(w.name.clone()).or_insert_with(|| {
-                (
-                    Hpa::new(self.config.clone(), self.spec.clone()),
-                    VecDeque::new(),
-                )
-            });
-            let mut d = hpa.reconcile(snapshot.time, w);
-            if hist.len() == self.history {
-                hist.pop_front();
-            }
-            hist.push_back(d.replicas as f64);
-            if hist.len() >= 8 {
-                let y: Vec<f64> = hist.iter().copied().collect();
-                let pred = self
-                    .model
-                    .fit(&y)
-                    .and_then(|f| f.predict(self.look_ahead, &[]));
-                match pred {
-                    Ok(p) => {
-                        let v = p.point.last().copied().unwrap_or(f64::NAN);
-                        if v.is_finite() {
-                            let n = (v.round().max(0.0) as u32)
-                                .clamp(self.spec.min_replicas, self.spec.max_replicas);
-                            if n > d.replicas {
-                                d.reasons.push(Reason::new(
-                                    "phpa.prediction",
-                                    format!(
-                                        "{} predicts {v:.1} replicas {} decisions ahead: {n}",
-                                        self.model.name(),
-                                        self.look_ahead
-                                    ),
-                                ));
-                                d.replicas = n;
-                            }
+            let Some(st) = self.state.get_mut(&w.name) else {
+                continue;
+            };
+            let Some(mut d) = st.decision.take() else {
+                continue;
+            };
+            match st.prediction.take() {
+                Some(Ok(p)) => {
+                    let v = p.point.last().copied().unwrap_or(f64::NAN);
+                    if v.is_finite() {
+                        let n = (v.round().max(0.0) as u32)
+                            .clamp(self.spec.min_replicas, self.spec.max_replicas);
+                        if n > d.replicas {
+                            d.reasons.push(Reason::new(
+                                "phpa.prediction",
+                                format!(
+                                    "{} predicts {v:.1} replicas {} decisions ahead: {n}",
+                                    self.model.name(),
+                                    self.look_ahead
+                                ),
+                            ));
+                            d.replicas = n;
                         }
                     }
-                    Err(e) => d.reasons.push(Reason::new(
-                        "phpa.forecast_failed",
-                        format!("{e}: the HPA decides"),
-                    )),
                 }
+                Some(Err(e)) => d.reasons.push(Reason::new(
+                    "phpa.forecast_failed",
+                    format!("{e}: the HPA decides"),
+                )),
+                None => {}
             }
             out.push(d);
         }
         out
+    }
+
+    fn training_jobs(&mut self) -> Vec<TrainingJob> {
+        std::mem::take(&mut self.due)
+    }
+
+    fn install(&mut self, job: JobId, trained: Trained) {
+        let Some(st) = self.state.values_mut().find(|s| s.in_flight == Some(job)) else {
+            return;
+        };
+        st.in_flight = None;
+        if let Ok(p) = trained.0.downcast::<Prediction>() {
+            st.prediction = Some(*p);
+        }
     }
 }

@@ -80,7 +80,7 @@ pub enum SimError {
         message: String,
     },
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: String,

@@ -309,6 +309,25 @@ impl AppSpec {
             .collect()
     }
 
+    /// Static facts of every service (in `services` order): bounds `1..=max_replicas`, the CPU
+    /// each needs at [`AppSpec::nominal_peak_rps`] (visits x peak x CPU per request) and its pod's
+    /// CPU request.
+    pub fn facts(&self) -> Result<Vec<graphscale_core::WorkloadFacts>, SimError> {
+        let visits = self.visits_per_request()?;
+        Ok(self
+            .services
+            .iter()
+            .zip(visits)
+            .map(|(s, v)| graphscale_core::WorkloadFacts {
+                name: s.name.clone(),
+                min_replicas: 1,
+                max_replicas: s.max_replicas,
+                peak_cpu_millicores: Some(v * self.nominal_peak_rps * s.cpu_ms_per_request),
+                cpu_request_millicores: Some(s.requests.cpu_millicores),
+            })
+            .collect())
+    }
+
     /// Expected visits to each service (in `services` order) per external request, by
     /// propagating the entry shares along call ratios, and along produce/publish ratios to the
     /// consumers of a queue (split evenly) and every subscriber of a topic. A cycle is cut after

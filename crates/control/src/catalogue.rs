@@ -1,0 +1,515 @@
+//! The autoscaler catalogue: one table ([`CATALOGUE`]) of every named autoscaler, from which
+//! the names, the `--help` lists and the "unknown autoscaler" errors come, and [`build`], which
+//! turns an [`AutoscalerSpec`] into an autoscaler behind the safety layer.
+//!
+//! Adding an autoscaler is one [`Entry`]; a new kind of autoscaler is one [`AutoscalerSpec`]
+//! variant and its arm in [`build`]. Nothing here needs the simulator: the static facts an
+//! autoscaler needs (bounds, the CPU at the nominal peak) come in as
+//! [`graphscale_core::WorkloadFacts`].
+
+use std::collections::BTreeMap;
+
+use graphscale_core::{Autoscaler, Millis, WorkloadFacts};
+use graphscale_plan::fixed::StaticReplicas;
+use graphscale_plan::guarded::{GuardConfig, Guarded};
+use graphscale_plan::hpa::{
+    Behavior, HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget, ScalingRules, SelectPolicy,
+};
+use graphscale_plan::phpa::PhpaAutoscaler;
+use graphscale_plan::predictive::{PredictiveAutoscaler, PredictiveConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::ControlError;
+
+/// An autoscaler under test or in production, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AutoscalerSpec {
+    /// The Kubernetes HPA with one spec for every service.
+    Hpa {
+        /// Name in reports.
+        name: String,
+        /// Controller flags.
+        #[serde(default)]
+        controller: HpaControllerConfig,
+        /// The HPA object's spec.
+        spec: HpaSpec,
+    },
+    /// Fixed replicas: `replicas` for every service, or, when absent, the count each service
+    /// needs at the app's nominal peak at 80 % of its CPU request (peak provisioning).
+    Static {
+        /// Name in reports.
+        name: String,
+        /// Replicas for every service.
+        #[serde(default)]
+        replicas: Option<u32>,
+    },
+    /// A forecaster per service + the planner + the safety layer
+    /// ([`graphscale_plan::predictive`]).
+    Predictive {
+        /// Name in reports.
+        name: String,
+        /// Forecast model: `persistence`, `trend`, `seasonal-naive`, `ets`, `mstl`, `prophet`,
+        /// `lstm`, `gru`, `hybrid-mstl`, or a graph model `hgt`, `gat`, `stgnn`, `mlp`.
+        model: String,
+        /// Season length in history samples for the models that use one; default 240 (one
+        /// hour at 15 s).
+        #[serde(default)]
+        season: Option<usize>,
+        /// Settings (see `docs/planner.md`).
+        #[serde(default)]
+        config: Box<PredictiveConfig>,
+    },
+    /// The PHPA-style baseline: Holt-Winters (AutoETS) on the HPA's replica history.
+    Phpa {
+        /// Name in reports.
+        name: String,
+        /// Decisions ahead the replica count is predicted; default 4 (one minute).
+        #[serde(default)]
+        look_ahead: Option<usize>,
+        /// Replica counts kept; default 60.
+        #[serde(default)]
+        history: Option<usize>,
+        /// The HPA underneath; default as `hpa`.
+        #[serde(default)]
+        spec: Option<HpaSpec>,
+    },
+}
+
+/// One named autoscaler of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// Its name (`hpa`, `graph-trend`, ...).
+    pub name: &'static str,
+    /// One line for `--help` and the docs.
+    pub help: &'static str,
+    /// Its spec.
+    pub spec: fn(&str) -> AutoscalerSpec,
+}
+
+/// Every named autoscaler, in the order `--help` lists them.
+pub static CATALOGUE: &[Entry] = &[
+    Entry {
+        name: "hpa",
+        help: "the Kubernetes HPA with its defaults: CPU target 80 %, 1..=50 replicas",
+        spec: hpa,
+    },
+    Entry {
+        name: "hpa-tuned",
+        help: "the HPA hand-set to react faster: CPU target 60 %, tolerance 0.05, scale-down window 60 s, scale-up by up to 8 pods or 200 % per 15 s",
+        spec: hpa_tuned,
+    },
+    Entry {
+        name: "static",
+        help: "peak provisioning: each service's replicas for the app's nominal peak at 80 % of its CPU request",
+        spec: static_peak,
+    },
+    Entry {
+        name: "phpa",
+        help: "PHPA-style: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead",
+        spec: phpa,
+    },
+    Entry {
+        name: "pred-persistence",
+        help: "predictive, graph-blind: persistence per service",
+        spec: blind,
+    },
+    Entry {
+        name: "pred-trend",
+        help: "predictive, graph-blind: local trend per service",
+        spec: blind,
+    },
+    Entry {
+        name: "pred-ets",
+        help: "predictive, graph-blind: AutoETS per service",
+        spec: blind,
+    },
+    Entry {
+        name: "pred-lstm",
+        help: "predictive, graph-blind: an LSTM per service",
+        spec: blind,
+    },
+    Entry {
+        name: "graph-persistence",
+        help: "predictive: persistence per service, demand propagated along the graph",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-trend",
+        help: "predictive: local trend per service, demand propagated along the graph",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-trend-vpa",
+        help: "graph-trend that also resizes memory requests and limits in place (vertical.update = memory)",
+        spec: graph_trend_vpa,
+    },
+    Entry {
+        name: "graph-ets",
+        help: "predictive: AutoETS per service, demand propagated along the graph",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-mstl",
+        help: "predictive: MSTL per service, demand propagated along the graph",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-prophet",
+        help: "predictive: Prophet per service (build with --features prophet), refit once a minute",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-lstm",
+        help: "predictive: an LSTM per service, trained every 10 minutes",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-gru",
+        help: "predictive: a GRU per service, trained every 10 minutes",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-hgt",
+        help: "one HGT forecasting every service from the whole graph (trained online after 10 minutes and every 10 minutes on the last 2 hours)",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-gat",
+        help: "one edge-aware GAT forecasting every service from the whole graph, trained online",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-stgnn",
+        help: "one STGNN with a learned adjacency forecasting every service, trained online",
+        spec: graph,
+    },
+    Entry {
+        name: "graph-mlp",
+        help: "the edge-blind MLP ablation of the graph models, trained online",
+        spec: graph,
+    },
+];
+
+/// The catalogue's names, comma-separated.
+pub fn names() -> String {
+    CATALOGUE
+        .iter()
+        .map(|e| e.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The catalogue as `name: help` lines, for `--help`.
+pub fn help() -> String {
+    CATALOGUE
+        .iter()
+        .map(|e| format!("{}: {}", e.name, e.help))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn default_hpa_spec() -> HpaSpec {
+    HpaSpec {
+        min_replicas: 1,
+        max_replicas: 50,
+        metrics: vec![MetricTarget::CpuUtilization { target_percent: 80 }],
+        ..HpaSpec::default()
+    }
+}
+
+fn hpa(name: &str) -> AutoscalerSpec {
+    AutoscalerSpec::Hpa {
+        name: name.into(),
+        controller: HpaControllerConfig::default(),
+        spec: default_hpa_spec(),
+    }
+}
+
+fn hpa_tuned(name: &str) -> AutoscalerSpec {
+    let mut behavior = Behavior::default();
+    behavior.scale_up.policies[0].value = 8;
+    behavior.scale_up.policies[1].value = 200;
+    behavior.scale_down = ScalingRules {
+        stabilization_window_s: 60,
+        select_policy: SelectPolicy::Max,
+        policies: behavior.scale_down.policies.clone(),
+    };
+    AutoscalerSpec::Hpa {
+        name: name.into(),
+        controller: HpaControllerConfig {
+            tolerance: 0.05,
+            ..HpaControllerConfig::default()
+        },
+        spec: HpaSpec {
+            metrics: vec![MetricTarget::CpuUtilization { target_percent: 60 }],
+            behavior,
+            ..default_hpa_spec()
+        },
+    }
+}
+
+fn static_peak(name: &str) -> AutoscalerSpec {
+    AutoscalerSpec::Static {
+        name: name.into(),
+        replicas: None,
+    }
+}
+
+fn phpa(name: &str) -> AutoscalerSpec {
+    AutoscalerSpec::Phpa {
+        name: name.into(),
+        look_ahead: None,
+        history: None,
+        spec: None,
+    }
+}
+
+/// `pred-MODEL`: the model after the dash, graph-blind.
+fn blind(name: &str) -> AutoscalerSpec {
+    predictive(name, name.strip_prefix("pred-").unwrap_or(name), false)
+}
+
+/// `graph-MODEL`: the model after the dash, demand propagated along the graph.
+fn graph(name: &str) -> AutoscalerSpec {
+    predictive(name, name.strip_prefix("graph-").unwrap_or(name), true)
+}
+
+fn graph_trend_vpa(name: &str) -> AutoscalerSpec {
+    let mut spec = predictive(name, "trend", true);
+    if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+        config.vertical.update = graphscale_plan::vertical::VerticalUpdate::Memory;
+    }
+    spec
+}
+
+/// The network settings of the neural predictive autoscalers: a short window (4 minutes at 15-s
+/// syncs) and a small network, so a fit on one hour of history takes well under a second.
+pub fn autoscaler_rnn() -> graphscale_nn::rnn::RnnConfig {
+    graphscale_nn::rnn::RnnConfig {
+        window: 16,
+        hidden: 16,
+        max_horizon: 8,
+        epochs: 15,
+        patience: 3,
+        ..Default::default()
+    }
+}
+
+fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
+    let mut config = PredictiveConfig::default();
+    config.planner.graph_aware = graph_aware;
+    if model == "prophet" {
+        // A Prophet fit costs more than the other models': refit once a minute, forecast
+        // further in between.
+        config.refit_every = 4;
+    }
+    if graphscale_nn::is_neural(model) {
+        // A network is trained every 10 minutes (40 syncs) on the last hour, after a
+        // warm-up long enough for its windows, and forecasts from the newest data in between.
+        config.refit_every = 40;
+        config.min_history = config.min_history.max(autoscaler_rnn().min_points());
+    }
+    AutoscalerSpec::Predictive {
+        name: name.to_string(),
+        model: model.to_string(),
+        season: None,
+        config: Box::new(config),
+    }
+}
+
+impl AutoscalerSpec {
+    /// The named autoscaler of the [`CATALOGUE`].
+    pub fn named(name: &str) -> Result<Self, ControlError> {
+        CATALOGUE
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.spec)(e.name))
+            .ok_or_else(|| ControlError::UnknownAutoscaler {
+                name: name.to_string(),
+                known: names(),
+            })
+    }
+
+    /// Its name in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            AutoscalerSpec::Hpa { name, .. }
+            | AutoscalerSpec::Static { name, .. }
+            | AutoscalerSpec::Predictive { name, .. }
+            | AutoscalerSpec::Phpa { name, .. } => name,
+        }
+    }
+}
+
+impl From<&str> for AutoscalerSpec {
+    /// A named autoscaler; an unknown name becomes a static spec named `unknown:NAME` that
+    /// validation rejects. Prefer [`AutoscalerSpec::named`] where the error matters.
+    fn from(s: &str) -> Self {
+        AutoscalerSpec::named(s).unwrap_or(AutoscalerSpec::Static {
+            name: format!("unknown:{s}"),
+            replicas: Some(0),
+        })
+    }
+}
+
+/// Builds the autoscaler `spec` describes, behind the safety layer, for workloads with `facts`.
+///
+/// The baselines (HPA, static, PHPA) pass through [`GuardConfig::bounds_only`]: bounds and no
+/// scale-down on missing data, nothing that would change their own behaviour; the predictive
+/// autoscalers through their own safety settings ([`PredictiveAutoscaler::guarded`]).
+pub fn build(
+    spec: &AutoscalerSpec,
+    facts: &[WorkloadFacts],
+) -> Result<Box<dyn Autoscaler + Send>, ControlError> {
+    let plan_err = |source| ControlError::Plan {
+        name: spec.name().to_string(),
+        source,
+    };
+    match spec {
+        AutoscalerSpec::Hpa {
+            name,
+            controller,
+            spec,
+        } => {
+            let hpa = HpaAutoscaler::new(
+                name.clone(),
+                controller.clone(),
+                spec.clone(),
+                BTreeMap::new(),
+            )
+            .map_err(plan_err)?;
+            let guard = GuardConfig::bounds_only(spec.min_replicas, spec.max_replicas);
+            Ok(Box::new(Guarded::new(hpa, guard).map_err(plan_err)?))
+        }
+        AutoscalerSpec::Static { name, replicas } => {
+            let map = facts
+                .iter()
+                .filter_map(|f| {
+                    replicas
+                        .or_else(|| f.peak_replicas(0.8))
+                        .map(|n| (f.name.clone(), n))
+                })
+                .collect();
+            let fixed = StaticReplicas::new(map, Millis::from_secs(15))
+                .map_err(plan_err)?
+                .with_name(name.clone());
+            let max = facts
+                .iter()
+                .map(|f| f.max_replicas)
+                .max()
+                .unwrap_or(u32::MAX);
+            Ok(Box::new(
+                Guarded::new(fixed, GuardConfig::bounds_only(1, max.max(1)))
+                    .and_then(|g| g.with_bounds(facts))
+                    .map_err(plan_err)?,
+            ))
+        }
+        AutoscalerSpec::Predictive {
+            name,
+            model,
+            season,
+            config,
+        } => {
+            if let Ok(kind) = graphscale_nn::graphmodel::Kind::parse(model) {
+                let online = graphscale_nn::online::OnlineGraphModel::new(
+                    kind,
+                    graphscale_nn::online::OnlineConfig {
+                        step_ms: config.sync_period_s * 1000,
+                        ..graphscale_nn::online::OnlineConfig::default()
+                    },
+                );
+                let p = PredictiveAutoscaler::with_joint(
+                    name.clone(),
+                    Box::new(online),
+                    (**config).clone(),
+                )
+                .map_err(plan_err)?;
+                return Ok(Box::new(p.guarded().map_err(plan_err)?));
+            }
+            let rnn = autoscaler_rnn();
+            // Networks get season inputs only when a season is given.
+            let default_season = if graphscale_nn::is_neural(model) {
+                0
+            } else {
+                240
+            };
+            let m = graphscale_nn::by_name(
+                model,
+                season.unwrap_or(default_season),
+                config.sync_period_s,
+                rnn.max_horizon,
+                Some(&rnn),
+            )
+            .map_err(|source| ControlError::Model {
+                name: name.clone(),
+                source,
+            })?;
+            let p =
+                PredictiveAutoscaler::new(name.clone(), m, (**config).clone()).map_err(plan_err)?;
+            Ok(Box::new(p.guarded().map_err(plan_err)?))
+        }
+        AutoscalerSpec::Phpa {
+            name,
+            look_ahead,
+            history,
+            spec,
+        } => {
+            let m = graphscale_forecast::models::by_name("ets", 1).map_err(|source| {
+                ControlError::Model {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+            let hpa_spec = spec.clone().unwrap_or_else(default_hpa_spec);
+            let guard = GuardConfig::bounds_only(hpa_spec.min_replicas, hpa_spec.max_replicas);
+            let p = PhpaAutoscaler::new(
+                name.clone(),
+                HpaControllerConfig::default(),
+                hpa_spec,
+                m,
+                look_ahead.unwrap_or(4),
+                history.unwrap_or(60),
+            )
+            .map_err(plan_err)?;
+            Ok(Box::new(Guarded::new(p, guard).map_err(plan_err)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_builds_and_keeps_its_name() {
+        let facts = vec![WorkloadFacts {
+            name: "a".into(),
+            min_replicas: 1,
+            max_replicas: 10,
+            peak_cpu_millicores: Some(900.0),
+            cpu_request_millicores: Some(500.0),
+        }];
+        for e in CATALOGUE {
+            let spec = AutoscalerSpec::named(e.name).unwrap();
+            assert_eq!(spec.name(), e.name);
+            match build(&spec, &facts) {
+                Ok(a) => assert_eq!(a.name(), e.name),
+                // Prophet is in the catalogue of every build; a build without it says so.
+                Err(ControlError::Model { name, source }) if e.name == "graph-prophet" => {
+                    assert_eq!(name, "graph-prophet");
+                    assert!(source.to_string().contains("--features prophet"));
+                }
+                Err(err) => panic!("{}: {err}", e.name),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_catalogue() {
+        let e = AutoscalerSpec::named("hpa2").unwrap_err().to_string();
+        assert!(e.contains("`hpa2`") && e.contains("graph-trend-vpa"), "{e}");
+        assert!(names().starts_with("hpa, hpa-tuned, static"));
+        assert_eq!(help().lines().count(), CATALOGUE.len());
+    }
+}

@@ -1,0 +1,85 @@
+//! The plan stage of the predictive autoscaler: the demand of every service becomes replicas
+//! for the whole graph at once ([`crate::planner::plan`]), raised to the CPU floor, with the
+//! vertical recommender's memory resize; the result is a [`WorkloadPlan`] per workload for the
+//! safety layer.
+
+use graphscale_core::{AppGraph, ClusterSnapshot, Reason};
+
+use super::analyze::Analysis;
+use super::PredictiveAutoscaler;
+use crate::guarded::WorkloadPlan;
+use crate::planner::{plan, ServiceInput};
+use crate::safety::Proposal;
+
+/// Plans every workload of `snapshot` from `analysis`.
+pub fn plan_workloads(
+    a: &mut PredictiveAutoscaler,
+    snapshot: &ClusterSnapshot,
+    graph: &AppGraph,
+    analysis: Analysis,
+) -> Vec<WorkloadPlan> {
+    let cfg = &a.cfg;
+    let inputs: Vec<ServiceInput> = snapshot
+        .workloads
+        .iter()
+        .zip(&analysis.demands)
+        .map(|(w, d)| ServiceInput {
+            name: w.name.clone(),
+            current: w.spec_replicas,
+            min_replicas: cfg.safety.min_replicas,
+            max_replicas: cfg.safety.max_replicas,
+            demand_rps: d.demand,
+            backlog: w.backlog,
+            cpu: a.services.get(&w.name).and_then(|s| s.cpu.model()),
+            requests: w.pods.first().map(|p| p.requests).unwrap_or_default(),
+        })
+        .collect();
+    let ratios = &a.ratios;
+    let plans = plan(&cfg.planner, graph, &inputs, &|x, y, r| {
+        ratios.ratio(x, y).unwrap_or(r)
+    });
+    let mut out = Vec::with_capacity(plans.len());
+    for ((w, d), pl) in snapshot.workloads.iter().zip(analysis.demands).zip(plans) {
+        let mut reasons = d.reasons;
+        reasons.extend(pl.reasons);
+        let mut replicas = pl.replicas;
+        if let (Some(r), Some(f)) = (replicas, d.cpu_floor) {
+            if f > r {
+                reasons.push(Reason::new(
+                    "plan.cpu_floor",
+                    format!(
+                        "the ready pods' CPU needs {f} replicas at {:.0} % of the request (plan said {r})",
+                        cfg.planner.target_utilization * 100.0
+                    ),
+                ));
+                replicas = Some(f.min(cfg.safety.max_replicas));
+            }
+        }
+        let mut resize = None;
+        if let Some(st) = a.services.get_mut(&w.name) {
+            let planned_cpu = match (pl.demand_rps, replicas, st.cpu.model()) {
+                (Some(dm), Some(r), Some(m)) if r > 0 => {
+                    Some(m.idle_millicores + m.cpu_ms_per_request * dm / r as f64)
+                }
+                _ => None,
+            };
+            st.recommendation = st.vertical.recommend(&cfg.vertical, planned_cpu);
+            resize = st
+                .recommendation
+                .and_then(|r| st.vertical.update(&cfg.vertical, &r))
+                .map(|(to, why)| (to, Reason::new("vertical.resize", why)));
+        }
+        out.push(WorkloadPlan {
+            workload: w.name.clone(),
+            proposal: Proposal {
+                replicas,
+                relative_width: d.relative_width,
+                reasons,
+                hpa_rule: None,
+            },
+            health: Some(d.health),
+            resize,
+        });
+    }
+    out
+}
