@@ -101,6 +101,11 @@ pub fn decide(
                 if let Some(r) = ctl.tick(&mut sim)? {
                     k += 1;
                     installed += r.models_installed;
+                    if k == warmup && installed == 0 {
+                        // Measure decisions that forecast with a model: wait for the first
+                        // trainings once; the later ones run beside the measured rounds.
+                        installed += ctl.finish_training();
+                    }
                     if k > warmup {
                         let ms = r.decide_time.as_secs_f64() * 1000.0;
                         all.push(ms);
@@ -111,12 +116,7 @@ pub fn decide(
                 }
             }
             let pct = |v: &mut Vec<f64>, q: f64| -> String {
-                if v.is_empty() {
-                    return "-".into();
-                }
-                v.sort_by(f64::total_cmp);
-                let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-                format!("{:.3}", v[i])
+                graphscale_core::stats::quantile(v, q).map_or("-".into(), |x| format!("{x:.3}"))
             };
             let n = all.len();
             let n_busy = busy.len();

@@ -50,7 +50,7 @@ pub fn load_data(spec: &str) -> Result<Vec<GraphSeries>> {
         };
         let hpa = AutoscalerSpec::named("hpa")?;
         return (1..=seeds)
-            .map(|seed| crate::app::record_series(&app, &workload, &hpa, seed, duration))
+            .map(|seed| crate::simulate::record_series(&app, &workload, &hpa, seed, duration))
             .collect();
     }
     if let Some(dir) = spec.strip_prefix("nezha:") {

@@ -20,12 +20,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod app;
 mod bench;
+mod data;
+mod experiment;
+mod flags;
 mod forecast;
 mod graph;
 mod serve;
+mod simulate;
 
 fn main() -> ExitCode {
-    let cli = app::Cli::parse();
+    let cli = flags::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("GRAPHSCALE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Cluster: Send {
     /// The current graph.
     fn topology(&mut self) -> impl Future<Output = Result<AppGraph, BoxError>> + Send;
+    /// The topology's version when the source can tell cheaply ([`TopologySource::version`]);
+    /// `None` (default): the loop reads the topology every round.
+    fn topology_version(&mut self) -> Option<u64> {
+        None
+    }
     /// The current snapshot.
     fn observe(&mut self) -> impl Future<Output = Result<ClusterSnapshot, BoxError>> + Send;
     /// Applies the decisions.
@@ -94,6 +100,10 @@ where
         std::future::ready(TopologySource::topology(&*self.0).map_err(|e| Box::new(e) as BoxError))
     }
 
+    fn topology_version(&mut self) -> Option<u64> {
+        TopologySource::version(&*self.0)
+    }
+
     fn observe(&mut self) -> impl Future<Output = Result<ClusterSnapshot, BoxError>> + Send {
         std::future::ready(MetricSource::observe(self.0).map_err(|e| Box::new(e) as BoxError))
     }
@@ -111,8 +121,8 @@ where
 pub struct Round {
     /// When it ran.
     pub time: Millis,
-    /// The graph it decided on.
-    pub graph: AppGraph,
+    /// The graph it decided on (shared with the loop, which keeps it while its version holds).
+    pub graph: Arc<AppGraph>,
     /// What the autoscaler saw.
     pub snapshot: ClusterSnapshot,
     /// What it decided, with reasons (as applied).
@@ -145,6 +155,8 @@ pub struct ControlLoop<A> {
     schedule: Schedule,
     training: Box<dyn TrainingRunner>,
     rounds: u64,
+    /// The newest graph and its version, when the topology source has versions.
+    graph: Option<(u64, Arc<AppGraph>)>,
 }
 
 impl<A: Autoscaler> std::fmt::Debug for ControlLoop<A> {
@@ -165,6 +177,7 @@ impl<A: Autoscaler> ControlLoop<A> {
             schedule,
             training,
             rounds: 0,
+            graph: None,
         }
     }
 
@@ -214,6 +227,16 @@ impl<A: Autoscaler> ControlLoop<A> {
         self.training.pending()
     }
 
+    /// Waits for every training job handed out and installs the results; returns how many.
+    pub fn finish_training(&mut self) -> usize {
+        let done = self.training.wait();
+        let n = done.len();
+        for (id, trained) in done {
+            self.autoscaler.install(id, trained);
+        }
+        n
+    }
+
     /// The autoscaler's part of a round, open loop: observe, hand out and install fits,
     /// decide. `now` is the training runner's clock.
     pub fn decide(&mut self, now: Millis, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Decided {
@@ -260,7 +283,15 @@ impl<A: Autoscaler> ControlLoop<A> {
                     source,
                 }
             };
-            let graph = cluster.topology().await.map_err(fail(Stage::Topology))?;
+            let version = cluster.topology_version();
+            let graph = match (&self.graph, version) {
+                (Some((v, g)), Some(now_v)) if *v == now_v => Arc::clone(g),
+                _ => {
+                    let g = Arc::new(cluster.topology().await.map_err(fail(Stage::Topology))?);
+                    self.graph = version.map(|v| (v, Arc::clone(&g)));
+                    g
+                }
+            };
             let snapshot = cluster.observe().await.map_err(fail(Stage::Metrics))?;
             let Decided {
                 decisions,

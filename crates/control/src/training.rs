@@ -19,6 +19,9 @@ pub trait TrainingRunner: Send {
     fn ready(&mut self, now: Millis) -> Vec<(JobId, Trained)>;
     /// Jobs submitted and not yet handed back.
     fn pending(&self) -> usize;
+    /// Waits until every submitted job is done and hands back all results, whatever their
+    /// modelled time (for shutdown, tests and benchmarks).
+    fn wait(&mut self) -> Vec<(JobId, Trained)>;
 }
 
 /// Jobs run at once, their results held back by their modelled training time.
@@ -50,6 +53,10 @@ impl TrainingRunner for SimulatedTraining {
 
     fn pending(&self) -> usize {
         self.held.len()
+    }
+
+    fn wait(&mut self) -> Vec<(JobId, Trained)> {
+        std::mem::take(&mut self.held).into_values().collect()
     }
 }
 
@@ -137,6 +144,10 @@ impl TrainingRunner for ThreadTraining {
 
     fn pending(&self) -> usize {
         self.pending
+    }
+
+    fn wait(&mut self) -> Vec<(JobId, Trained)> {
+        self.drain()
     }
 }
 

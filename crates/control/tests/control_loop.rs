@@ -103,7 +103,7 @@ async fn the_same_loop_drives_the_simulator_and_a_fake_cluster() {
             snapshots: rounds.iter().map(|r| r.snapshot.clone()).collect(),
         },
         topology: ScriptedTopology {
-            graphs: rounds.iter().map(|r| r.graph.clone()).collect(),
+            graphs: rounds.iter().map(|r| (*r.graph).clone()).collect(),
         },
         actuator: Recording::default(),
     };

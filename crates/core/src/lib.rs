@@ -40,6 +40,7 @@ pub mod forecast;
 pub mod graph;
 pub mod observe;
 pub mod series;
+pub mod stats;
 pub mod time;
 pub mod training;
 pub mod traits;

@@ -131,9 +131,17 @@ pub struct ClusterSnapshot {
 }
 
 impl ClusterSnapshot {
-    /// A workload by name.
+    /// A workload by name (a linear search: for one look-up; see [`ClusterSnapshot::by_name`]).
     pub fn workload(&self, name: &str) -> Option<&WorkloadObservation> {
         self.workloads.iter().find(|w| w.name == name)
+    }
+
+    /// Every workload by name, for many look-ups.
+    pub fn by_name(&self) -> std::collections::HashMap<&str, &WorkloadObservation> {
+        self.workloads
+            .iter()
+            .map(|w| (w.name.as_str(), w))
+            .collect()
     }
 }
 

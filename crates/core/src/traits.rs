@@ -28,6 +28,12 @@ pub trait TopologySource {
     type Error: std::error::Error + Send + Sync + 'static;
     /// The current graph.
     fn topology(&self) -> Result<AppGraph, Self::Error>;
+    /// A number that changes whenever the graph does, when the source can tell cheaply (the
+    /// simulator counts placement changes); a control loop then reads the graph only when it
+    /// changed. Default `None`: read it every round.
+    fn version(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Carries out scaling decisions.

@@ -98,16 +98,6 @@ pub fn fill_gaps(y: &mut [f64]) -> Result<usize, ForecastError> {
     Ok(filled)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
-}
-
 /// Replaces monitoring glitches, keeping real flash crowds.
 ///
 /// Rule: a point is a glitch when it is **isolated**: it deviates from the median of its
@@ -127,10 +117,12 @@ pub fn filter_glitches(y: &mut [f64], half_window: usize, k: f64) -> Vec<usize> 
         let lo = i.saturating_sub(half_window);
         let hi = (i + half_window + 1).min(n);
         let mut w: Vec<f64> = y[lo..hi].to_vec();
-        let m = median(&mut w);
+        let m = graphscale_core::stats::median(&mut w);
         let mut dev: Vec<f64> = y[lo..hi].iter().map(|x| (x - m).abs()).collect();
         med[i] = m;
-        scale[i] = (1.4826 * median(&mut dev)).max(0.01 * m.abs()).max(1e-12);
+        scale[i] = (1.4826 * graphscale_core::stats::median(&mut dev))
+            .max(0.01 * m.abs())
+            .max(1e-12);
     }
     let out_of_line = |i: usize, y: &[f64]| (y[i] - med[i]).abs() > k * scale[i];
     let flagged: Vec<usize> = (0..n)

@@ -40,8 +40,7 @@ pub struct Timing {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    graphscale_core::stats::median(&mut v)
 }
 
 /// Times `net` with `batch` windows of `window` steps, `hidden` units and `outputs` outputs:

@@ -126,10 +126,12 @@ impl OnlineGraphModel {
         self.cfg.min_history.max(self.cfg.model.window)
     }
 
-    fn series(&self, graph: &AppGraph) -> GraphSeries {
-        let len = self.rows.len();
+    /// The rows as a series on `graph`, the newest `last` of them (all when `None`).
+    fn series(&self, graph: &AppGraph, last: Option<usize>) -> GraphSeries {
+        let skip = last.map_or(0, |n| self.rows.len().saturating_sub(n));
+        let len = self.rows.len() - skip;
         let mut s = GraphSeries::new(graph.clone(), 0, self.cfg.step_ms, len);
-        for (t, row) in self.rows.iter().enumerate() {
+        for (t, row) in self.rows.iter().skip(skip).enumerate() {
             for (id, vals) in row.nodes.iter().filter(|(id, _)| graph.node(id).is_some()) {
                 let m = s.nodes.entry(id.clone()).or_default();
                 for (f, metric) in NODE_METRICS.iter().enumerate() {
@@ -145,7 +147,7 @@ impl OnlineGraphModel {
             .iter()
             .map(|e| (e.src.clone(), e.dst.clone(), e.relation))
             .collect();
-        for (t, row) in self.rows.iter().enumerate() {
+        for (t, row) in self.rows.iter().skip(skip).enumerate() {
             for (k, v) in row.edges.iter().filter(|(k, _)| known.contains(*k)) {
                 edges
                     .entry(k.clone())
@@ -248,8 +250,9 @@ impl JointForecaster for OnlineGraphModel {
                 )
             }));
         };
-        // The model forecasts on the graph it was trained on.
-        let series = self.series(&model.graph);
+        // The model forecasts on the graph it was trained on, from its newest window (the
+        // inputs are normalised point by point, so older rows change nothing).
+        let series = self.series(&model.graph, Some(model.config.window));
         let preds = model.predict_series(&series);
         self.since_fit += 1;
         if let Some((_, n)) = &mut self.in_flight {
@@ -272,7 +275,7 @@ impl JointForecaster for OnlineGraphModel {
         if self.in_flight.is_some() || self.rows.len() < self.min_rows() || !due {
             return None;
         }
-        let series = self.series(&graph);
+        let series = self.series(&graph, None);
         let (kind, cfg) = (self.kind, self.cfg.model.clone());
         self.in_flight = Some((id, 0));
         self.stale_graph = false;

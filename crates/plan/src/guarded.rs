@@ -306,14 +306,10 @@ impl<A: Propose> Autoscaler for Guarded<A> {
 
     fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision> {
         let now = snapshot.time;
-        let mut plans: BTreeMap<String, WorkloadPlan> = self
-            .inner
-            .propose(snapshot, graph)
-            .into_iter()
-            .map(|p| (p.workload.clone(), p))
-            .collect();
+        let mut plans = Plans::new(self.inner.propose(snapshot, graph));
         let mut out = Vec::with_capacity(snapshot.workloads.len());
-        for w in &snapshot.workloads {
+        let mut added = false;
+        for (i, w) in snapshot.workloads.iter().enumerate() {
             // The fallback reconciles every decision, so its stabilisation window stays current.
             let hpa_rule = self.fallback.as_mut().map(|f| {
                 let (config, spec) = (&f.config, &f.spec);
@@ -330,7 +326,7 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                     .join("; ");
                 (d.replicas, why)
             });
-            let (mut proposal, health, resize) = match plans.remove(&w.name) {
+            let (mut proposal, health, resize) = match plans.take(i, &w.name) {
                 Some(p) => {
                     let health = match p.health {
                         Some(h) => h,
@@ -362,21 +358,24 @@ impl<A: Propose> Autoscaler for Guarded<A> {
             if proposal.hpa_rule.is_none() {
                 proposal.hpa_rule = hpa_rule;
             }
-            let mut cfg = self.cfg.safety.clone();
-            if let Some(&(lo, hi)) = self.bounds.get(&w.name) {
-                cfg.min_replicas = lo;
-                cfg.max_replicas = hi;
+            let bounded;
+            let cfg = match self.bounds.get(&w.name) {
+                Some(&(lo, hi)) => {
+                    bounded = SafetyConfig {
+                        min_replicas: lo,
+                        max_replicas: hi,
+                        ..self.cfg.safety.clone()
+                    };
+                    &bounded
+                }
+                None => &self.cfg.safety,
+            };
+            if !self.states.contains_key(&w.name) {
+                self.states.insert(w.name.clone(), SafetyState::default());
+                added = true;
             }
-            let state = self.states.entry(w.name.clone()).or_default();
-            let mut d = guard(
-                &cfg,
-                state,
-                now,
-                &w.name,
-                w.spec_replicas,
-                proposal,
-                &health,
-            );
+            let state = self.states.get_mut(&w.name).expect("inserted above");
+            let mut d = guard(cfg, state, now, &w.name, w.spec_replicas, proposal, &health);
             if let Some((to, why)) = resize {
                 d.resources = Some(to);
                 d.reasons.push(why);
@@ -386,10 +385,15 @@ impl<A: Propose> Autoscaler for Guarded<A> {
         if let Some(b) = self.cfg.memory_budget_gib {
             hold_resizes_over_budget(b, snapshot, &mut out);
         }
-        // Workloads gone from the cluster keep no state.
-        self.states.retain(|k, _| snapshot.workload(k).is_some());
-        if let Some(f) = &mut self.fallback {
-            f.controllers.retain(|k, _| snapshot.workload(k).is_some());
+        // Workloads gone from the cluster keep no state (there are more states than workloads,
+        // or as many after one was added in place of another).
+        if added || self.states.len() != snapshot.workloads.len() {
+            let present = snapshot.by_name();
+            self.states.retain(|k, _| present.contains_key(k.as_str()));
+            if let Some(f) = &mut self.fallback {
+                f.controllers
+                    .retain(|k, _| present.contains_key(k.as_str()));
+            }
         }
         out
     }
@@ -403,6 +407,44 @@ impl<A: Propose> Autoscaler for Guarded<A> {
     }
 }
 
+/// The inner plans of one round, looked up by workload: in the snapshot's order (the usual
+/// case, no search), else by name.
+struct Plans {
+    plans: Vec<Option<WorkloadPlan>>,
+    by_name: Option<std::collections::HashMap<String, usize>>,
+}
+
+impl Plans {
+    fn new(plans: Vec<WorkloadPlan>) -> Self {
+        Plans {
+            plans: plans.into_iter().map(Some).collect(),
+            by_name: None,
+        }
+    }
+
+    /// The plan for `name`, expected at position `i`.
+    fn take(&mut self, i: usize, name: &str) -> Option<WorkloadPlan> {
+        if self
+            .plans
+            .get(i)
+            .and_then(|p| p.as_ref())
+            .is_some_and(|p| p.workload == name)
+        {
+            return self.plans[i].take();
+        }
+        let plans = &self.plans;
+        let index = self.by_name.get_or_insert_with(|| {
+            plans
+                .iter()
+                .enumerate()
+                .filter_map(|(k, p)| p.as_ref().map(|p| (p.workload.clone(), k)))
+                .collect()
+        });
+        let k = *index.get(name)?;
+        self.plans[k].take()
+    }
+}
+
 /// Drops the memory increases of `decisions` when the memory they would request in all (replicas
 /// x memory request, summed over workloads) is over `budget_gib`: the replica plan kept within
 /// the budget, and a resize must not push it over. Decreases stay.
@@ -411,9 +453,10 @@ pub fn hold_resizes_over_budget(
     snapshot: &ClusterSnapshot,
     decisions: &mut [ScalingDecision],
 ) {
+    let by_name = snapshot.by_name();
     let current = |d: &ScalingDecision| {
-        snapshot
-            .workload(&d.workload)
+        by_name
+            .get(d.workload.as_str())
             .and_then(|w| w.pods.first())
             .map_or(0.0, |p| p.requests.memory_mib)
     };

@@ -194,6 +194,7 @@ impl RatioEstimator {
 
     /// Updates from the edges of a snapshot whose source rate is known and non-trivial.
     pub fn observe(&mut self, snap: &ClusterSnapshot) {
+        let by_name = snap.by_name();
         for e in &snap.edges {
             if !matches!(
                 e.relation,
@@ -202,7 +203,7 @@ impl RatioEstimator {
                 continue;
             }
             let (Some(edge_rps), Some(src_rps)) =
-                (e.rps, snap.workload(&e.src).and_then(|w| w.rps))
+                (e.rps, by_name.get(e.src.as_str()).and_then(|w| w.rps))
             else {
                 continue;
             };

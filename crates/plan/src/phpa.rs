@@ -130,7 +130,8 @@ impl Autoscaler for PhpaAutoscaler {
                 ));
             }
         }
-        self.state.retain(|k, _| snapshot.workload(k).is_some());
+        let present = snapshot.by_name();
+        self.state.retain(|k, _| present.contains_key(k.as_str()));
     }
 
     fn decide(&mut self, snapshot: &ClusterSnapshot, graph: &AppGraph) -> Vec<ScalingDecision> {

@@ -105,9 +105,7 @@ fn percentile(v: &VecDeque<f64>, q: f64) -> Option<f64> {
         return None;
     }
     let mut s: Vec<f64> = v.iter().copied().collect();
-    s.sort_by(f64::total_cmp);
-    let i = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1;
-    Some(s[i])
+    graphscale_core::stats::quantile(&mut s, q)
 }
 
 impl VerticalRecommender {

@@ -107,16 +107,7 @@ fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
+    graphscale_core::stats::median(&mut v)
 }
 
 fn round_up(x: f64, to: f64) -> f64 {

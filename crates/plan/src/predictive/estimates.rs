@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use graphscale_core::stats::median;
+
 /// The rate of the newest sync period, recovered from windowed rates `R` taken one sync period
 /// apart over a window of `w` periods (`recent` holds `R[k-w] ..= R[k]`, newest last).
 ///
@@ -35,19 +37,10 @@ pub(super) fn robust_location_scale(v: &VecDeque<f64>) -> Option<(f64, f64)> {
     if v.len() < 10 {
         return None;
     }
-    let med = |x: &mut Vec<f64>| {
-        x.sort_by(f64::total_cmp);
-        let n = x.len();
-        if n % 2 == 1 {
-            x[n / 2]
-        } else {
-            0.5 * (x[n / 2 - 1] + x[n / 2])
-        }
-    };
     let mut a: Vec<f64> = v.iter().copied().collect();
-    let m = med(&mut a);
+    let m = median(&mut a);
     let mut d: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
-    Some((m, 1.4826 * med(&mut d)))
+    Some((m, 1.4826 * median(&mut d)))
 }
 
 /// The standard normal quantile function (Acklam's rational approximation, relative error

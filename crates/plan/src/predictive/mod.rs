@@ -365,7 +365,9 @@ impl PredictiveAutoscaler {
             }
         }
         // Services gone from the cluster keep no state.
-        self.services.retain(|k, _| snapshot.workload(k).is_some());
+        let present = snapshot.by_name();
+        self.services
+            .retain(|k, _| present.contains_key(k.as_str()));
         if let Some(j) = self.joint.as_mut() {
             j.observe(snapshot, graph);
         }

@@ -1,0 +1,134 @@
+//! `demo` and `eval`: experiments over the simulator, their progress bar and reports.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use graphscale_eval::{
+    report, run_experiment, AutoscalerSpec, ExperimentResult, ExperimentSpec, ScenarioSpec,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::flags::{DemoArgs, EvalArgs, Seeds};
+
+fn git_revision() -> String {
+    if let Ok(r) = std::env::var("GRAPHSCALE_GIT_REVISION") {
+        return r;
+    }
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn progress_bar(total: usize) -> ProgressBar {
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
+    spec.validate()?;
+    let total = spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len();
+    let pb = progress_bar(total);
+    let mut result = run_experiment(spec, &|r| {
+        pb.set_message(format!(
+            "{} / {} / {} / seed {}",
+            r.app, r.scenario, r.autoscaler, r.seed
+        ));
+        pb.inc(1);
+    })?;
+    pb.finish_and_clear();
+    result.git_revision = git_revision();
+    crate::say!("{}", report::table(&result))?;
+    let (j, h) = report::write_all(&result, out)?;
+    crate::say!("\nwrote {} and {}", j.display(), h.display())?;
+    Ok(result)
+}
+
+/// The demo's autoscalers: the HPA, peak provisioning, and one of the predictive autoscalers that
+/// did best on the flash crowd in docs/benchmarks.md, with memory right-sizing, and without the
+/// graph.
+const DEMO_AUTOSCALERS: &str = "hpa, static, graph-trend, graph-trend-vpa, pred-trend";
+
+pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
+    if a.seeds == 0 {
+        bail!("--seeds must be >= 1");
+    }
+    let spec = ExperimentSpec {
+        apps: vec!["online-boutique".into()],
+        scenarios: vec![
+            ScenarioSpec::named("worldcup98"),
+            ScenarioSpec::named("rush"),
+        ],
+        autoscalers: DEMO_AUTOSCALERS
+            .split(", ")
+            .map(AutoscalerSpec::named)
+            .collect::<std::result::Result<_, _>>()?,
+        seeds: (1..=a.seeds).collect(),
+        ..ExperimentSpec::default()
+    };
+    crate::say!(
+        "graphscale demo: Online Boutique (calibrated from real measurements) under the 1998-06-30 WorldCup98 day \
+         (24 h) and a flash crowd (1 h); autoscalers: {}; {} seeds.\n",
+        DEMO_AUTOSCALERS,
+        a.seeds
+    )?;
+    execute(&spec, &a.out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let mut spec = match &a.spec {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str::<ExperimentSpec>(&text)
+                .with_context(|| format!("{}: invalid experiment spec", p.display()))?
+        }
+        None => ExperimentSpec::default(),
+    };
+    if !a.apps.is_empty() {
+        spec.apps = a.apps.clone();
+    }
+    if !a.scenarios.is_empty() {
+        spec.scenarios = a.scenarios.iter().map(|s| ScenarioSpec::named(s)).collect();
+    }
+    if !a.autoscalers.is_empty() {
+        spec.autoscalers = a
+            .autoscalers
+            .iter()
+            .map(|s| AutoscalerSpec::named(s))
+            .collect::<std::result::Result<_, _>>()?;
+    }
+    if let Some(Seeds(seeds)) = &a.seeds {
+        spec.seeds = seeds.clone();
+    }
+    if let Some(d) = a.duration {
+        for s in &mut spec.scenarios {
+            s.duration_s = Some(d);
+        }
+    }
+    if a.slo_ms.is_some() {
+        spec.slo_ms = a.slo_ms;
+    }
+    if let Some(t) = a.threads {
+        spec.threads = t;
+    }
+    if a.warmup.is_some() {
+        spec.warmup_s = a.warmup;
+    }
+    execute(&spec, &a.out)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,624 @@
+//! The command line: every flag, its parsing and validation, and nothing that runs. The commands
+//! live in `app` (dispatch), `experiment`, `simulate` and `data`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// graphscale: a graph-aware, predictive autoscaler for Kubernetes microservices.
+///
+/// With no cluster, graphscale runs on its embedded simulator: `graphscale demo` compares every
+/// available autoscaler with the Kubernetes HPA on Online Boutique, and `graphscale eval` runs
+/// any experiment (apps x scenarios x autoscalers x seeds) with confidence intervals and effect
+/// sizes. Log level: GRAPHSCALE_LOG (e.g. `info`).
+#[derive(Debug, Parser)]
+#[command(name = "graphscale", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd; the HPA, static
+    /// and the predictive graph-trend autoscaler (alone, with memory right-sizing, and its
+    /// graph-blind ablation), 5 seeds; prints
+    /// the comparison and writes the JSON and HTML report.
+    Demo(DemoArgs),
+    /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
+    #[command(after_help = autoscaler_help())]
+    Eval(EvalArgs),
+    /// Simulate one app under one scenario and autoscaler; optionally export the per-node and
+    /// per-edge series as JSON (docs/schema.md).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// List the built-in apps or print one as JSON (the app file format).
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
+    /// Collect node and edge series from Prometheus (or any PromQL store) into graph.json,
+    /// nodes.csv and edges.csv (docs/schema.md).
+    Collect(CollectFlags),
+    /// Discover the application graph from Prometheus telemetry or a Kiali graph file; prints JSON.
+    Discover(CollectFlags),
+    /// Forecasting: rolling-origin backtests of the forecasters on a CSV series.
+    Forecast {
+        #[command(subcommand)]
+        command: ForecastCommand,
+    },
+    /// Re-derive the bundled Online Boutique, Train Ticket and Alibaba apps from shared/data.
+    Calibrate {
+        /// The shared data folder.
+        #[arg(long, default_value = "../shared/data")]
+        data: PathBuf,
+        /// Where to write the app JSON files.
+        #[arg(long, default_value = "data/topologies")]
+        out: PathBuf,
+    },
+    /// Shadow mode: replay a recorded run (`sim run --record`) through another autoscaler
+    /// (default the HPA), open loop, and report what each would have done and which one the SLO
+    /// and cost favour.
+    Shadow {
+        /// The record: JSON lines of snapshots and decisions.
+        #[arg(long)]
+        record: PathBuf,
+        /// The autoscaler to compare with.
+        #[arg(long, default_value = "hpa")]
+        against: String,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Train a graph model (hgt, gat, stgnn, or the edge-blind mlp) to predict every service's
+    /// RPS, CPU, memory (quantiles 0.1/0.5/0.9) and replicas a few steps ahead; prints its scores
+    /// beside persistence on the held-out range and writes a checkpoint (docs/graph-models.md).
+    Train {
+        /// hgt, gat, stgnn or mlp.
+        #[arg(long)]
+        model: String,
+        /// Training data, repeatable: sim:APP:SCENARIO[:SEEDS[:SECONDS]] (simulator rollouts
+        /// under the HPA), nezha:DIR (shared/data/microservices-ob-tt/ob or tt), a series JSON
+        /// (`sim run --series-out`) or a `collect` folder.
+        #[arg(long, required = true)]
+        data: Vec<String>,
+        /// Model and training settings (JSON; docs/graph-models.md lists fields and defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Most epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Checkpoint to write.
+        #[arg(long, default_value = "graphscale-out/models/graph-model.safetensors")]
+        out: PathBuf,
+    },
+    /// Per-service predictions of a trained graph model from the newest window of a snapshot.
+    Predict {
+        /// A checkpoint written by `graphscale train`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Series with at least the model's window: a `sim run --series-out` JSON, a `collect`
+        /// folder, or sim:APP:SCENARIO:1:SECONDS.
+        #[arg(long)]
+        snapshot: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Output folder for results.json and report.html.
+    #[arg(long, default_value = "graphscale-out/demo")]
+    pub(crate) out: PathBuf,
+    /// Number of seeds (1, 2, ...).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) seeds: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CollectFlags {
+    /// Prometheus base URL, e.g. http://127.0.0.1:9090 (any PromQL-compatible API).
+    #[arg(long)]
+    pub(crate) prometheus: Option<String>,
+    /// (discover) A Kiali graph JSON file instead of Prometheus.
+    #[arg(long)]
+    pub(crate) kiali: Option<PathBuf>,
+    /// Collector config JSON: discovery settings, PromQL templates, client settings (docs/monitor.md).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Kubernetes namespace (default `default`).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// (collect) How far back from --end, e.g. 6h.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub(crate) range: u64,
+    /// (collect) Step of the series, e.g. 15s.
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub(crate) step: u64,
+    /// End of the range (Unix seconds); default now.
+    #[arg(long)]
+    pub(crate) end: Option<f64>,
+    /// Divide rates by this: the speed factor of an accelerated `sim serve`.
+    #[arg(long)]
+    pub(crate) time_scale: Option<f64>,
+    /// Per-request timeout, ms (default 120000, Prometheus' own query timeout).
+    #[arg(long)]
+    pub(crate) timeout_ms: Option<u64>,
+    /// (collect) Output folder; (discover) output file, default stdout.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+impl CollectFlags {
+    pub(crate) fn into_args(self) -> crate::serve::CollectArgs {
+        crate::serve::CollectArgs {
+            prometheus: self.prometheus,
+            kiali: self.kiali,
+            config: self.config,
+            namespace: self.namespace,
+            range_s: self.range,
+            step_s: self.step,
+            end: self.end,
+            time_scale: self.time_scale,
+            timeout_ms: self.timeout_ms,
+            out: self.out,
+        }
+    }
+}
+
+/// The autoscaler catalogue as `--help` shows it.
+pub(crate) fn autoscaler_help() -> String {
+    let mut out = String::from("Autoscalers:\n");
+    for e in graphscale_control::CATALOGUE {
+        out.push_str(&format!("  {:<18} {}\n", e.name, e.help));
+    }
+    out
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// An experiment spec as JSON (docs/schema.md); flags below override its fields.
+    #[arg(long)]
+    pub(crate) spec: Option<PathBuf>,
+    /// Comma-separated apps: online-boutique, train-ticket, alibaba, event-driven, random:N[:SEED] or app JSON paths.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) apps: Vec<String>,
+    /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) scenarios: Vec<String>,
+    /// Comma-separated autoscalers (default hpa,static): the names listed below
+    /// (docs/planner.md).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) autoscalers: Vec<String>,
+    /// Seeds: N for seeds 1..=N, or A-B for seeds A..=B (e.g. 6-10, seeds not used to choose
+    /// any default); default 5.
+    #[arg(long, value_parser = parse_seeds)]
+    pub(crate) seeds: Option<Seeds>,
+    /// Simulated duration per run (e.g. 600s, 30m, 2h); default each scenario's own (1 h, or 24 h
+    /// for diurnal and worldcup98).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Option<u64>,
+    /// Override every app's end-to-end p95 SLO, ms.
+    #[arg(long)]
+    pub(crate) slo_ms: Option<f64>,
+    /// Start of each run left out of the metrics, whole minutes (e.g. 0s, 5m); default 5m for
+    /// runs of at least 30 minutes, 0 for shorter ones (runs start cold, one replica per service)
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub(crate) warmup: Option<u64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Output folder for results.json and report.html.
+    #[arg(long, default_value = "graphscale-out/eval")]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SimCommand {
+    /// Run a simulation in real time (or --speed times faster) and serve its metrics on
+    /// /metrics with the names a real cluster has (cAdvisor, kube-state-metrics, Istio,
+    /// kafka-exporter), for Prometheus to scrape.
+    Serve {
+        /// App name or app JSON path.
+        #[arg(long, default_value = "online-boutique")]
+        app: String,
+        /// Scenario name.
+        #[arg(long, default_value = "peak")]
+        scenario: String,
+        /// Autoscaler driving the simulated cluster: any name `eval --autoscalers` accepts.
+        #[arg(long, default_value = "hpa")]
+        autoscaler: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: std::net::SocketAddr,
+        /// Namespace label of every workload.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Simulated duration (e.g. 2h); default the scenario's own.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<u64>,
+    },
+    /// Run one simulation and print its metrics.
+    Run {
+        /// App name or app JSON path.
+        #[arg(long, default_value = "online-boutique")]
+        app: String,
+        /// Scenario name, or a CSV file to replay (timestamp, requests).
+        #[arg(long, default_value = "rush")]
+        scenario: String,
+        /// Peak rate for a replayed CSV, rps (default: the app's nominal peak).
+        #[arg(long)]
+        peak_rps: Option<f64>,
+        /// Autoscaler: any name `eval --autoscalers` accepts.
+        #[arg(long, default_value = "hpa")]
+        autoscaler: String,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated duration (e.g. 600s, 30m); default the scenario's own.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<u64>,
+        /// Write per-node and per-edge series (15 s grid) as JSON to this file.
+        #[arg(long)]
+        series_out: Option<PathBuf>,
+        /// Write every decision round (the snapshot seen and the decisions with their
+        /// reasons) as JSON lines to this file; `graphscale shadow` reads it.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+}
+
+/// Where a forecast series comes from and how it is prepared (shared by `fit` and `backtest`).
+#[derive(Debug, Args)]
+pub(crate) struct SeriesFlags {
+    /// CSV with a timestamp column (unix seconds or RFC 3339 UTC) and a value column.
+    #[arg(long)]
+    pub(crate) csv: PathBuf,
+    /// Timestamp column (default: the first).
+    #[arg(long)]
+    pub(crate) time_col: Option<String>,
+    /// Value column (default: the last).
+    #[arg(long)]
+    pub(crate) value_col: Option<String>,
+    /// Keep rows at or after this time (unix seconds or RFC 3339 UTC).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Keep rows before this time.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Resample to this step (e.g. 1m, 5m).
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    pub(crate) step: u64,
+    /// How values inside one step combine: sum (counts) or mean (rates, gauges).
+    #[arg(long, default_value = "mean", value_parser = ["sum", "mean"])]
+    pub(crate) agg: String,
+    /// Keep monitoring glitches (isolated spikes and drops) instead of replacing them.
+    #[arg(long)]
+    pub(crate) no_filter: bool,
+}
+
+impl SeriesFlags {
+    pub(crate) fn into_args(self) -> crate::forecast::SeriesArgs {
+        crate::forecast::SeriesArgs {
+            csv: self.csv,
+            time_col: self.time_col,
+            value_col: self.value_col,
+            from: self.from,
+            to: self.to,
+            step_s: self.step,
+            sum: self.agg == "sum",
+            filter: !self.no_filter,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ForecastCommand {
+    /// Fit one model (with split-conformal calibration) to a CSV series and save a checkpoint:
+    /// FILE.safetensors with the manifest in its header, and FILE.safetensors.json.
+    Fit {
+        #[command(flatten)]
+        series: SeriesFlags,
+        /// persistence, trend, seasonal-naive, ets, mstl, lstm, gru, hybrid-mstl, and prophet and
+        /// hybrid-prophet (with the `prophet` feature).
+        #[arg(long, default_value = "ets")]
+        model: String,
+        /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
+        #[arg(long)]
+        nn_config: Option<PathBuf>,
+        /// Season length in steps.
+        #[arg(long, default_value_t = 1440)]
+        season: usize,
+        /// Longest horizon the intervals are calibrated for.
+        #[arg(long, value_parser = parse_duration, default_value = "30m")]
+        max_horizon: u64,
+        /// Checkpoint file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Forecast from a checkpoint: one row per step after its training data.
+    Predict {
+        /// Checkpoint written by `forecast fit`.
+        #[arg(long)]
+        model: PathBuf,
+        /// How far ahead (a multiple of the model's step).
+        #[arg(long, value_parser = parse_duration, default_value = "15m")]
+        horizon: u64,
+        /// Comma-separated quantile levels in (0, 1).
+        #[arg(long, value_delimiter = ',', default_value = "0.05,0.5,0.95")]
+        quantiles: Vec<f64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rolling-origin backtest: MAE, RMSE, sMAPE, MASE, pinball loss, interval coverage and width
+    /// per model and horizon; a table, backtest.json and backtest.html (forecast vs actual with bands).
+    Backtest {
+        #[command(flatten)]
+        series: SeriesFlags,
+        /// Comma-separated horizons, multiples of --step (e.g. 5m,15m,30m).
+        #[arg(long, value_delimiter = ',', value_parser = parse_duration, default_value = "15m")]
+        horizon: Vec<u64>,
+        /// Training window per fit (e.g. 7d).
+        #[arg(long, value_parser = parse_duration, default_value = "7d")]
+        window: u64,
+        /// Time between forecast origins (at least the longest horizon).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        every: u64,
+        /// Comma-separated models: persistence, trend, seasonal-naive, ets, mstl, lstm, gru,
+        /// hybrid-mstl, and prophet and hybrid-prophet (with the `prophet` feature).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "persistence,seasonal-naive,ets,mstl"
+        )]
+        models: Vec<String>,
+        /// Season length in steps (default: detected on the differenced first window, else one day).
+        #[arg(long)]
+        season: Option<usize>,
+        /// Nominal coverage of the intervals.
+        #[arg(long, default_value_t = 0.9)]
+        level: f64,
+        /// Previous origins whose errors calibrate the intervals (split conformal, rolling).
+        #[arg(long, default_value_t = 100)]
+        calibration: usize,
+        /// Locally scaled intervals: divide calibration errors by the mean absolute one-step
+        /// change over this many recent steps (0 = plain split conformal).
+        #[arg(long, default_value_t = 12)]
+        scale_window: usize,
+        /// Neural models (lstm, gru, hybrid-*) are trained at the first origin and every this many
+        /// origins, and forecast from the latest window in between; other models refit at every origin.
+        #[arg(long, default_value_t = 12)]
+        refit_every: usize,
+        /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
+        #[arg(long)]
+        nn_config: Option<PathBuf>,
+        /// Output folder for backtest.json and backtest.html.
+        #[arg(long, default_value = "graphscale-out/forecast")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopologyCommand {
+    /// One line per built-in app: services, edges, SLO, nominal peak.
+    List,
+    /// Print an app as JSON.
+    Show {
+        /// App name or app JSON path.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Simulator throughput in service-steps per second, one thread, with and without the HPA loop.
+    Sim {
+        /// Simulated seconds per measurement.
+        #[arg(long, default_value_t = 86_400)]
+        seconds: u64,
+        /// Apps to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:1000"
+        )]
+        apps: Vec<String>,
+    },
+    /// Control-loop decision latency: `decide()` p50/p99 per app and autoscaler in a closed loop
+    /// on the simulator while trainings run on a training thread (fits installed when done).
+    Decide {
+        /// Rounds (sync periods) to run; the first `warmup` are left out.
+        #[arg(long, default_value_t = 240)]
+        rounds: u64,
+        /// Rounds at the start left out of the percentiles.
+        #[arg(long, default_value_t = 40)]
+        warmup: u64,
+        /// Apps to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:1000"
+        )]
+        apps: Vec<String>,
+        /// Autoscalers to measure.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "graph-trend,graph-mlp,graph-hgt"
+        )]
+        autoscalers: Vec<String>,
+    },
+    /// Forecaster speed: fit + predict (horizon 30) on a 10,080-point series (one week per minute
+    /// of the WorldCup98 tournament, from 1998-06-10), median of 5 runs, one thread.
+    Forecast {
+        /// The WorldCup98 CSV.
+        #[arg(
+            long,
+            default_value = "../shared/data/worldcup98/worldcup98_requests_per_minute.csv"
+        )]
+        csv: PathBuf,
+        /// Models to time.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "persistence,seasonal-naive,ets,mstl"
+        )]
+        models: Vec<String>,
+    },
+    /// Neural network speed: one training step (forward, backward, Adam) and one batch-1 forward
+    /// pass of the LSTM and GRU forecasters and of a linear baseline, medians in ms. Threads:
+    /// set RAYON_NUM_THREADS (for example 1).
+    Nn(NnBenchFlags),
+    /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
+    /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
+    Hgt {
+        /// Built-in apps, random:N[:SEED], or synthetic:NODES:EDGES (a seeded random graph of
+        /// services, queues and topics with every relation between them).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "online-boutique,random:10000,synthetic:10000:50000"
+        )]
+        apps: Vec<String>,
+        /// Hidden dimension.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        /// Attention heads.
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        /// Layers.
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+        /// Measured repetitions (after 3 warm-up ones).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Accuracy of the graph models on a held-out time range beside persistence, a per-service
+    /// LSTM and the edge-blind MLP: MAE and RMSE per target (docs/benchmarks.md).
+    GraphModels {
+        /// Data, repeatable (as for `train`).
+        #[arg(long, required = true)]
+        data: Vec<String>,
+        /// Models to train.
+        #[arg(long, value_delimiter = ',', default_value = "mlp,hgt,gat,stgnn")]
+        models: Vec<String>,
+        /// Model and training settings (JSON).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Most epochs (overrides the config).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Leave out the per-service LSTM baseline.
+        #[arg(long)]
+        no_lstm: bool,
+        /// Also write the table as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// Flags of `bench nn`.
+#[derive(Debug, Args)]
+pub(crate) struct NnBenchFlags {
+    /// Windows per training batch.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// Steps per window.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) window: usize,
+    /// Hidden units.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) hidden: usize,
+    /// Outputs (steps predicted at once).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) outputs: usize,
+    /// Measured repetitions (after 3 warm-up ones); the median is reported.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) runs: usize,
+}
+
+/// Parses `90`, `90s`, `15m`, `2h`, `1d` into seconds.
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
+        _ => (s, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 600s, 30m, 2h)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("duration must be > 0, got `{s}`"));
+    }
+    Ok((n * mult as f64).round().max(1.0) as u64)
+}
+
+/// The seeds of `--seeds`.
+#[derive(Debug, Clone)]
+pub(crate) struct Seeds(pub(crate) Vec<u64>);
+
+/// `N` (seeds 1..=N) or `A-B` (seeds A..=B).
+pub(crate) fn parse_seeds(s: &str) -> std::result::Result<Seeds, String> {
+    let num = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("`{s}` is not a seed count N or a range A-B"))
+    };
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (1, num(s)?),
+    };
+    if hi == 0 || lo > hi {
+        return Err(format!("`{s}`: need at least one seed (N >= 1, A <= B)"));
+    }
+    if hi - lo >= 10_000 {
+        return Err(format!("`{s}`: at most 10000 seeds"));
+    }
+    Ok(Seeds((lo..=hi).collect()))
+}
+
+/// A duration that may be zero (`0`, `0s`), else as [`parse_duration`].
+pub(crate) fn parse_duration_or_zero(s: &str) -> std::result::Result<u64, String> {
+    match s
+        .trim()
+        .trim_end_matches(['s', 'm', 'h', 'd'])
+        .parse::<f64>()
+    {
+        Ok(0.0) => Ok(0),
+        _ => parse_duration(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

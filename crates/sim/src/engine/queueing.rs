@@ -1,0 +1,265 @@
+//! One step of one service: arrivals, service, timeouts, calls and messages downstream; the M/M/c latency model and the load-flow order.
+
+use super::*;
+
+impl Simulator {
+    pub(super) fn process(&mut self, s: usize, dt: f64) {
+        let spec = &self.app.services[s];
+        let sv = &mut self.svcs[s];
+        let mu = sv.res.limits.cpu_millicores / spec.cpu_ms_per_request;
+        let c = sv.ready;
+        let arrivals = std::mem::take(&mut sv.inflow);
+        sv.waiting += arrivals;
+        let cap_rate = c as f64 * mu;
+        let cap = cap_rate * dt + sv.cap_carry;
+        let cap_floor = cap.floor();
+        let served_sync = sv.waiting.min(cap_floor as u64);
+        sv.waiting -= served_sync;
+        let mut spare;
+        if sv.waiting > 0 {
+            sv.cap_carry = cap - cap_floor;
+            spare = 0.0;
+        } else {
+            sv.cap_carry = 0.0;
+            spare = (cap - served_sync as f64).max(0.0);
+        }
+        let mut pulled = 0u64;
+        for (k, &slot) in self.drains[s].iter().enumerate() {
+            if spare < 1.0 {
+                break;
+            }
+            let b = &mut self.backlogs[slot];
+            let take = b.backlog.min(spare.floor() as u64);
+            b.backlog -= take;
+            b.consumed += take;
+            self.drain_consumed[s][k] += take;
+            spare -= take as f64;
+            pulled += take;
+        }
+        let served = served_sync + pulled;
+        let max_wait = (cap_rate * spec.timeout_ms / 1000.0).floor() as u64;
+        let mut failed = 0;
+        if sv.waiting > max_wait {
+            failed = sv.waiting - max_wait;
+            sv.waiting = max_wait;
+        }
+        let offered = (arrivals + pulled) as f64 / dt;
+        let (lat, mean_s) = latency(
+            c,
+            mu,
+            offered,
+            sv.waiting,
+            spec.base_latency_ms,
+            spec.timeout_ms,
+        );
+        // CPU: served work spread over the ready replicas, plus idle.
+        let busy_m = served as f64 * spec.cpu_ms_per_request / dt;
+        if c > 0 {
+            sv.cum_cpu_per_ready += (busy_m / c as f64 + spec.idle_cpu_millicores) * dt;
+        }
+        let inflight = (served as f64 / dt) * mean_s;
+        sv.mem_per_ready = if c > 0 {
+            spec.memory_base_mib + spec.memory_per_inflight_mib * inflight / c as f64
+        } else {
+            spec.memory_base_mib
+        };
+        let mut oom = 0;
+        if c > 0 && sv.mem_per_ready > sv.res.limits.memory_mib {
+            // One replica is OOM-killed: its share of the queue fails, and it restarts.
+            let share = sv.waiting / c as u64;
+            sv.waiting -= share;
+            failed += share;
+            let victims: Vec<usize> = sv
+                .pods
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.ready)
+                .map(|(i, _)| i)
+                .collect();
+            let vi = victims[self.rng.random_range(0..victims.len())];
+            let now = self.now;
+            let startup = jittered(spec.startup_s, self.cfg.startup_jitter, &mut self.rng);
+            let cum = sv.cum_cpu_per_ready;
+            let p = &mut sv.pods[vi];
+            p.cpu_base += cum - p.cum_at_ready;
+            p.ready = false;
+            p.started = Some(now);
+            p.ready_at = now + startup;
+            p.ready_transition = Some(now);
+            sv.ready -= 1;
+            sv.next_event = sv.next_event.min(p.ready_at.0);
+            oom = 1;
+        }
+        sv.totals.arrived += arrivals + pulled;
+        sv.totals.served += served;
+        sv.totals.failed += failed;
+        sv.totals.p95_weighted += lat[1] * served as f64;
+        let starting = sv.bound - sv.ready;
+        let waiting = sv.waiting;
+        let (spec_replicas, ready, bound) = (sv.spec_replicas, sv.ready, sv.bound);
+        let mem_total =
+            sv.mem_per_ready * ready as f64 + spec.memory_base_mib * (bound - ready) as f64;
+        let cpu_total = busy_m
+            + ready as f64 * spec.idle_cpu_millicores
+            + starting as f64 * sv.res.requests.cpu_millicores;
+        let (req_cpu, req_mem) = (
+            sv.res.requests.cpu_millicores * bound as f64,
+            sv.res.requests.memory_mib * bound as f64,
+        );
+        let pods_len = sv.pods.len() as u32;
+        for &(t, ratio, e) in &self.calls_out[s] {
+            let carry = self.edge_carry[e] + served as f64 * ratio;
+            let k = carry.floor();
+            self.edge_carry[e] = carry - k;
+            self.edge_total[e] += k as u64;
+            self.edge_step[e] = k as u64;
+            self.svcs[t].inflow += k as u64;
+        }
+        for &(ch, ratio, e) in &self.emits_out[s] {
+            let carry = self.edge_carry[e] + served as f64 * ratio;
+            let k = carry.floor();
+            self.edge_carry[e] = carry - k;
+            self.edge_total[e] += k as u64;
+            for &slot in &self.channel_slots[ch] {
+                let b = &mut self.backlogs[slot];
+                b.backlog += k as u64;
+                b.produced += k as u64;
+            }
+        }
+        let st = &mut self.stats[s];
+        st.arrived = arrivals + pulled;
+        st.served = served;
+        st.failed = failed;
+        st.waiting = waiting;
+        st.offered_rps = offered;
+        st.capacity_rps = cap_rate;
+        st.spec_replicas = spec_replicas;
+        st.ready = ready;
+        st.bound = bound;
+        st.pending = pods_len - bound;
+        st.cpu_usage_m = cpu_total;
+        st.memory_mib = mem_total;
+        st.requested = Resources::new(req_cpu, req_mem);
+        st.latency_ms = lat;
+        st.oom_kills = oom;
+    }
+}
+
+/// M/M/c response-time quantiles (p50, p95, p99, ms) and the mean time in service (s,
+/// without the backlog wait); see the module docs.
+pub(super) fn latency(
+    c: u32,
+    mu: f64,
+    offered: f64,
+    waiting: u64,
+    base_ms: f64,
+    timeout_ms: f64,
+) -> ([f64; 3], f64) {
+    if c == 0 {
+        return ([timeout_ms; 3], timeout_ms / 1000.0);
+    }
+    let cmu = c as f64 * mu;
+    let rho = (offered / cmu).min(0.995);
+    let lambda = rho * cmu;
+    let headroom = cmu - lambda;
+    let lq = rho.powf((2.0 * (c as f64 + 1.0)).sqrt()) / (1.0 - rho);
+    let wq = if lambda > 0.0 { lq / lambda } else { 0.0 };
+    let p_wait = (wq * headroom).min(1.0);
+    let backlog_s = waiting as f64 / cmu;
+    let svc_s = 1.0 / mu;
+    let mut out = [0.0; 3];
+    // (1 - q, -ln(1 - q)) for q = 0.5, 0.95, 0.99: constants, kept out of the hot loop.
+    const TAILS: [(f64, f64); 3] = [
+        (0.5, std::f64::consts::LN_2),
+        (0.05, 2.995_732_273_553_991),
+        (0.01, 4.605_170_185_988_091),
+    ];
+    let ln_p_wait = if p_wait > 0.0 {
+        p_wait.ln()
+    } else {
+        f64::NEG_INFINITY
+    };
+    for (i, &(tail, neg_ln_tail)) in TAILS.iter().enumerate() {
+        let w = if p_wait > tail {
+            (ln_p_wait + neg_ln_tail) / headroom
+        } else {
+            0.0
+        };
+        let l = base_ms + 1000.0 * (neg_ln_tail * svc_s + w + backlog_s);
+        out[i] = l.min(timeout_ms);
+    }
+    // Mean time in service and in the M/M/c queue, without the backlog wait: requests held
+    // in the backlog do not occupy the replica's memory (they wait in the accept queue).
+    let mean = base_ms / 1000.0 + svc_s + wq;
+    (out, mean)
+}
+
+/// Kahn's algorithm; nodes left in cycles follow in index order.
+pub(super) fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut indeg = vec![0usize; n];
+    for d in deps {
+        for &t in d {
+            indeg[t] += 1;
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut done = vec![false; n];
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        done[i] = true;
+        for &t in &deps[i] {
+            indeg[t] -= 1;
+            if indeg[t] == 0 {
+                queue.push_back(t);
+            }
+        }
+    }
+    order.extend((0..n).filter(|&i| !done[i]));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mm1_matches_the_closed_form() {
+        // M/M/1, mu = 100/s, lambda = 50/s: W ~ Exp(mu - lambda) = Exp(50); p95 = ln(20)/50 s.
+        // Our quantile adds the service and waiting quantiles separately (an upper bound).
+        let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9);
+        let exact_mean = 1.0 / (100.0 - 50.0);
+        assert!((mean - exact_mean).abs() < 1e-9, "{mean} vs {exact_mean}");
+        // Backlog adds to the quantiles, not to the time in service.
+        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9);
+        assert_eq!(mean_b, mean);
+        assert!((qb[1] - q[1] - 1000.0).abs() < 1e-6);
+        let exact_p95 = 1000.0 * (20f64).ln() / 50.0;
+        assert!(
+            q[1] >= exact_p95 * 0.95 && q[1] <= exact_p95 * 1.6,
+            "{} vs {exact_p95}",
+            q[1]
+        );
+    }
+
+    #[test]
+    fn latency_grows_with_load_and_backlog() {
+        let (low, _) = latency(4, 10.0, 10.0, 0, 1.0, 1e9);
+        let (high, _) = latency(4, 10.0, 38.0, 0, 1.0, 1e9);
+        let (backlogged, _) = latency(4, 10.0, 38.0, 400, 1.0, 1e9);
+        assert!(low[1] < high[1] && high[1] < backlogged[1]);
+        assert!(low[0] < low[1] && low[1] < low[2]);
+        let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0);
+        assert_eq!(none, [5000.0; 3]);
+    }
+
+    #[test]
+    fn topo_order_handles_cycles() {
+        let o = topo_order(&[vec![1], vec![2], vec![]]);
+        assert_eq!(o, vec![0, 1, 2]);
+        let o = topo_order(&[vec![1], vec![0], vec![0]]);
+        assert_eq!(o.len(), 3);
+        assert_eq!(o[0], 2);
+    }
+}
