@@ -370,12 +370,21 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                 }
                 None => &self.cfg.safety,
             };
-            if !self.states.contains_key(&w.name) {
-                self.states.insert(w.name.clone(), SafetyState::default());
+            // Taken out and put back under its own key: no name is copied for a known workload.
+            let (key, mut state) = self.states.remove_entry(&w.name).unwrap_or_else(|| {
                 added = true;
-            }
-            let state = self.states.get_mut(&w.name).expect("inserted above");
-            let mut d = guard(cfg, state, now, &w.name, w.spec_replicas, proposal, &health);
+                (w.name.clone(), SafetyState::default())
+            });
+            let mut d = guard(
+                cfg,
+                &mut state,
+                now,
+                &w.name,
+                w.spec_replicas,
+                proposal,
+                &health,
+            );
+            self.states.insert(key, state);
             if let Some((to, why)) = resize {
                 d.resources = Some(to);
                 d.reasons.push(why);
