@@ -9,6 +9,10 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 # The monitor's tests run a real Prometheus on loopback.
 if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then need_apt+=(prometheus); fi
+# The operator's tests run a real kube-apiserver (../shared/k8s), whose script needs these.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update
@@ -28,5 +32,21 @@ echo "== cargo clippy (all features)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # The forecast crate's default build (no Prophet) has code of its own: lint it too.
 cargo clippy -p graphscale-forecast --all-targets --locked -- -D warnings
+# A real Kubernetes control plane on loopback for the operator's integration tests; stopped on
+# exit, also when a test fails.
+shared="${GRAPHSCALE_SHARED:-$(cd .. && pwd)/shared}"
+k8s="$shared/k8s/start-apiserver.sh"
+if [ ! -x "$k8s" ] && [ ! -f "$k8s" ]; then
+  echo "the loopback control plane is missing: $k8s (set GRAPHSCALE_SHARED to the shared folder)" >&2
+  exit 1
+fi
+export API_PORT="${API_PORT:-16443}" ETCD_PORT="${ETCD_PORT:-12379}"
+stop_k8s() { FRESH=0 bash "$k8s" stop >/dev/null 2>&1 || true; }
+trap stop_k8s EXIT
+echo "== starting kube-apiserver on 127.0.0.1:$API_PORT"
+FRESH=1 bash "$k8s" start
+eval "$(bash "$k8s" env)"
+export GRAPHSCALE_TEST_KUBECONFIG="$KUBECONFIG" GRAPHSCALE_REQUIRE_K8S=1
+
 echo "== cargo test (all features)"
 cargo test --workspace --all-features --locked

@@ -10,6 +10,8 @@ use crate::flags::{BenchCommand, Cli, Command, ForecastCommand, SimCommand};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(a) => crate::experiment::demo(a),
+        Command::Crd => crate::operator::crd(),
+        Command::Operator(a) => crate::operator::operator(a),
         Command::Eval(a) => crate::experiment::eval(a),
         Command::Sim {
             command:
@@ -22,6 +24,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     listen,
                     namespace,
                     duration,
+                    follow_cluster,
                 },
         } => crate::serve::sim_serve(crate::serve::ServeArgs {
             app,
@@ -32,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             listen,
             namespace,
             duration,
+            follow_cluster,
         }),
         Command::Sim { command } => crate::simulate::sim(command),
         Command::Collect(f) => crate::serve::collect_cmd(f.into_args()),

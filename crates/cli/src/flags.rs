@@ -58,6 +58,12 @@ pub(crate) enum Command {
         #[arg(long, default_value = "data/topologies")]
         out: PathBuf,
     },
+    /// Print the PredictiveAutoscaler CRD (autoscaling.graphscale.dev/v1alpha1) as YAML
+    /// (deploy/crd.yaml holds the same).
+    Crd,
+    /// Run the Kubernetes operator: watches PredictiveAutoscalers and runs a control loop for
+    /// each (docs/operator.md). Reads KUBECONFIG, ~/.kube/config or the in-cluster account.
+    Operator(OperatorArgs),
     /// Shadow mode: replay a recorded run (`sim run --record`) through another autoscaler
     /// (default the HPA), open loop, and report what each would have done and which one the SLO
     /// and cost favour.
@@ -252,6 +258,11 @@ pub(crate) enum SimCommand {
         /// Simulated duration (e.g. 2h); default the scenario's own.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<u64>,
+        /// Digital twin of a Kubernetes namespace (KUBECONFIG): register every service as a
+        /// Deployment of --namespace (those missing), then follow their `spec.replicas` and
+        /// pod resources on the API server instead of running --autoscaler.
+        #[arg(long)]
+        follow_cluster: bool,
     },
     /// Run one simulation and print its metrics.
     Run {
@@ -621,4 +632,36 @@ mod tests {
         assert!(parse_duration("-5m").is_err());
         assert!(parse_duration("soon").is_err());
     }
+}
+
+/// `graphscale operator` flags.
+#[derive(Debug, Args)]
+pub(crate) struct OperatorArgs {
+    /// Watch this namespace only (default: every namespace).
+    #[arg(long)]
+    pub(crate) namespace: Option<String>,
+    /// Where /metrics, /healthz and /readyz listen.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Run without leader election (one replica only).
+    #[arg(long)]
+    pub(crate) no_leader_election: bool,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long)]
+    pub(crate) lease_namespace: Option<String>,
+    /// Name of the Lease (one per shard).
+    #[arg(long, default_value = "graphscale-operator")]
+    pub(crate) lease_name: String,
+    /// This replica's identity (default: $POD_NAME, else the host name and process id).
+    #[arg(long)]
+    pub(crate) identity: Option<String>,
+    /// Seconds a Lease holds without renewal (1..=300).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub(crate) lease_duration: u64,
+    /// Seconds between renewals (1..=300, less than the duration).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub(crate) renew_every: u64,
+    /// Training threads per PredictiveAutoscaler (1..=64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) training_threads: u64,
 }

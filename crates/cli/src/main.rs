@@ -25,8 +25,10 @@ mod experiment;
 mod flags;
 mod forecast;
 mod graph;
+mod operator;
 mod serve;
 mod simulate;
+mod twin;
 
 fn main() -> ExitCode {
     let cli = flags::Cli::parse();

@@ -28,6 +28,7 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     pub namespace: String,
     pub duration: Option<u64>,
+    pub follow_cluster: bool,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -74,7 +75,11 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
             "serving {} / {} / {} at {}x real time on http://{addr}/metrics for {} simulated s",
             app.name,
             a.scenario,
-            a.autoscaler,
+            if a.follow_cluster {
+                format!("the Deployments of namespace {}", a.namespace)
+            } else {
+                a.autoscaler.clone()
+            },
             a.speed,
             duration
         )?;
@@ -87,6 +92,10 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
                 })
                 .await
         });
+        let mut twin = match a.follow_cluster {
+            true => Some(crate::twin::Follow::start(&app, &a.namespace).await?),
+            false => None,
+        };
         let tick = Duration::from_millis(100);
         let step_ms = sim.step_len().0 as f64;
         let mut owed_ms = 0.0;
@@ -98,10 +107,15 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => break,
             }
             owed_ms += tick.as_millis() as f64 * a.speed;
+            if let Some(t) = &mut twin {
+                t.follow(&mut sim).await;
+            }
             while owed_ms >= step_ms && sim.now().0 < end_ms {
                 sim.step();
                 owed_ms -= step_ms;
-                ctl.tick(&mut sim)?;
+                if twin.is_none() {
+                    ctl.tick(&mut sim)?;
+                }
             }
             exposition.publish(render(&sim.counters(&a.namespace)).context("rendering metrics")?);
             if sim.now().0 >= end_ms {

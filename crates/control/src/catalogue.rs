@@ -362,6 +362,37 @@ pub fn build(
     spec: &AutoscalerSpec,
     facts: &[WorkloadFacts],
 ) -> Result<Box<dyn Autoscaler + Send>, ControlError> {
+    build_with(spec, facts, false)
+}
+
+/// [`build`], with each workload's own replica bounds from `facts` in the safety layer (the
+/// operator: a PredictiveAutoscaler gives bounds per workload). `build` keeps the spec's bounds
+/// for every workload but the static baseline's, as the evaluation has always run them.
+pub fn build_bounded(
+    spec: &AutoscalerSpec,
+    facts: &[WorkloadFacts],
+) -> Result<Box<dyn Autoscaler + Send>, ControlError> {
+    build_with(spec, facts, true)
+}
+
+/// Per-workload bounds from `facts` when `bounded`.
+fn bound<A: graphscale_plan::guarded::Propose>(
+    g: Guarded<A>,
+    facts: &[WorkloadFacts],
+    bounded: bool,
+) -> Result<Guarded<A>, graphscale_plan::PlanError> {
+    if bounded {
+        g.with_bounds(facts)
+    } else {
+        Ok(g)
+    }
+}
+
+fn build_with(
+    spec: &AutoscalerSpec,
+    facts: &[WorkloadFacts],
+    bounded: bool,
+) -> Result<Box<dyn Autoscaler + Send>, ControlError> {
     let plan_err = |source| ControlError::Plan {
         name: spec.name().to_string(),
         source,
@@ -380,7 +411,8 @@ pub fn build(
             )
             .map_err(plan_err)?;
             let guard = GuardConfig::bounds_only(spec.min_replicas, spec.max_replicas);
-            Ok(Box::new(Guarded::new(hpa, guard).map_err(plan_err)?))
+            let g = Guarded::new(hpa, guard).and_then(|g| bound(g, facts, bounded));
+            Ok(Box::new(g.map_err(plan_err)?))
         }
         AutoscalerSpec::Static { name, replicas } => {
             let map = facts
@@ -425,7 +457,8 @@ pub fn build(
                     (**config).clone(),
                 )
                 .map_err(plan_err)?;
-                return Ok(Box::new(p.guarded().map_err(plan_err)?));
+                let g = p.guarded().and_then(|g| bound(g, facts, bounded));
+                return Ok(Box::new(g.map_err(plan_err)?));
             }
             let rnn = autoscaler_rnn();
             // Networks get season inputs only when a season is given.
@@ -447,7 +480,8 @@ pub fn build(
             })?;
             let p =
                 PredictiveAutoscaler::new(name.clone(), m, (**config).clone()).map_err(plan_err)?;
-            Ok(Box::new(p.guarded().map_err(plan_err)?))
+            let g = p.guarded().and_then(|g| bound(g, facts, bounded));
+            Ok(Box::new(g.map_err(plan_err)?))
         }
         AutoscalerSpec::Phpa {
             name,
@@ -472,7 +506,8 @@ pub fn build(
                 history.unwrap_or(60),
             )
             .map_err(plan_err)?;
-            Ok(Box::new(Guarded::new(p, guard).map_err(plan_err)?))
+            let g = Guarded::new(p, guard).and_then(|g| bound(g, facts, bounded));
+            Ok(Box::new(g.map_err(plan_err)?))
         }
     }
 }

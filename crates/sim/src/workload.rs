@@ -90,6 +90,7 @@ impl WorkloadSpec {
     /// | `off-peak` | steady at 20 % of peak |
     /// | `peak` | steady at peak |
     /// | `rush` | 1/8 of peak, then 8x in 45 s at 10 min, held 10 min, decay 5 min |
+    /// | `short-rush` | 1/8 of peak, then 6x in 45 s at 3 min, held 3 min, decay 1 min (the cluster demo) |
     /// | `fluctuating` | mean 55 % of peak, +/- 40 % over 20 min, second wave, noise |
     /// | `diurnal` | 10 % to 100 % of peak over 24 h |
     /// | `worldcup98` | the bundled 1998-06-30 WorldCup98 day, max scaled to peak |
@@ -104,6 +105,14 @@ impl WorkloadSpec {
                 ramp_s: 45.0,
                 hold_s: 600.0,
                 decay_s: 300.0,
+            },
+            "short-rush" => WorkloadSpec::Rush {
+                base_rps: peak / 8.0,
+                factor: 6.0,
+                start_s: 180.0,
+                ramp_s: 45.0,
+                hold_s: 180.0,
+                decay_s: 60.0,
             },
             "fluctuating" => WorkloadSpec::Fluctuating {
                 mean_rps: 0.55 * peak,
@@ -126,7 +135,8 @@ impl WorkloadSpec {
                 return Err(SimError::UnknownName {
                     what: "workload",
                     name: other.to_string(),
-                    known: "off-peak, peak, rush, fluctuating, diurnal, worldcup98".into(),
+                    known: "off-peak, peak, rush, short-rush, fluctuating, diurnal, worldcup98"
+                        .into(),
                 })
             }
         })

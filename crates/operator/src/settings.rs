@@ -1,0 +1,311 @@
+//! A PredictiveAutoscaler's spec as the control loop's settings: the autoscaler of the
+//! catalogue with the spec's overrides, and the Prometheus source. Pure: no I/O.
+
+use graphscale_control::AutoscalerSpec;
+use graphscale_core::{Edge, Relation};
+use graphscale_monitor::discovery::DiscoveryConfig;
+use graphscale_monitor::prom::{PromClient, PromConfig};
+use graphscale_monitor::source::PromSource;
+use graphscale_monitor::templates::Templates;
+use graphscale_plan::vertical::VerticalUpdate;
+
+use crate::crd::{GraphSource, PredictiveAutoscalerSpec, Vertical};
+use crate::OperatorError;
+
+/// Timeout of one Prometheus query from the operator, ms: a round must not wait minutes.
+pub const PROM_TIMEOUT_MS: u64 = 10_000;
+
+fn invalid(field: &str, reason: impl Into<String>) -> OperatorError {
+    OperatorError::InvalidSpec {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The autoscaler `spec` asks for, with its overrides; and the overrides that do not apply to
+/// that kind of autoscaler (reported in the Ready condition, not an error).
+pub fn autoscaler(
+    spec: &PredictiveAutoscalerSpec,
+) -> Result<(AutoscalerSpec, Vec<String>), OperatorError> {
+    let mut a = AutoscalerSpec::named(&spec.autoscaler)
+        .map_err(|e| invalid("autoscaler", e.to_string()))?;
+    let mut ignored = Vec::new();
+    if let (Some(min), Some(max)) = (spec.min_replicas, spec.max_replicas) {
+        if min > max {
+            return Err(invalid("minReplicas", format!("{min} > maxReplicas {max}")));
+        }
+    }
+    if let Some(s) = &spec.slo {
+        if !(s.p95_ms.is_finite() && s.p95_ms > 0.0) {
+            return Err(invalid(
+                "slo.p95Ms",
+                format!("must be > 0, got {}", s.p95_ms),
+            ));
+        }
+    }
+    for (i, w) in spec.targets.workloads.iter().enumerate() {
+        if let (Some(min), Some(max)) = (w.min_replicas, w.max_replicas) {
+            if min > max {
+                return Err(invalid(
+                    &format!("targets.workloads[{i}].minReplicas"),
+                    format!("{min} > maxReplicas {max}"),
+                ));
+            }
+        }
+    }
+    match &mut a {
+        AutoscalerSpec::Predictive { config, .. } => {
+            if let Some(s) = spec.sync_period_seconds {
+                config.sync_period_s = u64::from(s);
+            }
+            if let Some(h) = spec.horizon_seconds {
+                config.lead_time_s = Some(f64::from(h));
+            }
+            if let Some(h) = spec.headroom {
+                if !(h.is_finite() && (0.0..=4.0).contains(&h)) {
+                    return Err(invalid("headroom", format!("must be in 0..=4, got {h}")));
+                }
+                config.planner.headroom = h;
+            }
+            if let Some(c) = &spec.cooldowns {
+                if let Some(s) = c.scale_up_seconds {
+                    config.safety.cooldown_up_s = f64::from(s);
+                }
+                if let Some(s) = c.scale_down_seconds {
+                    config.safety.cooldown_down_s = f64::from(s);
+                }
+            }
+            if let Some(b) = &spec.budgets {
+                config.planner.cpu_budget_cores = b.cpu_cores;
+                config.planner.memory_budget_gib = b.memory_gib;
+            }
+            if spec.vertical == Vertical::Memory {
+                config.vertical.update = VerticalUpdate::Memory;
+            }
+        }
+        AutoscalerSpec::Hpa {
+            controller,
+            spec: hpa,
+            ..
+        } => {
+            if let Some(s) = spec.sync_period_seconds {
+                controller.sync_period_s = u64::from(s);
+            }
+            if let Some(m) = spec.min_replicas {
+                hpa.min_replicas = m.max(1);
+            }
+            if let Some(m) = spec.max_replicas {
+                hpa.max_replicas = m;
+            }
+            if let Some(c) = &spec.cooldowns {
+                if let Some(s) = c.scale_down_seconds {
+                    hpa.behavior.scale_down.stabilization_window_s = u64::from(s);
+                }
+            }
+            note_unused(
+                spec,
+                &mut ignored,
+                &["horizonSeconds", "headroom", "budgets", "vertical"],
+            );
+        }
+        AutoscalerSpec::Static { .. } | AutoscalerSpec::Phpa { .. } => {
+            note_unused(
+                spec,
+                &mut ignored,
+                &[
+                    "horizonSeconds",
+                    "headroom",
+                    "cooldowns",
+                    "budgets",
+                    "vertical",
+                    "syncPeriodSeconds",
+                ],
+            );
+        }
+    }
+    Ok((a, ignored))
+}
+
+fn note_unused(spec: &PredictiveAutoscalerSpec, out: &mut Vec<String>, fields: &[&str]) {
+    for f in fields {
+        let set = match *f {
+            "horizonSeconds" => spec.horizon_seconds.is_some(),
+            "headroom" => spec.headroom.is_some(),
+            "cooldowns" => spec.cooldowns.is_some(),
+            "budgets" => spec.budgets.is_some(),
+            "vertical" => spec.vertical != Vertical::Off,
+            "syncPeriodSeconds" => spec.sync_period_seconds.is_some(),
+            _ => false,
+        };
+        if set {
+            out.push(format!("{f} does not apply to `{}`", spec.autoscaler));
+        }
+    }
+}
+
+/// The default templates with the spec's overrides; an unknown name or a template that does
+/// not validate names its field.
+pub fn templates(
+    spec: &PredictiveAutoscalerSpec,
+    namespace: &str,
+) -> Result<Templates, OperatorError> {
+    let mut t = Templates::default();
+    if !spec.prometheus.templates.is_empty() {
+        let mut v =
+            serde_json::to_value(&t).map_err(|e| invalid("prometheus.templates", e.to_string()))?;
+        for (k, q) in &spec.prometheus.templates {
+            let field = format!("prometheus.templates.{k}");
+            match v.get_mut(k) {
+                Some(slot @ serde_json::Value::String(_)) => {
+                    *slot = serde_json::Value::String(q.clone())
+                }
+                Some(_) => {
+                    return Err(invalid(
+                        &field,
+                        "not a string template (nodes cannot be overridden here)",
+                    ))
+                }
+                None => {
+                    return Err(invalid(
+                        &field,
+                        "no such template (docs/monitor.md lists them)",
+                    ))
+                }
+            }
+        }
+        t = serde_json::from_value(v)
+            .map_err(|e| invalid("prometheus.templates", e.to_string()))?;
+    }
+    t.validate(namespace)
+        .map_err(|e| invalid("prometheus.templates", e.to_string()))?;
+    Ok(t)
+}
+
+/// The Prometheus source of `spec` in `namespace`.
+pub fn prom_source(
+    spec: &PredictiveAutoscalerSpec,
+    namespace: &str,
+) -> Result<PromSource, OperatorError> {
+    let url = &spec.prometheus.url;
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
+        return Err(invalid(
+            "prometheus.url",
+            format!("`{url}` is not an http(s) URL"),
+        ));
+    }
+    let client = PromClient::new(PromConfig {
+        url: url.clone(),
+        timeout_ms: PROM_TIMEOUT_MS,
+        retries: 1,
+        ..PromConfig::default()
+    })
+    .map_err(|e| invalid("prometheus.url", e.to_string()))?;
+    let discovery = DiscoveryConfig {
+        namespace: namespace.to_string(),
+        edges: if spec.graph.source == GraphSource::Telemetry {
+            spec.graph
+                .edges
+                .iter()
+                .map(|e| Edge::new(&e.from, &e.to, Relation::Calls, 1.0))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        ..DiscoveryConfig::default()
+    };
+    Ok(PromSource::new(
+        client,
+        templates(spec, namespace)?,
+        discovery,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Targets;
+
+    fn spec(json: serde_json::Value) -> PredictiveAutoscalerSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn overrides_reach_the_predictive_config() {
+        let s = spec(serde_json::json!({
+            "targets": {"workloads": [{"name": "cart"}]},
+            "autoscaler": "graph-trend",
+            "horizonSeconds": 90, "headroom": 0.3,
+            "cooldowns": {"scaleDownSeconds": 120},
+            "budgets": {"cpuCores": 8.0, "memoryGiB": 16.0},
+            "vertical": "memory", "syncPeriodSeconds": 30
+        }));
+        let (a, ignored) = autoscaler(&s).unwrap();
+        assert!(ignored.is_empty());
+        let AutoscalerSpec::Predictive { config, .. } = a else {
+            panic!("not predictive")
+        };
+        assert_eq!(config.lead_time_s, Some(90.0));
+        assert_eq!(config.planner.headroom, 0.3);
+        assert_eq!(config.safety.cooldown_down_s, 120.0);
+        assert_eq!(config.planner.cpu_budget_cores, Some(8.0));
+        assert_eq!(config.planner.memory_budget_gib, Some(16.0));
+        assert_eq!(config.vertical.update, VerticalUpdate::Memory);
+        assert_eq!(config.sync_period_s, 30);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let base = PredictiveAutoscalerSpec {
+            targets: Targets::default(),
+            mode: Default::default(),
+            autoscaler: "graph-trend".into(),
+            horizon_seconds: None,
+            slo: None,
+            min_replicas: None,
+            max_replicas: None,
+            headroom: None,
+            cooldowns: None,
+            budgets: None,
+            vertical: Vertical::Off,
+            prometheus: Default::default(),
+            graph: Default::default(),
+            take_over: false,
+            sync_period_seconds: None,
+        };
+        let e = |s: &PredictiveAutoscalerSpec| autoscaler(s).unwrap_err().to_string();
+        let mut s = base.clone();
+        s.autoscaler = "hpa2".into();
+        assert!(e(&s).starts_with("spec.autoscaler: "), "{}", e(&s));
+        let mut s = base.clone();
+        s.min_replicas = Some(5);
+        s.max_replicas = Some(2);
+        assert!(e(&s).starts_with("spec.minReplicas: "), "{}", e(&s));
+        let mut s = base.clone();
+        s.headroom = Some(f64::NAN);
+        assert!(e(&s).starts_with("spec.headroom: "), "{}", e(&s));
+        let mut s = base.clone();
+        s.prometheus
+            .templates
+            .insert("deploymentz".into(), "up".into());
+        let t = templates(&s, "shop").unwrap_err().to_string();
+        assert!(
+            t.starts_with("spec.prometheus.templates.deploymentz: "),
+            "{t}"
+        );
+        let mut s = base.clone();
+        s.prometheus.templates.insert("nodes".into(), "up".into());
+        assert!(templates(&s, "shop").is_err());
+        let mut s = base.clone();
+        s.prometheus.url = "ftp://x".into();
+        let p = prom_source(&s, "shop").unwrap_err().to_string();
+        assert!(p.starts_with("spec.prometheus.url: "), "{p}");
+        let mut s = base;
+        s.autoscaler = "hpa".into();
+        s.headroom = Some(0.2);
+        let (_, ignored) = autoscaler(&s).unwrap();
+        assert_eq!(
+            ignored,
+            vec!["headroom does not apply to `hpa`".to_string()]
+        );
+    }
+}
