@@ -77,10 +77,7 @@ spec:
   prometheus: {url: "http://127.0.0.1:19090"}
 YML
 
-timeline() {
-  local until=$1 mode=$2
-  while [ "$(date +%s)" -lt "$until" ]; do
-    kubectl get pas boutique -n demo -o json | python3 -c '
+cat >"$work/row.py" <<'PY'
 import json, sys, time
 mode, start = sys.argv[1], float(sys.argv[2])
 pa = json.load(sys.stdin)
@@ -93,20 +90,27 @@ cur = sum(w["currentReplicas"] for w in ws)
 des = sum(w["desiredReplicas"] for w in ws)
 hpa = sum(w.get("hpaShadowReplicas") or 0 for w in ws)
 applied = sum(1 for w in ws if w.get("applied"))
-print(f"{time.time()-start:6.0f}  {mode:<9}  {rps if rps is not None else float(\"nan\"):8.1f}  {cur:7d}  {des:7d}  {hpa:10d}  {applied:7d}  {st.get(\"rounds\", 0):6d}  "
-      f"ready={cond.get(\"Ready\",\"-\")} metrics={cond.get(\"MetricsAvailable\",\"-\")} model={cond.get(\"ModelReady\",\"-\")}")
-' "$mode" "$t0"
+rps = "-" if rps is None else "%.1f" % rps
+conds = " ".join("%s=%s" % (k, cond.get(k, "-")) for k in ("Ready", "MetricsAvailable", "ModelReady"))
+print("%6.0f  %-9s  %8s  %8d  %7d  %10d  %7d  %6d  %s" % (time.time() - start, mode, rps, cur, des, hpa, applied, st.get("rounds", 0), conds))
+PY
+timeline() {
+  local until=$1 mode=$2
+  while [ "$(date +%s)" -lt "$until" ]; do
+    kubectl get pas boutique -n demo -o json | python3 "$work/row.py" "$mode" "$t0"
     sleep 15
   done
 }
 
 t0=$(date +%s)
-printf '%6s  %-9s  %8s  %7s  %7s  %10s  %7s  %6s  %s\n' "t s" mode "fe rps" replicas desired "hpa shadow" applied rounds conditions
+printf '%6s  %-9s  %8s  %8s  %7s  %10s  %7s  %6s  %s\n' "t s" mode "fe rps" replicas desired "hpa shadow" applied rounds conditions
 timeline $((t0 + recommend_s)) Recommend
 kubectl patch pas boutique -n demo --type merge -p '{"spec":{"mode":"Auto"}}' >/dev/null
 timeline $((t0 + recommend_s + auto_s)) Auto
 
 echo "== Events (last 12)"
-kubectl get events -n demo --sort-by=.metadata.creationTimestamp -o custom-columns=REASON:.reason,OBJECT:.regarding.name,NOTE:.note --no-headers 2>/dev/null | tail -12 | cut -c1-160
+kubectl get events.events.k8s.io -n demo --sort-by=.metadata.creationTimestamp \
+  -o custom-columns=REASON:.reason,OBJECT:.regarding.name,NOTE:.note --no-headers 2>/dev/null |
+  grep -E '^(Scaled|Recommended|Conflict|Disabled) ' | tail -12 | cut -c1-200
 echo "== Deployments"
 kubectl get deploy -n demo -o custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas --no-headers | column -t

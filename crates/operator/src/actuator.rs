@@ -20,8 +20,10 @@ use std::time::Duration;
 use graphscale_core::{AsyncActuator, ScalingDecision};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::Reporter;
 use kube::Client;
 use serde_json::json;
 use tracing::Instrument;
@@ -29,6 +31,25 @@ use tracing::Instrument;
 use crate::crd::{Mode, Vertical, WorkloadKind, FIELD_MANAGER};
 use crate::target::Target;
 use crate::OperatorError;
+
+/// The type of an Event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Something done.
+    Normal,
+    /// Something held back that a human should look at.
+    Warning,
+}
+
+impl EventType {
+    /// As the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
 
 /// What happened to one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +129,7 @@ pub struct KubeActuator {
     mode: Mode,
     vertical: Vertical,
     take_over: bool,
-    recorder: Recorder,
+    reporter: Reporter,
     /// The PredictiveAutoscaler, as the Events' related object.
     owner: ObjectReference,
     retry: Retry,
@@ -135,7 +156,7 @@ impl KubeActuator {
         client: Client,
         namespace: String,
         mode: Mode,
-        recorder: Recorder,
+        reporter: Reporter,
         owner: ObjectReference,
     ) -> Self {
         KubeActuator {
@@ -144,7 +165,7 @@ impl KubeActuator {
             mode,
             vertical: Vertical::Off,
             take_over: false,
-            recorder,
+            reporter,
             owner,
             retry: Retry::default(),
             targets: BTreeMap::new(),
@@ -216,19 +237,35 @@ impl KubeActuator {
             note.truncate(cut);
             note.push('…');
         }
+        // One Event per action, each with its own note (kube's Recorder folds Events of the
+        // same reason into a series that keeps the first note: later reasons would be lost).
         let ev = Event {
-            type_,
-            reason: reason.into(),
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}-", t.name)),
+                namespace: Some(self.namespace.clone()),
+                ..Default::default()
+            },
+            type_: Some(type_.as_str().into()),
+            reason: Some(reason.into()),
+            action: Some(reason.into()),
             note: Some(note),
-            action: reason.into(),
-            secondary: Some(self.owner.clone()),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            regarding: Some(self.reference(t)),
+            related: Some(self.owner.clone()),
+            ..Default::default()
         };
         let action = format!("publish Event {reason} for {} {}", t.kind, t.name);
-        let reference = self.reference(t);
-        with_retry(self.retry, &action, || {
-            self.recorder.publish(&ev, &reference)
-        })
-        .await
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pp = PostParams::default();
+        with_retry(self.retry, &action, || api.create(&pp, &ev)).await?;
+        Ok(())
     }
 
     /// A patch of the workload (`scale`: of its scale subresource), whatever its kind.

@@ -16,7 +16,7 @@ use graphscale_core::{Autoscaler, Millis};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -26,7 +26,8 @@ use tokio::sync::Mutex;
 use crate::actuator::KubeActuator;
 use crate::cluster::KubeCluster;
 use crate::crd::{
-    Mode, PredictiveAutoscaler, PredictiveAutoscalerStatus, FIELD_MANAGER, FINALIZER,
+    Mode, PredictiveAutoscaler, PredictiveAutoscalerSpec, PredictiveAutoscalerStatus,
+    FIELD_MANAGER, FINALIZER,
 };
 use crate::metrics::Metrics;
 use crate::settings;
@@ -68,6 +69,9 @@ type Key = (String, String);
 /// The running state of one PredictiveAutoscaler.
 struct State {
     generation: Option<i64>,
+    /// The spec the loop was built for, with the mode set to `Off` (a changed mode keeps the
+    /// loop, its history and models).
+    built_for: PredictiveAutoscalerSpec,
     control: Loop,
     shadow: Loop,
     cluster: KubeCluster,
@@ -208,12 +212,11 @@ async fn build_state(
 ) -> Result<State, OperatorError> {
     let (spec, ignored) = settings::autoscaler(&pa.spec)?;
     let prom = settings::prom_source(&pa.spec, ns)?;
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let actuator = KubeActuator::new(
         ctx.client.clone(),
         ns.to_string(),
         pa.spec.mode,
-        recorder,
+        ctx.reporter.clone(),
         reference(pa),
     )
     .with_vertical(pa.spec.vertical)
@@ -235,6 +238,7 @@ async fn build_state(
     let shadow = ControlLoop::simulated(hpa, ctx.config.offset)?;
     Ok(State {
         generation: pa.meta().generation,
+        built_for: without_mode(&pa.spec),
         control,
         shadow,
         cluster,
@@ -243,6 +247,13 @@ async fn build_state(
         last_round: None,
         period,
     })
+}
+
+fn without_mode(spec: &PredictiveAutoscalerSpec) -> PredictiveAutoscalerSpec {
+    PredictiveAutoscalerSpec {
+        mode: Mode::Off,
+        ..spec.clone()
+    }
 }
 
 async fn patch_status(
@@ -312,8 +323,21 @@ pub async fn apply(
         return Ok(Action::await_change());
     }
     let existing = ctx.states.lock().await.get(&k).cloned();
-    let state = match existing {
-        Some(s) if s.lock().await.generation == pa.meta().generation => s,
+    let mut reuse = None;
+    if let Some(s) = existing {
+        let mut st = s.lock().await;
+        if st.generation == pa.meta().generation {
+            drop(st);
+            reuse = Some(s);
+        } else if st.built_for == without_mode(&pa.spec) {
+            // Only the mode changed: the same loop goes on.
+            st.generation = pa.meta().generation;
+            drop(st);
+            reuse = Some(s);
+        }
+    }
+    let state = match reuse {
+        Some(s) => s,
         _ => match build_state(&pa, &ctx, &ns).await {
             Ok(s) => {
                 let s = Arc::new(Mutex::new(s));
@@ -458,6 +482,7 @@ fn round_status(
                 slo,
                 now,
                 age,
+                crate::status::reason_budget(targets.len()),
             )
         })
         .collect();

@@ -79,6 +79,12 @@ pub fn forecast_of(d: &ScalingDecision, age_seconds: f64) -> Option<ForecastStat
     })
 }
 
+/// Characters of reasons each of `n` workloads keeps in the status (400,000 in all, 200 to
+/// 4,000 each).
+pub fn reason_budget(n: usize) -> usize {
+    (400_000 / n.max(1)).clamp(200, 4000)
+}
+
 /// One workload's status.
 #[allow(clippy::too_many_arguments)]
 pub fn workload_status(
@@ -90,6 +96,7 @@ pub fn workload_status(
     slo_p95_ms: Option<f64>,
     decided: Millis,
     age_seconds: f64,
+    reason_budget: usize,
 ) -> WorkloadStatus {
     let mut reasons: Vec<String> = d
         .map(|d| {
@@ -104,7 +111,25 @@ pub fn workload_status(
         Some(Outcome::Disabled) => reasons.push("operator.disabled: kill switch set".into()),
         _ => {}
     }
-    reasons.truncate(20);
+    // The whole status must stay well under etcd's 1.5 MiB object limit: with many workloads
+    // each keeps fewer characters of reasons (whole reasons, at least the first, cut at 200).
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for (i, mut r) in reasons.into_iter().enumerate() {
+        if i > 0 && used + r.len() > reason_budget {
+            break;
+        }
+        if r.len() > 200.max(reason_budget) {
+            let mut cut = 200.max(reason_budget);
+            while !r.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            r.truncate(cut);
+        }
+        used += r.len();
+        kept.push(r);
+    }
+    let reasons = kept;
     WorkloadStatus {
         kind: t.kind,
         name: t.name.clone(),
@@ -185,5 +210,61 @@ mod tests {
         assert_eq!(again.observed_generation, Some(3));
         let flipped = condition(&[c], "Ready", false, "Failed", "x", Some(3));
         assert_eq!(flipped.status, "False");
+    }
+
+    #[test]
+    fn the_status_of_two_thousand_workloads_fits_an_object() {
+        let t = Target {
+            kind: crate::crd::WorkloadKind::Deployment,
+            name: "service-with-a-long-name-0000".into(),
+            replicas: 3,
+            min_replicas: 1,
+            max_replicas: 50,
+            cpu_request_millicores: Some(100.0),
+            container: None,
+            pod_selector: None,
+            disabled: false,
+            conflict: None,
+        };
+        let d = ScalingDecision {
+            workload: t.name.clone(),
+            replicas: 4,
+            reasons: (0..20)
+                .map(|i| Reason::new(format!("rule.{i}"), "x".repeat(300)))
+                .collect(),
+            resources: None,
+        };
+        let n = crate::target::MAX_TARGETS;
+        let one = workload_status(
+            &t,
+            Some(&d),
+            None,
+            Some(3),
+            Some(80.0),
+            Some(100.0),
+            Millis(0),
+            1.0,
+            reason_budget(n),
+        );
+        assert!(!one.reasons.is_empty());
+        let bytes = serde_json::to_vec(&vec![one; n]).unwrap().len();
+        assert!(bytes < 1_000_000, "{bytes} bytes for {n} workloads");
+        // A few workloads keep every reason.
+        let few = workload_status(
+            &t,
+            Some(&d),
+            None,
+            None,
+            None,
+            None,
+            Millis(0),
+            0.0,
+            reason_budget(3),
+        );
+        assert_eq!(
+            few.reasons.len(),
+            12,
+            "4,000 characters of 308-character reasons"
+        );
     }
 }

@@ -231,10 +231,11 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     pas.create(&PostParams::default(), &pa).await.unwrap();
     let got = eventually("a round in Recommend", Duration::from_secs(60), || async {
         let p = pas.get("shop").await.ok()?;
-        (p.status.as_ref()?.rounds >= 1).then_some(p)
+        (p.status.as_ref()?.rounds >= 2).then_some(p)
     })
     .await;
     let st = got.status.clone().unwrap();
+    let rounds_in_recommend = st.rounds;
     assert_eq!(st.workloads.len(), 1);
     let w = &st.workloads[0];
     assert_eq!(
@@ -275,6 +276,12 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
         (replicas(&deps, "cart").await == 3).then_some(())
     })
     .await;
+    // The mode changed, not the loop: its rounds (and history) go on.
+    let rounds = pas.get("shop").await.unwrap().status.unwrap().rounds;
+    assert!(
+        rounds > rounds_in_recommend,
+        "{rounds} rounds after {rounds_in_recommend}: the loop restarted"
+    );
     let d = deps.get("cart").await.unwrap();
     let managers = d.metadata.managed_fields.unwrap_or_default();
     assert!(
@@ -414,4 +421,291 @@ async fn the_other_candidate_takes_over_within_the_lease_duration() {
         .unwrap();
     c_stop.send_replace(true);
     c_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods() {
+    let Some(path) = kubeconfig() else { return };
+    let admin_cfg = admin_config(&path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = &format!("it-vertical-{}", std::process::id());
+    namespace(&admin, ns).await;
+    let client = operator_client(&admin, &admin_cfg).await;
+    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "server", "image": "example.invalid/cart:1",
+                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                               "limits": {"cpu": "200m", "memory": "128Mi"}}}]}}}
+    }))
+    .unwrap();
+    deps.patch(
+        "cart",
+        &PatchParams::apply("graphscale-test"),
+        &Patch::Apply(&dep),
+    )
+    .await
+    .unwrap();
+    // The controller-manager makes the pods.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
+    eventually("2 pods", Duration::from_secs(60), || async {
+        let n = pods
+            .list(&ListParams::default().labels("app=cart"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 2).then_some(())
+    })
+    .await;
+    let spec: graphscale_operator::PredictiveAutoscalerSpec = serde_json::from_value(json!({
+        "targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "vertical": "memory"
+    }))
+    .unwrap();
+    let targets = graphscale_operator::target::resolve(&client, ns, &spec)
+        .await
+        .unwrap();
+    assert_eq!(targets[0].container.as_deref(), Some("server"));
+    assert_eq!(targets[0].cpu_request_millicores, Some(100.0));
+    let recorder = kube::runtime::events::Reporter {
+        controller: "graphscale-operator".into(),
+        instance: None,
+    };
+    let mut act = graphscale_operator::actuator::KubeActuator::new(
+        client.clone(),
+        ns.to_string(),
+        graphscale_operator::crd::Mode::Auto,
+        recorder,
+        Default::default(),
+    )
+    .with_vertical(graphscale_operator::crd::Vertical::Memory);
+    act.set_targets(&targets);
+    let d = graphscale_core::ScalingDecision {
+        workload: "cart".into(),
+        replicas: 2,
+        reasons: vec![graphscale_core::Reason::new(
+            "vertical.resize",
+            "p95 usage 70 MiB",
+        )],
+        resources: Some(graphscale_core::PodResources {
+            requests: graphscale_core::Resources::new(100.0, 96.0),
+            limits: graphscale_core::Resources::new(200.0, 192.0),
+        }),
+    };
+    use graphscale_core::AsyncActuator;
+    act.apply_async(&[d]).await.unwrap();
+    let tpl = deps
+        .get("cart")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let r = tpl.containers[0].resources.clone().unwrap();
+    assert_eq!(r.requests.unwrap()["memory"].0, "96Mi");
+    assert_eq!(r.limits.unwrap()["memory"].0, "192Mi");
+    // The running pods were resized in place (their spec), not recreated.
+    let list = pods
+        .list(&ListParams::default().labels("app=cart"))
+        .await
+        .unwrap();
+    let resized = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let c = &p.spec.as_ref().unwrap().containers[0];
+            c.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .map(|q| q["memory"].0.clone())
+                == Some("96Mi".into())
+        })
+        .count();
+    assert!(resized >= 2, "{resized} pods resized: {list:?}");
+    assert!(reasons(&admin, ns).await.contains(&"Scaled".to_string()));
+}
+
+/// A TCP proxy on loopback in front of the API server that can be taken down: every open
+/// connection dropped and new ones refused while it is down.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut, cut_rx) = watch::channel(0u64);
+        let d = down.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if d.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut_rx = cut_rx.clone();
+                // Only cuts after this connection was opened.
+                cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, down, cut }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            self.cut.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_down_for_a_minute_loses_no_decision_and_applies_none_twice() {
+    let Some(path) = kubeconfig() else { return };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("GRAPHSCALE_LOG"))
+        .with_test_writer()
+        .try_init();
+    let outage: u64 = std::env::var("OUTAGE_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let admin_cfg = admin_config(&path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = &format!("it-faults-{}", std::process::id());
+    namespace(&admin, ns).await;
+    let direct = operator_client(&admin, &admin_cfg).await;
+    drop(direct);
+    // The operator reaches the API server through the proxy, with the admin's credentials.
+    let url: http::Uri = admin_cfg.cluster_url.clone();
+    let upstream: std::net::SocketAddr =
+        format!("{}:{}", url.host().unwrap(), url.port_u16().unwrap())
+            .parse()
+            .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let mut cfg = admin_cfg.clone();
+    cfg.cluster_url = format!("https://{}", proxy.addr).parse().unwrap();
+    let client = Client::try_from(cfg).unwrap();
+
+    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "server", "image": "example.invalid/cart:1"}]}}}
+    }))
+    .unwrap();
+    deps.patch(
+        "cart",
+        &PatchParams::apply("graphscale-test"),
+        &Patch::Apply(&dep),
+    )
+    .await
+    .unwrap();
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(Metrics::default()),
+        ControllerConfig {
+            namespace: Some(ns.to_string()),
+            error_backoff: Duration::from_secs(1),
+            ..ControllerConfig::default()
+        },
+    ));
+    let running = tokio::spawn(controller::run(ctx, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let pas: Api<PredictiveAutoscaler> = Api::namespaced(admin.clone(), ns);
+    let pa: PredictiveAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling.graphscale.dev/v1alpha1", "kind": "PredictiveAutoscaler",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": {"targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto",
+            "autoscaler": "hpa", "minReplicas": 2, "maxReplicas": 6, "syncPeriodSeconds": 2,
+            "prometheus": {"url": "http://127.0.0.1:9"}}
+    }))
+    .unwrap();
+    pas.create(&PostParams::default(), &pa).await.unwrap();
+    eventually("2 replicas", Duration::from_secs(60), || async {
+        (replicas(&deps, "cart").await == 2).then_some(())
+    })
+    .await;
+
+    // Down for a minute; meanwhile the spec asks for 3.
+    proxy.set_down(true);
+    pas.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"minReplicas": 3}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
+    assert_eq!(
+        replicas(&deps, "cart").await,
+        2,
+        "a write got through a dead proxy"
+    );
+    proxy.set_down(false);
+    let back = Instant::now();
+    eventually(
+        "3 replicas after the outage",
+        Duration::from_secs(120),
+        || async { (replicas(&deps, "cart").await == 3).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "applied {:?} after the API server came back",
+        back.elapsed()
+    );
+    // Each change was written once: one Scaled Event per change, none repeated as a series.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ev: Api<Event> = Api::namespaced(admin.clone(), ns);
+    let scaled: Vec<Event> = ev
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Scaled"))
+        .collect();
+    let notes: Vec<String> = scaled.iter().filter_map(|e| e.note.clone()).collect();
+    assert_eq!(scaled.len(), 2, "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.starts_with("replicas 1 -> 2")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with("replicas 2 -> 3")),
+        "{notes:?}"
+    );
+    assert!(
+        scaled.iter().all(|e| e.series.is_none()),
+        "an Event repeated: {notes:?}"
+    );
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("graceful shutdown")
+        .unwrap();
 }

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::Client;
 use serde_json::{json, Value};
 
@@ -86,13 +86,10 @@ fn conflict() -> Value {
 fn actuator(mode: Mode) -> (KubeActuator, Handle) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, "shop");
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "graphscale-operator".into(),
-            instance: Some("test".into()),
-        },
-    );
+    let recorder = Reporter {
+        controller: "graphscale-operator".into(),
+        instance: Some("test".into()),
+    };
     let owner = ObjectReference {
         api_version: Some("autoscaling.graphscale.dev/v1alpha1".into()),
         kind: Some("PredictiveAutoscaler".into()),
@@ -192,8 +189,12 @@ async fn auto_patches_the_scale_subresource_then_publishes_an_event() {
 }
 
 #[tokio::test]
-async fn a_conflict_is_retried_and_the_scale_written_once() {
+async fn a_conflict_a_throttle_and_server_errors_are_retried_and_the_scale_written_once() {
     let (mut a, handle) = actuator(Mode::Auto);
+    let status = |code: u16, reason: &str| {
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "reason": reason, "message": reason, "code": code})
+    };
     let script = tokio::spawn(serve(
         handle,
         vec![
@@ -204,6 +205,36 @@ async fn a_conflict_is_retried_and_the_scale_written_once() {
     ));
     apply(&mut a, &[decision(4)]).await;
     script.await.unwrap();
+    // 429 and 5xx: the same; two failures, then the write; the Event once.
+    let (mut a, handle) = actuator(Mode::Auto);
+    let script = tokio::spawn(serve(
+        handle,
+        vec![
+            scale_step(429, status(429, "TooManyRequests")),
+            scale_step(503, status(503, "ServiceUnavailable")),
+            scale_step(200, scale(4)),
+            event_step(scaled_event),
+        ],
+    ));
+    apply(&mut a, &[decision(4)]).await;
+    script.await.unwrap();
+    // Three failures in a row (the attempts of this actuator): the round fails, naming the
+    // request, and nothing was written.
+    let (mut a, handle) = actuator(Mode::Auto);
+    let script = tokio::spawn(serve(
+        handle,
+        vec![
+            scale_step(500, status(500, "InternalError")),
+            scale_step(500, status(500, "InternalError")),
+            scale_step(500, status(500, "InternalError")),
+        ],
+    ));
+    let e = tokio::time::timeout(Duration::from_secs(10), a.apply_async(&[decision(4)]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    script.await.unwrap();
+    assert_eq!(e.status_code(), Some(500));
 }
 
 #[tokio::test]
