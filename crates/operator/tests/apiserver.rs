@@ -709,3 +709,177 @@ async fn the_api_server_down_for_a_minute_loses_no_decision_and_applies_none_twi
         .expect("graceful shutdown")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_keda_scaled_object_is_a_conflict_and_a_token_without_rights_a_clear_condition() {
+    let Some(path) = kubeconfig() else { return };
+    let admin_cfg = admin_config(&path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = &format!("it-rights-{}", std::process::id());
+    namespace(&admin, ns).await;
+    let _ = operator_client(&admin, &admin_cfg).await;
+    // KEDA's ScaledObject, as far as the operator reads it.
+    apply_yaml(
+        &admin,
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: scaledobjects.keda.sh}
+spec:
+  group: keda.sh
+  names: {kind: ScaledObject, plural: scaledobjects, singular: scaledobject}
+  scope: Namespaced
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    )
+    .await;
+    let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
+    let (ar, _) = eventually("ScaledObjects served", Duration::from_secs(30), || async {
+        pinned_kind(&admin, &gvk).await.ok()
+    })
+    .await;
+    let sos: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, &ar);
+    let so: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "cart-so", "namespace": ns},
+        "spec": {"scaleTargetRef": {"name": "cart"}}
+    }))
+    .unwrap();
+    sos.create(&PostParams::default(), &so).await.unwrap();
+    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "server", "image": "example.invalid/cart:1"}]}}}
+    }))
+    .unwrap();
+    deps.patch(
+        "cart",
+        &PatchParams::apply("graphscale-test"),
+        &Patch::Apply(&dep),
+    )
+    .await
+    .unwrap();
+    let targets = graphscale_operator::target::resolve(
+        &operator_client(&admin, &admin_cfg).await,
+        ns,
+        &serde_json::from_value(json!({"targets": {"workloads": [{"name": "cart"}]}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(targets[0].conflict.as_deref(), Some("ScaledObject/cart-so"));
+
+    // A ServiceAccount that may read and write PredictiveAutoscalers but not Deployments.
+    apply_yaml(
+        &admin,
+        &format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: weak, namespace: {ns}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: weak, namespace: {ns}}}
+rules:
+  - apiGroups: ["autoscaling.graphscale.dev"]
+    resources: ["predictiveautoscalers", "predictiveautoscalers/status"]
+    verbs: ["get", "list", "watch", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: weak, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: weak}}
+subjects: [{{kind: ServiceAccount, name: weak, namespace: {ns}}}]
+"#
+        ),
+    )
+    .await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    let token = sas
+        .create_token_request(
+            "weak",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.token)
+        .unwrap();
+    let mut cfg = admin_cfg.clone();
+    cfg.auth_info = AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    let weak = Client::try_from(cfg).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Context::new(
+        weak,
+        metrics.clone(),
+        ControllerConfig {
+            namespace: Some(ns.to_string()),
+            ..ControllerConfig::default()
+        },
+    ));
+    let running = tokio::spawn(controller::run(ctx, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let pas: Api<PredictiveAutoscaler> = Api::namespaced(admin.clone(), ns);
+    let pa: PredictiveAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling.graphscale.dev/v1alpha1", "kind": "PredictiveAutoscaler",
+        "metadata": {"name": "shop", "namespace": ns},
+        "spec": {"targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "autoscaler": "hpa",
+            "prometheus": {"url": "http://127.0.0.1:9"}}
+    }))
+    .unwrap();
+    pas.create(&PostParams::default(), &pa).await.unwrap();
+    let got = eventually(
+        "the Forbidden condition",
+        Duration::from_secs(60),
+        || async {
+            let p = pas.get("shop").await.ok()?;
+            let c = p
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded")?
+                .clone();
+            (c.status == "True").then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(got.reason, "Forbidden");
+    assert!(got.message.contains("get Deployment"), "{}", got.message);
+    // No crash loop: a few seconds later at most the first attempts were made.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let errors = metrics.encode();
+    let forbidden: f64 = errors
+        .lines()
+        .find(|l| l.starts_with("graphscale_operator_reconcile_errors_total{kind=\"forbidden\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        (1.0..=3.0).contains(&forbidden),
+        "{forbidden} forbidden reconciles:\n{errors}"
+    );
+    assert_eq!(replicas(&deps, "cart").await, 1);
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("graceful shutdown")
+        .unwrap();
+}
