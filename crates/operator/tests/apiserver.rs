@@ -146,6 +146,48 @@ async fn operator_client(admin: &Client, admin_cfg: &Config) -> Client {
     client
 }
 
+/// A one-container Deployment `cart` with one replica in `ns`.
+async fn cart(admin: &Client, ns: &str) -> Api<Deployment> {
+    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "server", "image": "example.invalid/cart:1"}]}}}
+    }))
+    .unwrap();
+    let pp = PatchParams::apply("graphscale-test");
+    deps.patch("cart", &pp, &Patch::Apply(&dep)).await.unwrap();
+    deps
+}
+
+/// The controller on `ns` with `client`, until the sender says stop.
+fn start(
+    client: Client,
+    metrics: Arc<Metrics>,
+    ns: &str,
+    error_backoff: Duration,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+    Arc<Context>,
+) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Context::new(
+        client,
+        metrics,
+        ControllerConfig {
+            namespace: Some(ns.to_string()),
+            error_backoff,
+            ..ControllerConfig::default()
+        },
+    ));
+    let running = tokio::spawn(controller::run(ctx.clone(), async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    (stop_tx, running, ctx)
+}
+
 async fn replicas(api: &Api<Deployment>, name: &str) -> i32 {
     api.get(name).await.unwrap().spec.unwrap().replicas.unwrap()
 }
@@ -608,34 +650,13 @@ async fn the_api_server_down_for_a_minute_loses_no_decision_and_applies_none_twi
     cfg.cluster_url = format!("https://{}", proxy.addr).parse().unwrap();
     let client = Client::try_from(cfg).unwrap();
 
-    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
-    let dep: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "cart", "namespace": ns},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
-            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
-                {"name": "server", "image": "example.invalid/cart:1"}]}}}
-    }))
-    .unwrap();
-    deps.patch(
-        "cart",
-        &PatchParams::apply("graphscale-test"),
-        &Patch::Apply(&dep),
-    )
-    .await
-    .unwrap();
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let ctx = Arc::new(Context::new(
+    let deps = cart(&admin, ns).await;
+    let (stop_tx, running, _ctx) = start(
         client,
         Arc::new(Metrics::default()),
-        ControllerConfig {
-            namespace: Some(ns.to_string()),
-            error_backoff: Duration::from_secs(1),
-            ..ControllerConfig::default()
-        },
-    ));
-    let running = tokio::spawn(controller::run(ctx, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+        ns,
+        Duration::from_secs(1),
+    );
     let pas: Api<PredictiveAutoscaler> = Api::namespaced(admin.clone(), ns);
     let pa: PredictiveAutoscaler = serde_json::from_value(json!({
         "apiVersion": "autoscaling.graphscale.dev/v1alpha1", "kind": "PredictiveAutoscaler",
@@ -750,21 +771,7 @@ spec:
     }))
     .unwrap();
     sos.create(&PostParams::default(), &so).await.unwrap();
-    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
-    let dep: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "cart", "namespace": ns},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "cart"}},
-            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
-                {"name": "server", "image": "example.invalid/cart:1"}]}}}
-    }))
-    .unwrap();
-    deps.patch(
-        "cart",
-        &PatchParams::apply("graphscale-test"),
-        &Patch::Apply(&dep),
-    )
-    .await
-    .unwrap();
+    let deps = cart(&admin, ns).await;
     let targets = graphscale_operator::target::resolve(
         &operator_client(&admin, &admin_cfg).await,
         ns,
@@ -824,18 +831,12 @@ subjects: [{{kind: ServiceAccount, name: weak, namespace: {ns}}}]
     };
     let weak = Client::try_from(cfg).unwrap();
     let metrics = Arc::new(Metrics::default());
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let ctx = Arc::new(Context::new(
+    let (stop_tx, running, _ctx) = start(
         weak,
         metrics.clone(),
-        ControllerConfig {
-            namespace: Some(ns.to_string()),
-            ..ControllerConfig::default()
-        },
-    ));
-    let running = tokio::spawn(controller::run(ctx, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+        ns,
+        ControllerConfig::default().error_backoff,
+    );
     let pas: Api<PredictiveAutoscaler> = Api::namespaced(admin.clone(), ns);
     let pa: PredictiveAutoscaler = serde_json::from_value(json!({
         "apiVersion": "autoscaling.graphscale.dev/v1alpha1", "kind": "PredictiveAutoscaler",
