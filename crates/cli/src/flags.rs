@@ -59,7 +59,7 @@ pub(crate) enum Command {
         out: PathBuf,
     },
     /// Print the PredictiveAutoscaler CRD (autoscaling.graphscale.dev/v1alpha1) as YAML
-    /// (deploy/crd.yaml holds the same).
+    /// (deploy/base/crd.yaml holds the same).
     Crd,
     /// Run the Kubernetes operator: watches PredictiveAutoscalers and runs a control loop for
     /// each (docs/operator.md). Reads KUBECONFIG, ~/.kube/config or the in-cluster account.
@@ -652,7 +652,7 @@ pub(crate) struct OperatorArgs {
     /// Name of the Lease (one per shard).
     #[arg(long, default_value = "graphscale-operator")]
     pub(crate) lease_name: String,
-    /// This replica's identity (default: $POD_NAME, else the host name and process id).
+    /// This replica's identity (default: $POD_NAME, else $HOSTNAME, else graphscale-PID).
     #[arg(long)]
     pub(crate) identity: Option<String>,
     /// Seconds a Lease holds without renewal (1..=300).
