@@ -480,14 +480,16 @@ impl Hpa {
         Ok((new_replicas, util))
     }
 
-    /// The CPU readiness rule of `groupPods`.
+    /// The CPU readiness rule of `groupPods`. A source that knows a pod's readiness but not
+    /// its start and ready times (Prometheus without kube-state-metrics' time series) cannot
+    /// apply the initialisation period: its pod counts by its Ready condition alone. (Treated
+    /// as unready, every pod of such a source was ignored, and the HPA never scaled.)
     fn cpu_unready(&self, now: Millis, p: &PodObservation) -> bool {
-        let (Some(start), Some(ready), Some(transition)) =
-            (p.start_time, p.ready, p.ready_transition)
-        else {
-            return true;
-        };
+        let Some(ready) = p.ready else { return true };
         let Some(sample) = p.cpu else { return true };
+        let (Some(start), Some(transition)) = (p.start_time, p.ready_transition) else {
+            return !ready;
+        };
         let init = Millis::from_secs(self.config.cpu_initialization_period_s);
         if start + init > now {
             // Inside the initialisation period: ignore unready pods and samples that overlap the

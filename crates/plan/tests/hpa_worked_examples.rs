@@ -71,6 +71,27 @@ fn inside_tolerance_stays() {
 }
 
 #[test]
+fn ready_pods_without_start_and_ready_times_count_by_their_condition() {
+    // What a Prometheus snapshot carries: the Ready condition, no times.
+    let pods: Vec<_> = (0..4)
+        .map(|i| PodObservation {
+            start_time: None,
+            ready_transition: None,
+            ..pod(i, Some(90.0))
+        })
+        .collect();
+    assert_eq!(
+        hpa(60).reconcile(T0, &workload(pods.clone(), 4)).replicas,
+        6
+    );
+    // Unready ones among them count as 0 % on a scale-up, as ever.
+    let mut pods = pods;
+    pods[3].ready = Some(false);
+    // 3 x 90 % + 0 = 67.5 % / 60 % -> 4.5 -> 5.
+    assert_eq!(hpa(60).reconcile(T0, &workload(pods, 4)).replicas, 5);
+}
+
+#[test]
 fn unready_pod_counts_as_zero_on_scale_up() {
     let mut pods: Vec<_> = (0..3).map(|i| pod(i, Some(90.0))).collect();
     let mut u = pod(3, Some(90.0));
