@@ -664,4 +664,8 @@ pub(crate) struct OperatorArgs {
     /// Training threads per PredictiveAutoscaler (1..=64).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub(crate) training_threads: u64,
+    /// The folder a PredictiveAutoscaler's `spec.checkpoint` is read from (a graph model
+    /// written by `graphscale train`; mount it from a volume). Nothing outside it is read.
+    #[arg(long, default_value = "/models")]
+    pub(crate) models_dir: std::path::PathBuf,
 }

@@ -63,6 +63,7 @@ pub(crate) fn operator(a: OperatorArgs) -> Result<ExitCode> {
             namespace: a.namespace,
             training_threads: a.training_threads as usize,
             instance: id,
+            models_dir: a.models_dir,
             ..ControllerConfig::default()
         },
         lease,

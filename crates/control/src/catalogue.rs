@@ -59,6 +59,12 @@ pub enum AutoscalerSpec {
         /// Settings (see `docs/planner.md`).
         #[serde(default)]
         config: Box<PredictiveConfig>,
+        /// A graph model written by `graphscale train` to start from, for a graph `model`
+        /// (`hgt`, `gat`, `stgnn`, `mlp`) of the checkpoint's kind: the autoscaler forecasts
+        /// from its first window and retrains online on schedule. Default: none (the model is
+        /// trained online from scratch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<std::path::PathBuf>,
     },
     /// The PHPA-style baseline: Holt-Winters (AutoETS) on the HPA's replica history.
     Phpa {
@@ -315,6 +321,7 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
         model: model.to_string(),
         season: None,
         config: Box::new(config),
+        checkpoint: None,
     }
 }
 
@@ -329,6 +336,13 @@ impl AutoscalerSpec {
                 name: name.to_string(),
                 known: names(),
             })
+    }
+
+    /// Whether it can start from a graph-model checkpoint (a predictive autoscaler with a graph
+    /// model: `hgt`, `gat`, `stgnn`, `mlp`).
+    pub fn reads_checkpoint(&self) -> bool {
+        matches!(self, AutoscalerSpec::Predictive { model, .. }
+            if graphscale_nn::graphmodel::Kind::parse(model).is_ok())
     }
 
     /// Its name in reports.
@@ -442,15 +456,21 @@ fn build_with(
             model,
             season,
             config,
+            checkpoint,
         } => {
-            if let Ok(kind) = graphscale_nn::graphmodel::Kind::parse(model) {
-                let online = graphscale_nn::online::OnlineGraphModel::new(
-                    kind,
-                    graphscale_nn::online::OnlineConfig {
-                        step_ms: config.sync_period_s * 1000,
-                        ..graphscale_nn::online::OnlineConfig::default()
-                    },
-                );
+            let online_cfg = graphscale_nn::online::OnlineConfig {
+                step_ms: config.sync_period_s * 1000,
+                ..graphscale_nn::online::OnlineConfig::default()
+            };
+            let kind = graphscale_nn::graphmodel::Kind::parse(model);
+            let online = match (checkpoint, kind) {
+                (Some(path), kind) => Some(warm(name, path, kind, online_cfg)?),
+                (None, Ok(kind)) => Some(graphscale_nn::online::OnlineGraphModel::new(
+                    kind, online_cfg,
+                )),
+                (None, Err(_)) => None,
+            };
+            if let Some(online) = online {
                 let p = PredictiveAutoscaler::with_joint(
                     name.clone(),
                     Box::new(online),
@@ -510,6 +530,33 @@ fn build_with(
             Ok(Box::new(g.map_err(plan_err)?))
         }
     }
+}
+
+/// The online graph model of autoscaler `name` warm-started from the checkpoint at `path`,
+/// which must hold a model of `kind`.
+fn warm(
+    name: &str,
+    path: &std::path::Path,
+    kind: Result<graphscale_nn::graphmodel::Kind, graphscale_nn::NnError>,
+    cfg: graphscale_nn::online::OnlineConfig,
+) -> Result<graphscale_nn::online::OnlineGraphModel, ControlError> {
+    let ck_err = |source| ControlError::Checkpoint {
+        name: name.to_string(),
+        path: path.display().to_string(),
+        source,
+    };
+    let kind = kind.map_err(ck_err)?;
+    let m = graphscale_nn::graphmodel::GraphModel::load(path).map_err(ck_err)?;
+    if m.kind != kind {
+        return Err(ck_err(graphscale_nn::NnError::Data {
+            what: format!(
+                "it holds a {} model; the autoscaler's model is {}",
+                m.kind.name(),
+                kind.name()
+            ),
+        }));
+    }
+    graphscale_nn::online::OnlineGraphModel::warm(m, cfg).map_err(ck_err)
 }
 
 #[cfg(test)]

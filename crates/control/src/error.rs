@@ -53,6 +53,17 @@ pub enum ControlError {
         #[source]
         source: graphscale_core::ForecastFailure,
     },
+    /// An autoscaler's checkpoint cannot be used.
+    #[error("autoscaler `{name}`: checkpoint {path}")]
+    Checkpoint {
+        /// The autoscaler.
+        name: String,
+        /// The checkpoint's path.
+        path: String,
+        /// Why.
+        #[source]
+        source: graphscale_nn::NnError,
+    },
     /// A schedule is impossible.
     #[error("schedule: {field} {reason}")]
     Schedule {

@@ -295,3 +295,89 @@ fn the_predictive_autoscaler_plans_with_the_graph_model_in_the_loop() {
         "after the warm-up the demand comes from the graph model"
     );
 }
+
+/// Rounds until the graph-model autoscaler `name` (with `checkpoint`, if any) plans from its
+/// model's forecast in the loop on the simulator.
+fn first_model_round(name: &str, checkpoint: Option<&std::path::Path>) -> Option<usize> {
+    let mut s = sim("event-driven", "fluctuating", 3600);
+    let mut spec = AutoscalerSpec::named(name).unwrap();
+    if let AutoscalerSpec::Predictive { checkpoint: c, .. } = &mut spec {
+        *c = checkpoint.map(Into::into);
+    }
+    let facts = topology::builtin("event-driven").unwrap().facts().unwrap();
+    let mut ctl =
+        ControlLoop::simulated(build(&spec, &facts).unwrap(), Millis::from_secs(7)).unwrap();
+    let mut round = 0;
+    for _ in 0..(20 * 60) {
+        s.step();
+        if let Some(r) = ctl.tick(&mut s).unwrap() {
+            round += 1;
+            let model = r
+                .decisions
+                .iter()
+                .flat_map(|d| &d.reasons)
+                .any(|x| x.rule == "forecast.demand" && x.detail.starts_with("mlp:"));
+            if model {
+                return Some(round);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn a_checkpoint_plans_from_its_first_window_instead_of_a_ten_minute_warm_up() {
+    use graphscale_core::{JointForecaster, MetricSource};
+    use graphscale_nn::online::{OnlineConfig, OnlineGraphModel};
+    // A model trained on another seed's day, as `graphscale train` would write it.
+    let app = topology::builtin("event-driven").unwrap();
+    let rates = WorkloadSpec::named("fluctuating", app.nominal_peak_rps)
+        .unwrap()
+        .rates(3600, 7)
+        .unwrap();
+    let mut s = Simulator::new(app, SimConfig::default(), rates).unwrap();
+    let graph = s.graph().clone();
+    let mut online = OnlineGraphModel::new(
+        graphscale_nn::graphmodel::Kind::Mlp,
+        OnlineConfig::default(),
+    );
+    let mut job = None;
+    for k in 0..45u64 {
+        for _ in 0..15 {
+            s.step();
+        }
+        online.observe(&s.observe().unwrap(), &graph);
+        job = job.or_else(|| online.training_job(graphscale_core::JobId(k)));
+    }
+    let (id, trained) = job.expect("a training fell due").run();
+    online.install(id, trained);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.safetensors");
+    online.model().unwrap().save(&path).unwrap();
+
+    let cold = first_model_round("graph-mlp", None).expect("the cold model plans at last");
+    let warm = first_model_round("graph-mlp", Some(&path)).expect("the checkpoint plans");
+    // Cold: 40 rounds of warm-up, then one to train. Warm: one window (12 rounds).
+    assert!(cold > 40, "cold model planned at round {cold}");
+    assert_eq!(warm, 12, "the checkpoint planned at round {warm}");
+
+    // A checkpoint of another kind, or a missing one: named, not built.
+    let facts = topology::builtin("event-driven").unwrap().facts().unwrap();
+    let mut gat = AutoscalerSpec::named("graph-gat").unwrap();
+    if let AutoscalerSpec::Predictive { checkpoint, .. } = &mut gat {
+        *checkpoint = Some(path.clone());
+    }
+    let e = graphscale_core::error::chain(&build(&gat, &facts).err().unwrap());
+    assert!(
+        e.contains("it holds a mlp model; the autoscaler's model is gat"),
+        "{e}"
+    );
+    if let AutoscalerSpec::Predictive { checkpoint, .. } = &mut gat {
+        *checkpoint = Some(dir.path().join("none.safetensors"));
+    }
+    let e = graphscale_core::error::chain(&build(&gat, &facts).err().unwrap());
+    assert!(
+        e.contains("checkpoint") && e.contains("none.safetensors"),
+        "{e}"
+    );
+}

@@ -117,6 +117,34 @@ impl OnlineGraphModel {
         }
     }
 
+    /// A model warm-started from `model` (a checkpoint written by `graphscale train`): it
+    /// forecasts as soon as it has observed one window of the checkpoint's graph, and retrains
+    /// online on schedule, with the checkpoint's network settings, like [`OnlineGraphModel::new`]'s
+    /// (at once when the observed graph is not the checkpoint's). The checkpoint must have been
+    /// trained at the sync period (`cfg.step_ms`): its horizon steps are that long.
+    pub fn warm(model: GraphModel, mut cfg: OnlineConfig) -> Result<Self, crate::NnError> {
+        if model.step_ms != cfg.step_ms {
+            return Err(crate::NnError::Data {
+                what: format!(
+                    "the checkpoint was trained on {} ms steps; the autoscaler syncs every {} ms",
+                    model.step_ms, cfg.step_ms
+                ),
+            });
+        }
+        cfg.model = GraphModelConfig {
+            epochs: cfg.model.epochs,
+            ..model.config.clone()
+        };
+        let mut m = OnlineGraphModel::new(model.kind, cfg);
+        m.model = Some(model);
+        Ok(m)
+    }
+
+    /// The installed model (the checkpoint's until a training is installed), to save it.
+    pub fn model(&self) -> Option<&GraphModel> {
+        self.model.as_ref()
+    }
+
     /// Trainings installed so far.
     pub fn trainings(&self) -> usize {
         self.trainings
@@ -180,8 +208,12 @@ impl JointForecaster for OnlineGraphModel {
         let graph = &graph.application();
         if self.graph.as_ref() != Some(graph) {
             // The rows keep their data; the model keeps forecasting on its own graph until a
-            // training on this one is installed.
-            if self.graph.is_some() {
+            // training on this one is installed. A checkpoint's graph counts as the one before.
+            let before = self
+                .graph
+                .as_ref()
+                .or(self.model.as_ref().map(|m| &m.graph));
+            if before.is_some_and(|b| b != graph) {
                 self.stale_graph = true;
             }
             self.graph = Some(graph.clone());
@@ -250,6 +282,14 @@ impl JointForecaster for OnlineGraphModel {
                 )
             }));
         };
+        if self.rows.len() < model.config.window {
+            return Err(NoForecast::WarmingUp(format!(
+                "{} from its checkpoint: {} of {} snapshots",
+                self.kind.name(),
+                self.rows.len(),
+                model.config.window
+            )));
+        }
         // The model forecasts on the graph it was trained on, from its newest window (the
         // inputs are normalised point by point, so older rows change nothing).
         let series = self.series(&model.graph, Some(model.config.window));

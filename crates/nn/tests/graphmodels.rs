@@ -191,6 +191,37 @@ fn checkpoints_round_trip_and_bad_input_is_named() {
     let e = GraphModel::load(&relabelled).unwrap_err().to_string();
     assert!(e.contains("weights do not fit the hgt network"), "{e}");
 
+    // A NaN weight: refused by name, never a model that forecasts zeros.
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    let poisoned = tensors
+        .iter_mut()
+        .find(|t| t.1 == safetensors::Dtype::F32)
+        .unwrap();
+    poisoned.3[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let poisoned_name = poisoned.0.clone();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, sh, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, sh.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    let nan = dir.join("nan.safetensors");
+    std::fs::write(&nan, safetensors::tensor::serialize(views, meta).unwrap()).unwrap();
+    let e = GraphModel::load(&nan).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("weight `{poisoned_name}` holds NaN")),
+        "{e}"
+    );
+
     // A snapshot of another graph: the unknown node is named.
     let mut other = series.clone();
     other.graph = AppGraph::new(

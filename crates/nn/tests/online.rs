@@ -234,3 +234,62 @@ fn a_changed_graph_keeps_what_still_applies() {
     assert_eq!(after.len(), before.len() - 1);
     assert!(!after.contains_key(&gone));
 }
+
+#[test]
+fn a_checkpoint_forecasts_from_its_first_window_and_retrains_on_schedule() {
+    let mut s = sim();
+    let graph = s.graph().clone();
+    let mut trained = OnlineGraphModel::new(Kind::Gat, cfg());
+    for k in 1..=30 {
+        sync(&mut trained, k, &advance(&mut s), &graph);
+    }
+    assert_eq!(trained.trainings(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gat.safetensors");
+    trained.model().unwrap().save(&path).unwrap();
+    let ck = graphscale_nn::graphmodel::GraphModel::load(&path).unwrap();
+
+    // Trained at another step: refused with both steps.
+    let e = OnlineGraphModel::warm(
+        ck,
+        OnlineConfig {
+            step_ms: 30_000,
+            ..cfg()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("15000 ms steps") && e.contains("every 30000 ms"),
+        "{e}"
+    );
+
+    let ck = graphscale_nn::graphmodel::GraphModel::load(&path).unwrap();
+    let mut warm = OnlineGraphModel::warm(ck, cfg()).unwrap();
+    let mut handed = Vec::new();
+    for k in 1..=31 {
+        let snap = advance(&mut s);
+        // The trained model sees the same snapshots: from the same newest window, the warm
+        // one forecasts exactly what it does.
+        trained.observe(&snap, &graph);
+        if sync(&mut warm, k, &snap, &graph) {
+            handed.push(k);
+        }
+        let f = warm.forecast(3);
+        if !handed.is_empty() {
+            // Retrained on live data: its own model now.
+            assert!(f.is_ok());
+            continue;
+        }
+        if k < 4 {
+            let e = f.unwrap_err().to_string();
+            assert!(e.contains(&format!("from its checkpoint: {k} of 4")), "{e}");
+            continue;
+        }
+        assert_eq!(f.unwrap(), trained.forecast(3).unwrap(), "sync {k}");
+    }
+    // The checkpoint forecasts until the live rows reach the warm-up (30), then the online
+    // schedule retrains it on them (more than 10 forecasts have passed).
+    assert_eq!(handed, vec![30]);
+    assert_eq!(warm.trainings(), 1);
+}

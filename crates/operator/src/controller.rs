@@ -48,6 +48,8 @@ pub struct ControllerConfig {
     pub error_backoff: Duration,
     /// This replica's name, in Events.
     pub instance: String,
+    /// The folder a PredictiveAutoscaler's `checkpoint` is read from; default `/models`.
+    pub models_dir: std::path::PathBuf,
 }
 
 impl Default for ControllerConfig {
@@ -58,6 +60,7 @@ impl Default for ControllerConfig {
             offset: Millis(0),
             error_backoff: Duration::from_secs(5),
             instance: "graphscale-operator".into(),
+            models_dir: "/models".into(),
         }
     }
 }
@@ -210,7 +213,7 @@ async fn build_state(
     ctx: &Context,
     ns: &str,
 ) -> Result<State, OperatorError> {
-    let (spec, ignored) = settings::autoscaler(&pa.spec)?;
+    let (spec, ignored) = settings::autoscaler(&pa.spec, &ctx.config.models_dir)?;
     let prom = settings::prom_source(&pa.spec, ns)?;
     let actuator = KubeActuator::new(
         ctx.client.clone(),
@@ -230,7 +233,15 @@ async fn build_state(
     );
     let targets = cluster.refresh_targets().await?.to_vec();
     let facts: Vec<_> = targets.iter().map(Target::facts).collect();
-    let autoscaler = catalogue::build_bounded(&spec, &facts)?;
+    let autoscaler = catalogue::build_bounded(&spec, &facts).map_err(|e| match e {
+        // A checkpoint that cannot be used is the spec's fault: Degraded, naming the field and
+        // the reason.
+        e @ graphscale_control::ControlError::Checkpoint { .. } => OperatorError::InvalidSpec {
+            field: "checkpoint".into(),
+            reason: graphscale_core::error::chain(&e),
+        },
+        e => e.into(),
+    })?;
     let period = Duration::from_millis(autoscaler.sync_period().0.max(1000));
     let control =
         ControlLoop::threaded(autoscaler, ctx.config.offset, ctx.config.training_threads)?;

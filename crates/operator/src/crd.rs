@@ -53,7 +53,8 @@ pub const FIELD_MANAGER: &str = "graphscale";
     )
 )]
 #[x_kube(
-    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas")
+    validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas").message("minReplicas must be <= maxReplicas"),
+    validation = Rule::new("!has(self.checkpoint) || self.autoscaler in ['graph-hgt', 'graph-gat', 'graph-stgnn', 'graph-mlp']").message("checkpoint needs a graph-model autoscaler: graph-hgt, graph-gat, graph-stgnn or graph-mlp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveAutoscalerSpec {
@@ -65,6 +66,14 @@ pub struct PredictiveAutoscalerSpec {
     /// A catalogue name (`graphscale eval --help` lists them); default `graph-trend`.
     #[serde(default = "default_autoscaler")]
     pub autoscaler: String,
+    /// A graph model written by `graphscale train` for the autoscaler to start from: a file
+    /// name under the operator's models folder (`--models-dir`, default `/models`; mount the
+    /// checkpoints there from a volume). The autoscaler must be the graph model of its kind
+    /// (`graph-hgt`, `graph-gat`, `graph-stgnn`, `graph-mlp`); it forecasts from its first
+    /// window instead of training for ten minutes, then retrains online. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("size(self) >= 1 && size(self) <= 255 && !self.startsWith('/') && !self.contains('..')").message("checkpoint must be a relative path of 1..=255 characters without `..`"))]
+    pub checkpoint: Option<String>,
     /// How far ahead demand is planned, seconds (the lead time); default learned from the
     /// pods' observed start-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,8 @@
 //! A PredictiveAutoscaler's spec as the control loop's settings: the autoscaler of the
 //! catalogue with the spec's overrides, and the Prometheus source. Pure: no I/O.
 
+use std::path::{Path, PathBuf};
+
 use graphscale_control::AutoscalerSpec;
 use graphscale_core::{Edge, Relation};
 use graphscale_monitor::discovery::DiscoveryConfig;
@@ -22,10 +24,46 @@ fn invalid(field: &str, reason: impl Into<String>) -> OperatorError {
     }
 }
 
-/// The autoscaler `spec` asks for, with its overrides; and the overrides that do not apply to
-/// that kind of autoscaler (reported in the Ready condition, not an error).
+/// The checkpoint `spec` names, as a path under `models_dir`: a relative path of plain
+/// components (no `..`, no root), so a PredictiveAutoscaler cannot make the operator read a
+/// file outside that folder.
+pub fn checkpoint_path(
+    spec: &PredictiveAutoscalerSpec,
+    models_dir: &Path,
+) -> Result<Option<PathBuf>, OperatorError> {
+    let Some(name) = &spec.checkpoint else {
+        return Ok(None);
+    };
+    let rel = Path::new(name);
+    let plain = rel
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if name.is_empty() || name.len() > 255 || !plain {
+        return Err(invalid(
+            "checkpoint",
+            format!(
+                "`{}` is not a relative path of plain names under the models folder",
+                short(name)
+            ),
+        ));
+    }
+    Ok(Some(models_dir.join(rel)))
+}
+
+/// At most 64 characters of `s`, for an error message.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The autoscaler `spec` asks for, with its overrides (a checkpoint is looked for under
+/// `models_dir`); and the overrides that do not apply to that kind of autoscaler (reported in
+/// the Ready condition, not an error).
 pub fn autoscaler(
     spec: &PredictiveAutoscalerSpec,
+    models_dir: &Path,
 ) -> Result<(AutoscalerSpec, Vec<String>), OperatorError> {
     let mut a = AutoscalerSpec::named(&spec.autoscaler)
         .map_err(|e| invalid("autoscaler", e.to_string()))?;
@@ -53,8 +91,21 @@ pub fn autoscaler(
             }
         }
     }
+    let ck = checkpoint_path(spec, models_dir)?;
+    if ck.is_some() && !a.reads_checkpoint() {
+        return Err(invalid(
+            "checkpoint",
+            format!(
+                "`{}` does not read a checkpoint: use graph-hgt, graph-gat, graph-stgnn or graph-mlp",
+                spec.autoscaler
+            ),
+        ));
+    }
     match &mut a {
-        AutoscalerSpec::Predictive { config, .. } => {
+        AutoscalerSpec::Predictive {
+            config, checkpoint, ..
+        } => {
+            *checkpoint = ck;
             if let Some(s) = spec.sync_period_seconds {
                 config.sync_period_s = u64::from(s);
             }
@@ -239,7 +290,7 @@ mod tests {
             "budgets": {"cpuCores": 8.0, "memoryGiB": 16.0},
             "vertical": "memory", "syncPeriodSeconds": 30
         }));
-        let (a, ignored) = autoscaler(&s).unwrap();
+        let (a, ignored) = autoscaler(&s, Path::new("/models")).unwrap();
         assert!(ignored.is_empty());
         let AutoscalerSpec::Predictive { config, .. } = a else {
             panic!("not predictive")
@@ -271,8 +322,11 @@ mod tests {
             graph: Default::default(),
             take_over: false,
             sync_period_seconds: None,
+            checkpoint: None,
         };
-        let e = |s: &PredictiveAutoscalerSpec| autoscaler(s).unwrap_err().to_string();
+        let e = |s: &PredictiveAutoscalerSpec| {
+            autoscaler(s, Path::new("/models")).unwrap_err().to_string()
+        };
         let mut s = base.clone();
         s.autoscaler = "hpa2".into();
         assert!(e(&s).starts_with("spec.autoscaler: "), "{}", e(&s));
@@ -299,10 +353,33 @@ mod tests {
         s.prometheus.url = "ftp://x".into();
         let p = prom_source(&s, "shop").unwrap_err().to_string();
         assert!(p.starts_with("spec.prometheus.url: "), "{p}");
+        // A checkpoint outside the models folder, or for an autoscaler that reads none.
+        for bad in ["/etc/passwd", "../secrets/x", "a/../../b", ""] {
+            let mut s = base.clone();
+            s.autoscaler = "graph-hgt".into();
+            s.checkpoint = Some(bad.into());
+            assert!(e(&s).starts_with("spec.checkpoint: "), "{bad}: {}", e(&s));
+        }
+        let mut s = base.clone();
+        s.checkpoint = Some("hgt.safetensors".into());
+        assert!(
+            e(&s).starts_with("spec.checkpoint: `graph-trend` does not read a checkpoint"),
+            "{}",
+            e(&s)
+        );
+        s.autoscaler = "graph-hgt".into();
+        let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
+        let AutoscalerSpec::Predictive { checkpoint, .. } = a else {
+            panic!("not predictive")
+        };
+        assert_eq!(
+            checkpoint.as_deref(),
+            Some(Path::new("/models/hgt.safetensors"))
+        );
         let mut s = base;
         s.autoscaler = "hpa".into();
         s.headroom = Some(0.2);
-        let (_, ignored) = autoscaler(&s).unwrap();
+        let (_, ignored) = autoscaler(&s, Path::new("/models")).unwrap();
         assert_eq!(
             ignored,
             vec!["headroom does not apply to `hpa`".to_string()]

@@ -246,12 +246,15 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     .await
     .unwrap();
 
+    let models = tempfile::tempdir().unwrap();
+    std::fs::write(models.path().join("junk.safetensors"), b"not a model").unwrap();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let ctx = Arc::new(Context::new(
         client.clone(),
         Arc::new(Metrics::default()),
         ControllerConfig {
             namespace: Some(ns.to_string()),
+            models_dir: models.path().to_path_buf(),
             ..ControllerConfig::default()
         },
     ));
@@ -377,11 +380,64 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
         "the operator fought the HPA"
     );
 
+    // A checkpoint for an autoscaler that reads none, or outside the models folder: the API
+    // server refuses it.
+    for (spec, why) in [
+        (
+            json!({"autoscaler": "graph-trend", "checkpoint": "m.safetensors"}),
+            "checkpoint needs a graph-model autoscaler",
+        ),
+        (
+            json!({"autoscaler": "graph-mlp", "checkpoint": "../etc/m.safetensors"}),
+            "checkpoint must be a relative path",
+        ),
+    ] {
+        match pas
+            .patch(
+                "shop",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+        {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{s:?}");
+                assert!(s.message.contains(why), "{}", s.message);
+            }
+            other => panic!("{spec} was accepted: {other:?}"),
+        }
+    }
+    // A checkpoint that is not a model: Degraded names the field, the file and why.
+    pas.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"autoscaler": "graph-mlp", "checkpoint": "junk.safetensors"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let got = eventually(
+        "Degraded by the checkpoint",
+        Duration::from_secs(60),
+        || async {
+            let p = pas.get("shop").await.ok()?;
+            let (status, msg) = condition(&p, "Degraded")?;
+            (status == "True" && msg.starts_with("spec.checkpoint")).then_some(p)
+        },
+    )
+    .await;
+    let msg = condition(&got, "Degraded").unwrap().1;
+    assert!(
+        msg.contains("junk.safetensors") && msg.contains("not a safetensors file"),
+        "{msg}"
+    );
+
     // An invalid spec the API server cannot see (an unknown autoscaler): Degraded names it.
     pas.patch(
         "shop",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"autoscaler": "hpa2"}})),
+        &Patch::Merge(json!({"spec": {"autoscaler": "hpa2", "checkpoint": null}})),
     )
     .await
     .unwrap();

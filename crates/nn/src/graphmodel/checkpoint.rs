@@ -104,6 +104,12 @@ impl GraphModel {
         if m.norm.node.len() != layout.nodes.len() || m.norm.edge.len() != layout.edges.len() {
             return Err(ck_err(path, "the normalisation does not match the graph"));
         }
+        non_finite_weight(&data).map_or(Ok(()), |name| {
+            Err(ck_err(
+                path,
+                format!("weight `{name}` holds NaN or infinity: the model cannot forecast"),
+            ))
+        })?;
         let device = Device::flex();
         let mut net = GraphNet::new(m.kind, &m.config, &layout, &device);
         let mut store = SafetensorsStore::from_bytes(Some(data));
@@ -155,4 +161,22 @@ impl GraphModel {
             step_ms: self.step_ms,
         })
     }
+}
+
+/// The first floating-point tensor of a safetensors file that holds NaN or infinity.
+fn non_finite_weight(data: &[u8]) -> Option<String> {
+    let st = SafeTensors::deserialize(data).ok()?;
+    st.tensors().into_iter().find_map(|(name, t)| {
+        let bytes = t.data();
+        let bad = match t.dtype() {
+            safetensors::Dtype::F32 => bytes
+                .chunks_exact(4)
+                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+            safetensors::Dtype::F64 => bytes.chunks_exact(8).any(|b| {
+                !f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_finite()
+            }),
+            _ => false,
+        };
+        bad.then_some(name)
+    })
 }
