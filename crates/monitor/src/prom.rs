@@ -98,13 +98,89 @@ impl Grid {
     }
 }
 
+/// The API's answer, typed: `data` is parsed straight into what the caller wants (no JSON tree
+/// of the whole answer is built, and nothing of it is copied).
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     status: String,
-    data: Option<serde_json::Value>,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
     #[serde(rename = "errorType")]
     error_type: Option<String>,
     error: Option<String>,
+}
+
+/// The status alone, to report an error answer whose `data` does not parse.
+#[derive(Deserialize)]
+struct Status {
+    status: String,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+/// `data` of a query: the result and its type.
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum QueryData {
+    Vector(Vec<RawInstant>),
+    Matrix(Vec<RawRange>),
+    Scalar(RawPoint),
+    String(serde::de::IgnoredAny),
+}
+
+impl QueryData {
+    fn kind(&self) -> &'static str {
+        match self {
+            QueryData::Vector(_) => "vector",
+            QueryData::Matrix(_) => "matrix",
+            QueryData::Scalar(_) => "scalar",
+            QueryData::String(_) => "string",
+        }
+    }
+}
+
+/// One series of an instant vector.
+#[derive(Deserialize)]
+struct RawInstant {
+    metric: BTreeMap<String, String>,
+    value: RawPoint,
+}
+
+/// One series of a matrix.
+#[derive(Deserialize)]
+struct RawRange {
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<RawPoint>,
+}
+
+/// `[time, "value"]`.
+#[derive(Deserialize)]
+struct RawPoint(f64, String);
+
+/// At most 64 characters of `s`, for an error message.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The time and value of a point; `None` for NaN.
+fn parse_value(p: &RawPoint, what: &str) -> Result<(f64, Option<f64>), MonitorError> {
+    let x: f64 = match p.1.as_str() {
+        "NaN" => f64::NAN,
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().map_err(|_| {
+            MonitorError::Malformed(format!(
+                "{what}: sample value `{}` is not a number",
+                short(other)
+            ))
+        })?,
+    };
+    Ok((p.0, (!x.is_nan()).then_some(x)))
 }
 
 /// The client.
@@ -112,47 +188,6 @@ struct Envelope {
 pub struct PromClient {
     cfg: PromConfig,
     http: reqwest::Client,
-}
-
-fn parse_value(v: &serde_json::Value, what: &str) -> Result<(f64, Option<f64>), MonitorError> {
-    let arr = v.as_array().filter(|a| a.len() == 2).ok_or_else(|| {
-        MonitorError::Malformed(format!(
-            "{what}: a value must be [time, \"number\"], got {v}"
-        ))
-    })?;
-    let t = arr[0]
-        .as_f64()
-        .ok_or_else(|| MonitorError::Malformed(format!("{what}: bad timestamp {}", arr[0])))?;
-    let s = arr[1]
-        .as_str()
-        .ok_or_else(|| MonitorError::Malformed(format!("{what}: bad sample value {}", arr[1])))?;
-    let x: f64 = match s {
-        "NaN" => f64::NAN,
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other.parse().map_err(|_| {
-            MonitorError::Malformed(format!("{what}: sample value `{other}` is not a number"))
-        })?,
-    };
-    Ok((t, (!x.is_nan()).then_some(x)))
-}
-
-fn parse_labels(
-    v: &serde_json::Value,
-    what: &str,
-) -> Result<BTreeMap<String, String>, MonitorError> {
-    let obj = v.get("metric").and_then(|m| m.as_object()).ok_or_else(|| {
-        MonitorError::Malformed(format!("{what}: a result needs a `metric` object"))
-    })?;
-    obj.iter()
-        .map(|(k, v)| {
-            v.as_str()
-                .map(|s| (k.clone(), s.to_string()))
-                .ok_or_else(|| {
-                    MonitorError::Malformed(format!("{what}: label `{k}` is not a string"))
-                })
-        })
-        .collect()
 }
 
 impl PromClient {
@@ -190,11 +225,11 @@ impl PromClient {
         }
     }
 
-    async fn get_once(
+    async fn get_once<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<serde_json::Value, MonitorError> {
+    ) -> Result<T, MonitorError> {
         let url = format!("{}{}", self.cfg.url.trim_end_matches('/'), path);
         let resp = self
             .http
@@ -229,42 +264,57 @@ impl PromClient {
             body.extend_from_slice(&chunk);
         }
         // Prometheus answers errors with a JSON envelope and 400/422/503; other 5xx may not be JSON.
-        let env: Result<Envelope, _> = serde_json::from_slice(&body);
-        match env {
-            Ok(env) if env.status == "success" => env
+        let snippet =
+            |body: &[u8]| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let prom_error = |url: String, error_type: Option<String>, error: Option<String>| {
+            MonitorError::Prometheus {
+                url,
+                status: status.as_u16(),
+                error_type: error_type.unwrap_or_default(),
+                error: error.unwrap_or_default(),
+            }
+        };
+        let env = match serde_json::from_slice::<Envelope<T>>(&body) {
+            Ok(env) => env,
+            // An error answer whose `data` is not a success's, another server, or garbage.
+            Err(e) => {
+                return Err(match serde_json::from_slice::<Status>(&body) {
+                    Ok(st) if st.status == "error" => prom_error(url, st.error_type, st.error),
+                    _ if !status.is_success() => MonitorError::Http {
+                        url,
+                        status: status.as_u16(),
+                        body: snippet(&body),
+                    },
+                    _ => MonitorError::Malformed(format!(
+                        "{url}: not a Prometheus API response ({e}): {}",
+                        snippet(&body)
+                    )),
+                })
+            }
+        };
+        match env.status.as_str() {
+            "success" => env
                 .data
                 .ok_or_else(|| MonitorError::Malformed(format!("{url}: success without `data`"))),
-            Ok(env) if env.status == "error" => {
-                let e = MonitorError::Prometheus {
-                    url,
-                    status: status.as_u16(),
-                    error_type: env.error_type.unwrap_or_default(),
-                    error: env.error.unwrap_or_default(),
-                };
-                Err(e)
-            }
+            "error" => Err(prom_error(url, env.error_type, env.error)),
             _ if !status.is_success() => Err(MonitorError::Http {
                 url,
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                body: snippet(&body),
             }),
-            Ok(env) => Err(MonitorError::Malformed(format!(
+            other => Err(MonitorError::Malformed(format!(
                 "{url}: unknown status `{}`",
-                env.status
-            ))),
-            Err(e) => Err(MonitorError::Malformed(format!(
-                "{url}: not a Prometheus API response ({e}): {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
+                short(other)
             ))),
         }
     }
 
     /// GET with retries on connection errors, timeouts and 5xx (not on 4xx or bad queries).
-    async fn get(
+    async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         params: &[(&str, String)],
-    ) -> Result<serde_json::Value, MonitorError> {
+    ) -> Result<T, MonitorError> {
         let mut attempt = 0;
         loop {
             match self.get_once(path, params).await {
@@ -289,37 +339,29 @@ impl PromClient {
         if let Some(t) = time {
             params.push(("time", format!("{t:.3}")));
         }
-        let data = self.get("/api/v1/query", &params).await?;
-        let what = format!("query `{promql}`");
-        let kind = data
-            .get("resultType")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let result = data
-            .get("result")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        match kind {
-            "vector" => result
-                .as_array()
-                .ok_or_else(|| MonitorError::Malformed(format!("{what}: `result` is not a list")))?
-                .iter()
+        let data: QueryData = self.get("/api/v1/query", &params).await?;
+        let what = format!("query `{}`", short(promql));
+        match data {
+            QueryData::Vector(result) => result
+                .into_iter()
                 .map(|r| {
-                    let labels = parse_labels(r, &what)?;
-                    let (_, value) =
-                        parse_value(r.get("value").unwrap_or(&serde_json::Value::Null), &what)?;
-                    Ok(Sample { labels, value })
+                    let (_, value) = parse_value(&r.value, &what)?;
+                    Ok(Sample {
+                        labels: r.metric,
+                        value,
+                    })
                 })
                 .collect(),
-            "scalar" => {
-                let (_, value) = parse_value(&result, &what)?;
+            QueryData::Scalar(p) => {
+                let (_, value) = parse_value(&p, &what)?;
                 Ok(vec![Sample {
                     labels: BTreeMap::new(),
                     value,
                 }])
             }
             other => Err(MonitorError::Malformed(format!(
-                "{what}: unexpected result type `{other}`"
+                "{what}: unexpected result type `{}`",
+                other.kind()
             ))),
         }
     }
@@ -336,34 +378,30 @@ impl PromClient {
             ("end", grid.end.to_string()),
             ("step", grid.step.to_string()),
         ];
-        let data = self.get("/api/v1/query_range", &params).await?;
-        let what = format!("range query `{promql}`");
-        if data.get("resultType").and_then(|v| v.as_str()) != Some("matrix") {
+        let data: QueryData = self.get("/api/v1/query_range", &params).await?;
+        let what = format!("range query `{}`", short(promql));
+        let QueryData::Matrix(result) = data else {
             return Err(MonitorError::Malformed(format!(
-                "{what}: expected a matrix"
+                "{what}: expected a matrix, got a {}",
+                data.kind()
             )));
-        }
+        };
         let n = grid.len();
-        data.get("result")
-            .and_then(|r| r.as_array())
-            .ok_or_else(|| MonitorError::Malformed(format!("{what}: `result` is not a list")))?
-            .iter()
+        result
+            .into_iter()
             .map(|r| {
-                let labels = parse_labels(r, &what)?;
                 let mut values = vec![None; n];
-                for v in r
-                    .get("values")
-                    .and_then(|v| v.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    let (t, x) = parse_value(v, &what)?;
+                for p in &r.values {
+                    let (t, x) = parse_value(p, &what)?;
                     let off = t.round() as i64 - grid.start;
                     if off >= 0 && off % grid.step == 0 && ((off / grid.step) as usize) < n {
                         values[(off / grid.step) as usize] = x;
                     }
                 }
-                Ok(RangeSeries { labels, values })
+                Ok(RangeSeries {
+                    labels: r.metric,
+                    values,
+                })
             })
             .collect()
     }
@@ -380,20 +418,9 @@ impl PromClient {
             ("start", format!("{start:.3}")),
             ("end", format!("{end:.3}")),
         ];
-        let data = self.get("/api/v1/series", &params).await?;
-        data.as_array()
-            .ok_or_else(|| MonitorError::Malformed(format!("series `{matcher}`: not a list")))?
-            .iter()
-            .map(|m| {
-                m.as_object()
-                    .ok_or_else(|| {
-                        MonitorError::Malformed(format!("series `{matcher}`: not an object"))
-                    })?
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), v.as_str().unwrap_or_default().to_string())))
-                    .collect()
-            })
-            .collect()
+        // Label values are strings; anything else is refused by the parse, naming the URL.
+        self.get::<Vec<BTreeMap<String, String>>>("/api/v1/series", &params)
+            .await
     }
 }
 
@@ -411,15 +438,32 @@ mod tests {
 
     #[test]
     fn values_parse_nan_as_missing_and_reject_garbage() {
-        let v = serde_json::json!([1.0, "NaN"]);
+        let p = |v: serde_json::Value| serde_json::from_value::<RawPoint>(v);
+        let v = p(serde_json::json!([1.0, "NaN"])).unwrap();
         assert_eq!(parse_value(&v, "q").unwrap(), (1.0, None));
-        let v = serde_json::json!([1.0, "0"]);
+        let v = p(serde_json::json!([1.0, "0"])).unwrap();
         assert_eq!(parse_value(&v, "q").unwrap(), (1.0, Some(0.0)));
-        let v = serde_json::json!([1.0, "+Inf"]);
+        let v = p(serde_json::json!([1.0, "+Inf"])).unwrap();
         assert_eq!(parse_value(&v, "q").unwrap().1, Some(f64::INFINITY));
-        assert!(parse_value(&serde_json::json!([1.0, "x"]), "q").is_err());
-        assert!(parse_value(&serde_json::json!([1.0]), "q").is_err());
-        let r = serde_json::json!({"metric": {"a": "b\"c ü"}, "value": [1, "2"]});
-        assert_eq!(parse_labels(&r, "q").unwrap()["a"], "b\"c ü");
+        let long = "x".repeat(10_000);
+        let e = parse_value(&p(serde_json::json!([1.0, long])).unwrap(), "q")
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 200, "the error quotes a short prefix: {e}");
+        assert!(p(serde_json::json!([1.0])).is_err());
+        assert!(p(serde_json::json!([1.0, 2.0])).is_err());
+        let r: RawInstant = serde_json::from_value(
+            serde_json::json!({"metric": {"a": "b\"c ü"}, "value": [1, "2"]}),
+        )
+        .unwrap();
+        assert_eq!(r.metric["a"], "b\"c ü");
+        let d: QueryData = serde_json::from_value(serde_json::json!(
+            {"resultType": "string", "result": [1, "x"]}))
+        .unwrap();
+        assert_eq!(d.kind(), "string");
+        assert!(serde_json::from_value::<RawInstant>(
+            serde_json::json!({"metric": {"a": 1}, "value": [1, "2"]})
+        )
+        .is_err());
     }
 }

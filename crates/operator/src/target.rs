@@ -269,6 +269,46 @@ fn kind_of(kind: &str) -> Option<WorkloadKind> {
     }
 }
 
+/// Objects per page when the targets are listed by selector: a page is parsed and reduced to
+/// its targets before the next is read, so a round's memory does not grow with the whole list.
+pub const LIST_PAGE: u32 = 250;
+
+/// Every `K` matching `lp` in pages of [`LIST_PAGE`], each reduced by `f` as it arrives; more
+/// than [`MAX_TARGETS`] is an error as soon as it is seen.
+async fn list_paged<K, T>(
+    api: &Api<K>,
+    lp: &ListParams,
+    what: &str,
+    out: &mut Vec<T>,
+    f: impl Fn(K) -> T,
+) -> Result<(), OperatorError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut lp = lp.clone().limit(LIST_PAGE);
+    loop {
+        let page = api
+            .list(&lp)
+            .await
+            .map_err(OperatorError::kube(format!("list {what}")))?;
+        out.extend(page.items.into_iter().map(&f));
+        if out.len() > MAX_TARGETS {
+            return Err(too_many(out.len()));
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => lp = lp.continue_token(&token),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn too_many(n: usize) -> OperatorError {
+    OperatorError::InvalidSpec {
+        field: "targets".into(),
+        reason: format!("{n} or more workloads selected, at most {MAX_TARGETS}"),
+    }
+}
+
 /// The targets of `spec` in `namespace`, in a stable order (the list's, or by kind and name).
 pub async fn resolve(
     client: &Client,
@@ -277,19 +317,41 @@ pub async fn resolve(
 ) -> Result<Vec<Target>, OperatorError> {
     let deps: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let others = other_scalers(client, namespace).await?;
+    let target = |f: Found| {
+        let (min_replicas, max_replicas) = bounds(spec, &f.name);
+        let (cpu, container) = template_facts(f.template.as_ref());
+        Target {
+            conflict: others.get(&(f.kind, f.name.clone())).cloned(),
+            disabled: f.annotations.get(KILL_SWITCH).map(String::as_str) == Some("true"),
+            replicas: f.replicas.unwrap_or(1).max(0) as u32,
+            min_replicas,
+            max_replicas,
+            cpu_request_millicores: cpu,
+            container,
+            pod_selector: f.selector.as_ref().and_then(pod_selector),
+            kind: f.kind,
+            name: f.name,
+        }
+    };
     let mut found = Vec::new();
     if let Some(sel) = &spec.targets.selector {
         let lp = ListParams::default().labels(&selector_string(sel)?);
-        let d = deps.list(&lp).await.map_err(OperatorError::kube(format!(
-            "list Deployments in {namespace}"
-        )))?;
-        found.extend(d.items.into_iter().map(from_deployment));
-        let s = sts.list(&lp).await.map_err(OperatorError::kube(format!(
-            "list StatefulSets in {namespace}"
-        )))?;
-        found.extend(s.items.into_iter().map(from_statefulset));
+        let what = format!("Deployments in {namespace}");
+        list_paged(&deps, &lp, &what, &mut found, |d| {
+            target(from_deployment(d))
+        })
+        .await?;
+        let what = format!("StatefulSets in {namespace}");
+        list_paged(&sts, &lp, &what, &mut found, |s| {
+            target(from_statefulset(s))
+        })
+        .await?;
         found.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     } else {
+        if spec.targets.workloads.len() > MAX_TARGETS {
+            return Err(too_many(spec.targets.workloads.len()));
+        }
         for w in &spec.targets.workloads {
             let action = format!("get {} {namespace}/{}", w.kind, w.name);
             let got = match w.kind {
@@ -301,39 +363,14 @@ pub async fn resolve(
                 }
             }
             .map_err(OperatorError::kube(action))?;
-            found.push(got.ok_or_else(|| OperatorError::MissingTarget {
+            found.push(target(got.ok_or_else(|| OperatorError::MissingTarget {
                 kind: w.kind.to_string(),
                 namespace: namespace.to_string(),
                 name: w.name.clone(),
-            })?);
+            })?));
         }
     }
-    if found.len() > MAX_TARGETS {
-        return Err(OperatorError::InvalidSpec {
-            field: "targets".into(),
-            reason: format!("{} workloads selected, at most {MAX_TARGETS}", found.len()),
-        });
-    }
-    let others = other_scalers(client, namespace).await?;
-    Ok(found
-        .into_iter()
-        .map(|f| {
-            let (min_replicas, max_replicas) = bounds(spec, &f.name);
-            let (cpu, container) = template_facts(f.template.as_ref());
-            Target {
-                conflict: others.get(&(f.kind, f.name.clone())).cloned(),
-                disabled: f.annotations.get(KILL_SWITCH).map(String::as_str) == Some("true"),
-                replicas: f.replicas.unwrap_or(1).max(0) as u32,
-                min_replicas,
-                max_replicas,
-                cpu_request_millicores: cpu,
-                container,
-                pod_selector: f.selector.as_ref().and_then(pod_selector),
-                kind: f.kind,
-                name: f.name,
-            }
-        })
-        .collect())
+    Ok(found)
 }
 
 #[cfg(test)]

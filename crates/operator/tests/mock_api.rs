@@ -316,3 +316,77 @@ async fn a_forbidden_write_is_not_retried_and_names_the_request() {
         "{e}"
     );
 }
+
+fn deployment(name: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": "shop"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "server", "image": "x", "resources": {"requests": {"cpu": "250m"}}}]}}}})
+}
+
+fn list(kind: &str, items: Vec<Value>, next: Option<&str>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "items": items,
+        "metadata": {"resourceVersion": "1", "continue": next.unwrap_or("")}})
+}
+
+/// Targets by selector are listed in pages, each page reduced to its targets before the next
+/// is read (the continue token passed on), so memory does not grow with the whole list.
+#[tokio::test]
+async fn targets_by_selector_are_listed_in_pages() {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, "shop");
+    let spec: graphscale_operator::crd::PredictiveAutoscalerSpec =
+        serde_json::from_value(json!({"targets": {"selector": {"matchLabels": {"app": "shop"}}}}))
+            .unwrap();
+    let none = |_: &Value| {};
+    let get = |path, query, answer| Step {
+        method: "GET",
+        path,
+        query,
+        content_type: None,
+        body: none,
+        status: 200,
+        answer,
+    };
+    let steps = vec![
+        get(
+            "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
+            &[],
+            list("HorizontalPodAutoscalerList", vec![], None),
+        ),
+        Step {
+            status: 404,
+            ..get(
+                "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects",
+                &[],
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "message": "not found", "code": 404}),
+            )
+        },
+        get(
+            "/apis/apps/v1/namespaces/shop/deployments",
+            &["labelSelector=app%3Dshop", "limit=250"],
+            list("DeploymentList", vec![deployment("cart")], Some("page2")),
+        ),
+        get(
+            "/apis/apps/v1/namespaces/shop/deployments",
+            &["labelSelector=app%3Dshop", "limit=250", "continue=page2"],
+            list("DeploymentList", vec![deployment("api")], None),
+        ),
+        get(
+            "/apis/apps/v1/namespaces/shop/statefulsets",
+            &["labelSelector=app%3Dshop", "limit=250"],
+            list("StatefulSetList", vec![], None),
+        ),
+    ];
+    let server = tokio::spawn(serve(handle, steps));
+    let targets = graphscale_operator::target::resolve(&client, "shop", &spec)
+        .await
+        .unwrap();
+    server.await.unwrap();
+    let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["api", "cart"]);
+    assert!(targets
+        .iter()
+        .all(|t| t.cpu_request_millicores == Some(250.0) && t.replicas == 2));
+}
