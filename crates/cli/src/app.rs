@@ -6,8 +6,17 @@ use anyhow::Result;
 
 use crate::flags::{BenchCommand, Cli, Command, ForecastCommand, SimCommand};
 
+/// `--force`, set once before the command runs.
+static FORCE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether an output file that exists may be replaced (`--force`).
+pub(crate) fn existing() -> graphscale_fsio::Existing {
+    graphscale_fsio::Existing::replace_if(FORCE.get().copied().unwrap_or(false))
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let _ = FORCE.set(cli.force);
     match cli.command {
         Command::Demo(a) => crate::experiment::demo(a),
         Command::Crd => crate::operator::crd(),

@@ -58,6 +58,7 @@ pub(crate) fn calibrate_cmd(data: &Path, out: &Path) -> Result<ExitCode> {
         report::write_atomic(
             &path,
             (serde_json::to_string_pretty(&app)? + "\n").as_bytes(),
+            crate::app::existing(),
         )?;
         crate::say!(
             "{}: {} services, {} edges, SLO {} ms, nominal peak {} rps",
@@ -123,7 +124,11 @@ pub(crate) fn shadow_cmd(record: &Path, against: &str, json: Option<&Path>) -> R
         rep.cost_favours
     )?;
     if let Some(p) = json {
-        report::write_atomic(p, serde_json::to_string_pretty(&rep)?.as_bytes())?;
+        report::write_atomic(
+            p,
+            serde_json::to_string_pretty(&rep)?.as_bytes(),
+            crate::app::existing(),
+        )?;
         crate::say!("wrote {}", p.display())?;
     }
     Ok(ExitCode::SUCCESS)

@@ -38,8 +38,51 @@ fn progress_bar(total: usize) -> ProgressBar {
     pb
 }
 
+/// The report files an experiment writes into `out`.
+fn report_files(out: &Path) -> [std::path::PathBuf; 2] {
+    [out.join("results.json"), out.join("report.html")]
+}
+
+/// Refuses, before anything runs, to write into a folder that holds results already (unless
+/// `--force`).
+fn check_out(out: &Path) -> Result<()> {
+    if crate::app::existing() == graphscale_fsio::Existing::Keep {
+        if let Some(p) = report_files(out)
+            .into_iter()
+            .find(|p| p.symlink_metadata().is_ok())
+        {
+            bail!(
+                "{} exists: pass --force to replace it, or choose another --out",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The demo's folder: `--out`, else the first of `graphscale-out/demo`, `demo-2`, ... without
+/// results.
+fn demo_out(out: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
+    if let Some(o) = out {
+        return Ok(o);
+    }
+    let base = Path::new("graphscale-out");
+    (1..=1000)
+        .map(|i| match i {
+            1 => base.join("demo"),
+            i => base.join(format!("demo-{i}")),
+        })
+        .find(|d| {
+            report_files(d)
+                .iter()
+                .all(|p| p.symlink_metadata().is_err())
+        })
+        .context("graphscale-out/demo ... demo-1000 all hold results: pass --out")
+}
+
 fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     spec.validate()?;
+    check_out(out)?;
     let total = spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len();
     let pb = progress_bar(total);
     let mut result = run_experiment(spec, &|r| {
@@ -52,7 +95,7 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     pb.finish_and_clear();
     result.git_revision = git_revision();
     crate::say!("{}", report::table(&result))?;
-    let (j, h) = report::write_all(&result, out)?;
+    let (j, h) = report::write_all(&result, out, crate::app::existing())?;
     crate::say!("\nwrote {} and {}", j.display(), h.display())?;
     Ok(result)
 }
@@ -63,9 +106,7 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
 const DEMO_AUTOSCALERS: &str = "hpa, static, graph-trend, graph-trend-vpa, pred-trend";
 
 pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
-    if a.seeds == 0 {
-        bail!("--seeds must be >= 1");
-    }
+    let out = demo_out(a.out)?;
     let spec = ExperimentSpec {
         apps: vec!["online-boutique".into()],
         scenarios: vec![
@@ -85,7 +126,7 @@ pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
         DEMO_AUTOSCALERS,
         a.seeds
     )?;
-    execute(&spec, &a.out)?;
+    execute(&spec, &out)?;
     Ok(ExitCode::SUCCESS)
 }
 

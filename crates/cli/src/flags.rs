@@ -14,6 +14,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "graphscale", version, about, long_about)]
 pub struct Cli {
+    /// Replace output files that exist (results, reports, checkpoints, collect folders, records).
+    /// Without it an existing file is never replaced: the command stops and names it.
+    #[arg(long, global = true)]
+    pub(crate) force: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -122,11 +126,13 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Output folder for results.json and report.html.
-    #[arg(long, default_value = "graphscale-out/demo")]
-    pub(crate) out: PathBuf,
-    /// Number of seeds (1, 2, ...).
-    #[arg(long, default_value_t = 5)]
+    /// Output folder for results.json and report.html. Default: graphscale-out/demo, or, when
+    /// that holds results already, the first of graphscale-out/demo-2, demo-3, ... that does not
+    /// (a run never replaces earlier results unless --force and --out say so).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Number of seeds (1..=1000).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub(crate) seeds: u64,
 }
 

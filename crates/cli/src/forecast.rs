@@ -150,7 +150,7 @@ pub fn fit_cmd(a: FitArgs) -> Result<ExitCode> {
         h,
         nn.as_ref(),
     )?;
-    ck.save(&a.out)?;
+    ck.save_with(&a.out, crate::app::existing())?;
     crate::say!(
         "fitted {} on {} points of {} s ({} gaps filled, {} glitches replaced); calibrated up to {} steps; calibration MAE at step 1: {:.3}",
         ck.manifest.kind,
@@ -302,8 +302,16 @@ pub fn backtest_cmd(a: BacktestArgs) -> Result<ExitCode> {
     };
     crate::say!("{}", table(&report))?;
     let json = serde_json::to_string_pretty(&report)?;
-    graphscale_eval::report::write_atomic(&a.out.join("backtest.json"), json.as_bytes())?;
-    graphscale_eval::report::write_atomic(&a.out.join("backtest.html"), html(&report).as_bytes())?;
+    graphscale_eval::report::write_atomic(
+        &a.out.join("backtest.json"),
+        json.as_bytes(),
+        crate::app::existing(),
+    )?;
+    graphscale_eval::report::write_atomic(
+        &a.out.join("backtest.html"),
+        html(&report).as_bytes(),
+        crate::app::existing(),
+    )?;
     crate::say!(
         "wrote {} and {}",
         a.out.join("backtest.json").display(),

@@ -227,7 +227,7 @@ pub fn train_cmd(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    m.save(out)?;
+    m.save_with(out, crate::app::existing())?;
     crate::say!("\nwrote {}", out.display())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -357,7 +357,7 @@ pub fn compare_cmd(
             "config": cfg,
             "rows": v,
         }))?;
-        graphscale_eval::report::write_atomic(&path, text.as_bytes())?;
+        graphscale_eval::report::write_atomic(&path, text.as_bytes(), crate::app::existing())?;
         crate::say!("wrote {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)

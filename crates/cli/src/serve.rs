@@ -204,7 +204,7 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
     let end = a.end.unwrap_or_else(now_unix);
     let grid = Grid::aligned(end - a.range_s as f64, end, a.step_s as i64)?;
     let (found, series) = runtime()?.block_on(collect(&client, &templates, &disc, grid))?;
-    write_dir(&series, &out)?;
+    write_dir(&series, &out, crate::app::existing())?;
     crate::say!(
         "collected {} points x {} nodes and {} edges ({} entries) into {}",
         series.len,
@@ -233,7 +233,7 @@ pub fn discover_cmd(a: CollectArgs) -> Result<ExitCode> {
     let text = serde_json::to_string_pretty(&found)?;
     match &a.out {
         Some(p) => {
-            graphscale_eval::report::write_atomic(p, text.as_bytes())?;
+            graphscale_eval::report::write_atomic(p, text.as_bytes(), crate::app::existing())?;
             crate::say!("wrote {}", p.display())?;
         }
         None => crate::say!("{text}")?,

@@ -78,7 +78,7 @@ pub(crate) fn sim(cmd: SimCommand) -> Result<ExitCode> {
         return Err(e.into());
     }
     if let Some(path) = &record {
-        report::write_atomic(path, &lines)?;
+        report::write_atomic(path, &lines, crate::app::existing())?;
     }
     crate::say!(
         "{} / {} / {} / seed {} / {} s",
@@ -93,7 +93,7 @@ pub(crate) fn sim(cmd: SimCommand) -> Result<ExitCode> {
     }
     if let Some(path) = series_out {
         let series = record_series(&app, &workload, &spec.autoscalers[0], seed, duration)?;
-        report::write_atomic(&path, series.to_json()?.as_bytes())?;
+        report::write_atomic(&path, series.to_json()?.as_bytes(), crate::app::existing())?;
         crate::say!("wrote {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)

@@ -281,20 +281,25 @@ fn bad_names_and_impossible_configs_fail_clearly() {
     );
 }
 
-#[test]
-fn existing_results_survive_a_failed_run() {
-    let out = tmp("keep");
-    let o = run(&[
+/// A one-minute `eval` of event-driven with `seeds` into `out`.
+fn short_eval<'a>(out: &'a Path, seeds: &'a str) -> Vec<&'a str> {
+    vec![
         "eval",
         "--apps",
         "event-driven",
         "--seeds",
-        "1",
+        seeds,
         "--duration",
         "60s",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ]
+}
+
+#[test]
+fn existing_results_survive_a_failed_run() {
+    let out = tmp("keep");
+    let o = run(&short_eval(&out, "1"));
     assert!(o.status.success(), "{}", stderr(&o));
     let before = std::fs::read(out.join("results.json")).unwrap();
     fails_with(
@@ -302,6 +307,65 @@ fn existing_results_survive_a_failed_run() {
         &["unknown topology"],
     );
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+    // A second run into the same folder is refused before it runs, naming the file; nothing
+    // is replaced.
+    let again = short_eval(&out, "2");
+    fails_with(&again, &["results.json exists", "--force"]);
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), before);
+    // With --force it is replaced.
+    let mut forced = again.clone();
+    forced.push("--force");
+    let o = run(&forced);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(std::fs::read(out.join("results.json")).unwrap(), before);
+}
+
+/// A symlink planted at the temporary names the writers used (`results.json.tmp`,
+/// `M.safetensors.tmp`, `nodes.tmp`) is never followed: the file it points to is untouched and
+/// the result is a plain file.
+#[cfg(unix)]
+#[test]
+fn symlinks_at_the_old_temporary_names_are_not_followed() {
+    let dir = tmp("symlink");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    for name in ["results.json.tmp", "report.html.tmp", "results.tmp"] {
+        std::os::unix::fs::symlink(&victim, out.join(name)).unwrap();
+    }
+    let o = run(&short_eval(&out, "1"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let meta = std::fs::symlink_metadata(out.join("results.json")).unwrap();
+    assert!(meta.file_type().is_file());
+
+    // A forecaster checkpoint.
+    let csv = dir.join("s.csv");
+    let rows: String = (0..300)
+        .map(|i| format!("{},{}\n", 1_700_000_000 + i * 60, 10 + i % 7))
+        .collect();
+    std::fs::write(&csv, format!("timestamp,value\n{rows}")).unwrap();
+    let model = dir.join("m.safetensors");
+    std::os::unix::fs::symlink(&victim, dir.join("m.safetensors.tmp")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("m.tmp")).unwrap();
+    let fit = [
+        "forecast",
+        "fit",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--model",
+        "ets",
+        "--out",
+        model.to_str().unwrap(),
+    ];
+    let o = run(&fit);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let meta = std::fs::symlink_metadata(&model).unwrap();
+    assert!(meta.file_type().is_file());
+    // And it is not replaced unasked.
+    fails_with(&fit, &["m.safetensors exists", "--force"]);
 }
 
 #[test]

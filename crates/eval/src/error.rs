@@ -36,4 +36,7 @@ pub enum EvalError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written (or exists and replacing it was not asked for).
+    #[error(transparent)]
+    Write(#[from] graphscale_fsio::WriteError),
 }

@@ -101,21 +101,14 @@ pub fn table(result: &ExperimentResult) -> String {
     out
 }
 
-/// Writes `contents` to `path` atomically (temporary file in the same folder, then rename).
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), EvalError> {
-    let io = |source| EvalError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("out")
-    ));
-    std::fs::write(&tmp, contents).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+/// Writes `contents` to `path` atomically and symlink-safely ([`graphscale_fsio::write`]);
+/// `existing` says whether a file already there may be replaced.
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    existing: graphscale_fsio::Existing,
+) -> Result<(), EvalError> {
+    Ok(graphscale_fsio::write(path, contents, existing)?)
 }
 
 /// The result as pretty JSON.
@@ -423,14 +416,23 @@ pub fn html(result: &ExperimentResult) -> String {
     h
 }
 
-/// Writes `results.json` and `report.html` into `dir`; returns their paths.
+/// Writes `results.json` and `report.html` into `dir`; returns their paths. With
+/// [`graphscale_fsio::Existing::Keep`] nothing is written when either exists.
 pub fn write_all(
     result: &ExperimentResult,
     dir: &Path,
+    existing: graphscale_fsio::Existing,
 ) -> Result<(std::path::PathBuf, std::path::PathBuf), EvalError> {
     let j = dir.join("results.json");
     let r = dir.join("report.html");
-    write_atomic(&j, json(result).as_bytes())?;
-    write_atomic(&r, html(result).as_bytes())?;
+    if existing == graphscale_fsio::Existing::Keep {
+        for p in [&j, &r] {
+            if p.symlink_metadata().is_ok() {
+                return Err(graphscale_fsio::WriteError::Exists { path: p.clone() }.into());
+            }
+        }
+    }
+    write_atomic(&j, json(result).as_bytes(), existing)?;
+    write_atomic(&r, html(result).as_bytes(), existing)?;
     Ok((j, r))
 }

@@ -13,6 +13,7 @@
 //! shape, and says which one is wrong. Writes go to a temporary file that is renamed, so an
 //! existing checkpoint is never left half-written.
 
+use graphscale_fsio::Existing;
 use std::path::{Path, PathBuf};
 
 use graphscale_core::FittedForecaster;
@@ -171,8 +172,21 @@ impl Checkpoint {
         ))
     }
 
-    /// Writes `path` (and `path.json`) atomically.
+    /// Writes `path` (and `path.json`) atomically, replacing them ([`Checkpoint::save_with`]).
     pub fn save(&self, path: &Path) -> Result<(), ForecastError> {
+        self.save_with(path, Existing::Replace)
+    }
+
+    /// Writes `path` (and `path.json`) atomically; with [`Existing::Keep`], nothing is written
+    /// when either exists.
+    pub fn save_with(&self, path: &Path, existing: Existing) -> Result<(), ForecastError> {
+        if existing == Existing::Keep {
+            for p in [path.to_path_buf(), json_path(path)] {
+                if p.symlink_metadata().is_ok() {
+                    return Err(graphscale_fsio::WriteError::Exists { path: p }.into());
+                }
+            }
+        }
         let err = |reason: String| ForecastError::Checkpoint {
             path: path.display().to_string(),
             reason,
@@ -230,8 +244,8 @@ impl Checkpoint {
             .collect();
         let data =
             safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| err(e.to_string()))?;
-        write_atomic(path, &data).map_err(|e| err(e.to_string()))?;
-        write_atomic(&json_path(path), manifest.as_bytes()).map_err(|e| err(e.to_string()))?;
+        graphscale_fsio::write(path, &data, existing)?;
+        graphscale_fsio::write(&json_path(path), manifest.as_bytes(), existing)?;
         Ok(())
     }
 
@@ -364,16 +378,6 @@ fn json_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".json");
     PathBuf::from(p)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub mod preprocess;
 /// Errors of the forecast crate.
 #[derive(Debug, thiserror::Error)]
 pub enum ForecastError {
+    /// A file could not be written (or exists and replacing it was not asked for).
+    #[error(transparent)]
+    Write(#[from] graphscale_fsio::WriteError),
     /// The input series cannot be used (empty, too short, NaN, unsorted...).
     #[error("invalid series: {0}")]
     Series(String),

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use graphscale_fsio::Existing;
+
 use graphscale_core::series::EdgeSeries;
 use graphscale_core::{AppGraph, GraphSeries, Metric, NodeKind, Relation};
 
@@ -134,18 +136,19 @@ fn fmt(v: f64) -> String {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MonitorError> {
-    let io = |source| MonitorError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Writes `graph.json`, `nodes.csv` and `edges.csv` into `dir` (each atomically).
-pub fn write_dir(series: &GraphSeries, dir: &Path) -> Result<(), MonitorError> {
+/// Writes `graph.json`, `nodes.csv` and `edges.csv` into `dir` (each atomically and
+/// symlink-safely); with [`Existing::Keep`] nothing is written when any of them exists.
+pub fn write_dir(series: &GraphSeries, dir: &Path, existing: Existing) -> Result<(), MonitorError> {
+    const FILES: [&str; 3] = ["graph.json", "nodes.csv", "edges.csv"];
+    if existing == Existing::Keep {
+        if let Some(p) = FILES
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.symlink_metadata().is_ok())
+        {
+            return Err(graphscale_fsio::WriteError::Exists { path: p }.into());
+        }
+    }
     std::fs::create_dir_all(dir).map_err(|source| MonitorError::Io {
         path: dir.display().to_string(),
         source,
@@ -212,9 +215,12 @@ pub fn write_dir(series: &GraphSeries, dir: &Path) -> Result<(), MonitorError> {
     let edges = w
         .into_inner()
         .map_err(|e| MonitorError::Invalid(e.to_string()))?;
-    write_atomic(&dir.join("graph.json"), graph.as_bytes())?;
-    write_atomic(&dir.join("nodes.csv"), nodes.as_bytes())?;
-    write_atomic(&dir.join("edges.csv"), &edges)?;
+    for (f, bytes) in FILES
+        .iter()
+        .zip([graph.as_bytes(), nodes.as_bytes(), &edges])
+    {
+        graphscale_fsio::write(&dir.join(f), bytes, existing)?;
+    }
     Ok(())
 }
 
@@ -445,7 +451,7 @@ mod tests {
     fn csv_round_trip_keeps_gaps() {
         let dir = std::env::temp_dir().join(format!("gs-csv-{}", std::process::id()));
         let s = sample();
-        write_dir(&s, &dir).unwrap();
+        write_dir(&s, &dir, Existing::Replace).unwrap();
         let back = read_dir(&dir).unwrap();
         assert_eq!(back.len, 3);
         assert_eq!(back.start_ms, 15_000);
@@ -460,7 +466,7 @@ mod tests {
     #[test]
     fn csv_errors_name_file_line_and_field() {
         let dir = std::env::temp_dir().join(format!("gs-csv-bad-{}", std::process::id()));
-        write_dir(&sample(), &dir).unwrap();
+        write_dir(&sample(), &dir, Existing::Replace).unwrap();
         let nodes = dir.join("nodes.csv");
         let text = std::fs::read_to_string(&nodes).unwrap();
         std::fs::write(&nodes, text.replacen(",3.5,", ",x,", 1)).unwrap();

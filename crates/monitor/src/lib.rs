@@ -122,6 +122,9 @@ pub enum MonitorError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written (or exists and replacing it was not asked for).
+    #[error(transparent)]
+    Write(#[from] graphscale_fsio::WriteError),
     /// Invalid arguments or config.
     #[error("{0}")]
     Invalid(String),

@@ -36,8 +36,19 @@ pub(crate) fn ck_err(path: &Path, why: impl std::fmt::Display) -> NnError {
 }
 
 impl GraphModel {
-    /// Writes the model to `path` atomically (a temporary file, then a rename).
+    /// Writes the model to `path` atomically (a temporary file, then a rename), replacing what
+    /// is there ([`GraphModel::save_with`]).
     pub fn save(&self, path: &Path) -> Result<(), NnError> {
+        self.save_with(path, graphscale_fsio::Existing::Replace)
+    }
+
+    /// Writes the model to `path` atomically and symlink-safely; `existing` says whether a
+    /// file already there may be replaced.
+    pub fn save_with(
+        &self,
+        path: &Path,
+        existing: graphscale_fsio::Existing,
+    ) -> Result<(), NnError> {
         let manifest = Manifest {
             format: FORMAT.into(),
             format_version: FORMAT_VERSION,
@@ -63,9 +74,13 @@ impl GraphModel {
         let meta = [("graph_model".to_string(), text)].into_iter().collect();
         let data =
             safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ck_err(path, e))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &data).map_err(|e| ck_err(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| ck_err(path, e))
+        graphscale_fsio::write(path, &data, existing).map_err(|e| match e {
+            graphscale_fsio::WriteError::Exists { .. } => ck_err(
+                path,
+                "exists: pass --force to replace it, or write elsewhere",
+            ),
+            graphscale_fsio::WriteError::Io { source, .. } => ck_err(path, source),
+        })
     }
 
     /// Reads a model written by [`GraphModel::save`]; another file (a forecaster checkpoint, a
