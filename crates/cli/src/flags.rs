@@ -570,7 +570,10 @@ pub(crate) struct NnBenchFlags {
     pub(crate) runs: usize,
 }
 
-/// Parses `90`, `90s`, `15m`, `2h`, `1d` into seconds.
+/// The longest duration a flag takes: 366 days.
+pub(crate) const MAX_DURATION_S: u64 = 366 * 86_400;
+
+/// Parses `90`, `90s`, `15m`, `2h`, `1d` into seconds, at most [`MAX_DURATION_S`].
 pub(crate) fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
@@ -586,7 +589,14 @@ pub(crate) fn parse_duration(s: &str) -> std::result::Result<u64, String> {
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("duration must be > 0, got `{s}`"));
     }
-    Ok((n * mult as f64).round().max(1.0) as u64)
+    let secs = n * mult as f64;
+    if secs > MAX_DURATION_S as f64 {
+        return Err(format!(
+            "`{s}` is more than {} days, the longest duration accepted",
+            MAX_DURATION_S / 86_400
+        ));
+    }
+    Ok(secs.round().max(1.0) as u64)
 }
 
 /// The seeds of `--seeds`.
@@ -637,6 +647,15 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(86_400));
         assert!(parse_duration("-5m").is_err());
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("366d"), Ok(MAX_DURATION_S));
+        for huge in ["1e30s", "99999d", "367d", "inf", "NaN"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(
+                e.contains("366 days") || e.contains("> 0") || e.contains("not a duration"),
+                "{huge}: {e}"
+            );
+        }
+        assert!(parse_duration("1e30s").unwrap_err().contains("366 days"));
     }
 }
 

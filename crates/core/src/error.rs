@@ -92,6 +92,18 @@ pub enum CoreError {
     },
 }
 
+/// Most characters of an input value an error message quotes.
+pub const QUOTE_CHARS: usize = 64;
+
+/// `s` as an error message quotes it: at most [`QUOTE_CHARS`] characters, then `...` and the
+/// full length, so one bad 500 MB field cannot flood the terminal.
+pub fn quote(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_CHARS) {
+        Some((i, _)) => format!("{}... ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
 /// An error and its causes, `: `-separated (what the binary prints).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::runner::build_autoscaler;
 use crate::{AutoscalerSpec, EvalError};
 
+/// The longest scenario a spec may ask for, seconds (366 days).
+pub const MAX_DURATION_S: u64 = 366 * 86_400;
+/// Most seeds of one experiment.
+pub const MAX_SEEDS: usize = 10_000;
+
 /// A scenario: a named workload or an explicit one, with an optional duration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +108,12 @@ impl ExperimentSpec {
                 "apps, scenarios, autoscalers and seeds must each be non-empty".into(),
             ));
         }
+        if self.seeds.len() > MAX_SEEDS {
+            return Err(EvalError::Invalid(format!(
+                "{} seeds, at most {MAX_SEEDS}",
+                self.seeds.len()
+            )));
+        }
         if let Some(w) = self.warmup_s {
             if !w.is_multiple_of(60) {
                 return Err(EvalError::Invalid(format!(
@@ -171,6 +182,12 @@ impl ExperimentSpec {
                     sc.name
                 )))
             }
+            Some(d) if d > MAX_DURATION_S => {
+                return Err(EvalError::Invalid(format!(
+                    "scenario `{}`: duration_s {d} is more than {MAX_DURATION_S} (366 days)",
+                    sc.name
+                )))
+            }
             Some(d) => d,
             None => w.natural_duration_s().map_err(ctx)?,
         };
@@ -226,6 +243,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("duration must be > 0"));
+        // u64::MAX seconds would be allocated as workload rates: refused with the limit.
+        let e = ExperimentSpec {
+            scenarios: vec![ScenarioSpec::named("rush").with_duration(u64::MAX)],
+            ..ExperimentSpec::default()
+        };
+        let msg = e.validate().unwrap_err().to_string();
+        assert!(msg.contains("more than 31622400"), "{msg}");
+        let e = ExperimentSpec {
+            seeds: (0..20_000).collect(),
+            ..ExperimentSpec::default()
+        };
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at most 10000"));
     }
 
     #[test]

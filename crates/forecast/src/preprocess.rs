@@ -11,10 +11,13 @@ pub enum Aggregate {
     Mean,
 }
 
+/// Most steps a resampled series may span (about 10 years of 1-minute steps).
+pub const MAX_GRID_POINTS: usize = 5_000_000;
+
 /// Resamples `(t, v)` points (Unix seconds, strictly increasing) onto a grid of `step` seconds
 /// starting at the first point's step. Steps with no point are `NaN` (gaps stay gaps); use
 /// [`fill_gaps`] to interpolate them. Errors: empty input, mismatched lengths, non-finite values,
-/// unsorted or duplicate timestamps, `step <= 0`.
+/// unsorted or duplicate timestamps, `step <= 0`, a span of more than [`MAX_GRID_POINTS`] steps.
 pub fn resample(
     t: &[f64],
     v: &[f64],
@@ -50,10 +53,22 @@ pub fn resample(
         }
     }
     let start = (t[0] / step).floor() * step;
-    let n = ((t[t.len() - 1] - start) / step).floor() as usize + 1;
+    let last = t[t.len() - 1];
+    let span = ((last - start) / step).floor();
+    // The grid is allocated from the span, so a far-off timestamp (mixed seconds and
+    // milliseconds, a stray 0) must be refused, not allocated.
+    if span >= MAX_GRID_POINTS as f64 {
+        return Err(ForecastError::Series(format!(
+            "the series spans {span:.0} steps of {step} s (from {} to {last}), at most \
+             {MAX_GRID_POINTS}: are seconds and milliseconds mixed, or is a timestamp far off?",
+            t[0]
+        )));
+    }
+    let n = span as usize + 1;
     let (mut sum, mut count) = (vec![0.0; n], vec![0u32; n]);
     for (ti, vi) in t.iter().zip(v) {
-        let k = ((ti - start) / step).floor() as usize;
+        // Rounding may put the last point one past the grid: it belongs to the last step.
+        let k = (((ti - start) / step).floor() as usize).min(n - 1);
         sum[k] += vi;
         count[k] += 1;
     }
@@ -174,6 +189,43 @@ pub fn detect_season(y: &[f64], min: u32, max: u32) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn far_apart_timestamps_are_refused_not_allocated() {
+        // 0 and 1e12 (a stray zero, or milliseconds after seconds): 1.7e10 one-minute steps.
+        for t in [[0.0, 1e12], [1.7e9, 1.7e12]] {
+            let e = resample(&t, &[1.0, 2.0], 60.0, Aggregate::Mean)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("at most 5000000") && e.contains("milliseconds"),
+                "{e}"
+            );
+        }
+        // The most the grid allows still works.
+        let t = [0.0, 60.0 * (MAX_GRID_POINTS - 1) as f64];
+        let (_, y) = resample(&t, &[1.0, 2.0], 60.0, Aggregate::Mean).unwrap();
+        assert_eq!(y.len(), MAX_GRID_POINTS);
+    }
+
+    proptest::proptest! {
+        /// Any finite, increasing timestamps and any step: a grid or an error, never a panic,
+        /// and every point lands on the grid.
+        #[test]
+        fn resample_never_panics(
+            mut t in proptest::collection::vec(-1e13f64..1e13, 1..20),
+            step in 1e-3f64..1e6,
+        ) {
+            t.sort_by(f64::total_cmp);
+            t.dedup();
+            let v = vec![1.0; t.len()];
+            if let Ok((_, y)) = resample(&t, &v, step, Aggregate::Sum) {
+                proptest::prop_assert!(y.len() <= MAX_GRID_POINTS);
+                let total: f64 = y.iter().filter(|x| x.is_finite()).sum();
+                proptest::prop_assert_eq!(total, t.len() as f64);
+            }
+        }
+    }
 
     #[test]
     fn resample_sums_and_keeps_gaps() {

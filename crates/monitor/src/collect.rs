@@ -375,9 +375,13 @@ fn read_rows(path: &Path, keys: &[&str]) -> Result<Vec<Row>, MonitorError> {
             if cell.is_empty() {
                 continue;
             }
-            let v: f64 = cell
-                .parse()
-                .map_err(|_| csv_err(line, &m.to_string(), format!("`{cell}` is not a number")))?;
+            let v: f64 = cell.parse().map_err(|_| {
+                csv_err(
+                    line,
+                    &m.to_string(),
+                    format!("`{}` is not a number", graphscale_core::error::quote(cell)),
+                )
+            })?;
             if !v.is_finite() {
                 return Err(csv_err(
                     line,

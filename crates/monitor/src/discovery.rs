@@ -27,6 +27,9 @@ use crate::prom::{PromClient, Sample};
 use crate::templates::{render, Templates};
 use crate::MonitorError;
 
+/// The largest rate (requests per second, or percent) a Kiali edge may report.
+pub const MAX_KIALI_RATE: f64 = 1e9;
+
 /// Discovery settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -419,7 +422,13 @@ pub fn from_kiali(text: &str, file: &str) -> Result<DiscoveredGraph, MonitorErro
         if let K::Service(name) = &k {
             b.node(name, NodeKind::Service);
         }
-        ids.insert(id.to_string(), k);
+        // A repeated id would send the first node's traffic to the second: refused.
+        if ids.insert(id.to_string(), k).is_some() {
+            return Err(bad(format!(
+                "elements.nodes[{i}]: node id `{}` appears twice",
+                graphscale_core::error::quote(id)
+            )));
+        }
     }
     // Edges, with service nodes collapsed.
     let mut into_svc: BTreeMap<String, Vec<(K, f64, Option<f64>)>> = BTreeMap::new();
@@ -445,17 +454,29 @@ pub fn from_kiali(text: &str, file: &str) -> Result<DiscoveredGraph, MonitorErro
             .ok_or_else(|| bad(format!("elements.edges[{i}]: unknown target node `{dst}`")))?;
         let rates = d.get("traffic").and_then(|t| t.get("rates"));
         let num = |k: &str| -> Result<Option<f64>, MonitorError> {
-            match rates.and_then(|r| r.get(k)) {
+            let v = match rates.and_then(|r| r.get(k)) {
                 None | Some(serde_json::Value::Null) => Ok(None),
                 Some(serde_json::Value::String(x)) => x.parse::<f64>().map(Some).map_err(|_| {
                     bad(format!(
-                        "elements.edges[{i}]: traffic.rates.{k} `{x}` is not a number"
+                        "elements.edges[{i}]: traffic.rates.{k} `{}` is not a number",
+                        graphscale_core::error::quote(x)
                     ))
                 }),
                 Some(serde_json::Value::Number(x)) => Ok(x.as_f64()),
                 Some(other) => Err(bad(format!(
-                    "elements.edges[{i}]: traffic.rates.{k} is {other}"
+                    "elements.edges[{i}]: traffic.rates.{k} is {}",
+                    graphscale_core::error::quote(&other.to_string())
                 ))),
+            }?;
+            // A rate is a count per second: negative, infinite or absurd is an error, not
+            // traffic (1e308 would make every downstream latency infinite).
+            match v {
+                Some(x) if !(x.is_finite() && (0.0..=MAX_KIALI_RATE).contains(&x)) => {
+                    Err(bad(format!(
+                        "elements.edges[{i}]: traffic.rates.{k} must be in 0..={MAX_KIALI_RATE}, got {x}"
+                    )))
+                }
+                v => Ok(v),
             }
         };
         let rps = num("http")?.or(num("grpc")?).or(num("tcp")?).unwrap_or(0.0);
@@ -579,5 +600,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("k.json"));
+        // A repeated node id, and rates that are no rates: refused, naming the element.
+        let e = from_kiali(&text.replace(r#""id": "n2""#, r#""id": "n1""#), "k.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nodes[3]: node id `n1` appears twice"), "{e}");
+        for bad in ["-5", "1e308", "inf"] {
+            let t = text.replace(r#""http": "10.0""#, &format!(r#""http": "{bad}""#));
+            let e = from_kiali(&t, "k.json").unwrap_err().to_string();
+            assert!(
+                e.contains("edges[0]: traffic.rates.http must be in 0..="),
+                "{bad}: {e}"
+            );
+        }
+        // A huge bad value is quoted by a short prefix.
+        let t = text.replace(
+            r#""http": "10.0""#,
+            &format!(r#""http": "{}""#, "9x".repeat(100_000)),
+        );
+        let e = from_kiali(&t, "k.json").unwrap_err().to_string();
+        assert!(
+            e.len() < 300 && e.contains("(200000 bytes)"),
+            "{}",
+            &e[..e.len().min(300)]
+        );
     }
 }

@@ -70,12 +70,25 @@ pub struct Grid {
     pub step: i64,
 }
 
+/// Most points of a [`Grid`]: every series of a `collect` is held on it (a year of 30-s steps
+/// is about 1.05 million).
+pub const MAX_GRID_POINTS: i64 = 1_100_000;
+
 impl Grid {
-    /// The grid aligned to multiples of `step`: `start` rounded down, `end` rounded down.
+    /// The grid aligned to multiples of `step`: `start` rounded down, `end` rounded down; at
+    /// most [`MAX_GRID_POINTS`] points.
     pub fn aligned(start: f64, end: f64, step: i64) -> Result<Self, MonitorError> {
         if step <= 0 || !start.is_finite() || !end.is_finite() || end < start {
             return Err(MonitorError::Invalid(format!(
                 "a query range needs a step > 0 and start <= end, got start {start}, end {end}, step {step}"
+            )));
+        }
+        let points = (end - start) / step as f64;
+        if points >= MAX_GRID_POINTS as f64 {
+            return Err(MonitorError::Invalid(format!(
+                "a range of {:.0} s at a {step}-s step is {points:.0} points, at most \
+                 {MAX_GRID_POINTS}: a shorter range or a longer step",
+                end - start
             )));
         }
         let s = (start.floor() as i64).div_euclid(step) * step;
@@ -434,6 +447,10 @@ mod tests {
         assert_eq!((g.start, g.end, g.len()), (1005, 1095, 7));
         assert!(Grid::aligned(10.0, 5.0, 15).is_err());
         assert!(Grid::aligned(0.0, 5.0, 0).is_err());
+        // `collect --range 100000d --step 1s`: refused with the limit, not allocated.
+        let e = Grid::aligned(0.0, 8.64e9, 1).unwrap_err().to_string();
+        assert!(e.contains("at most 1100000"), "{e}");
+        assert!(Grid::aligned(0.0, 1e300, 15).is_err());
     }
 
     #[test]

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::SimError;
 
+/// Most replicas of one service (every replica is simulated).
+pub const MAX_REPLICAS: u32 = 10_000;
+
 fn d_base_latency() -> f64 {
     2.0
 }
@@ -205,6 +208,12 @@ impl AppSpec {
                 && s.limits.memory_mib >= s.requests.memory_mib)
             {
                 return bad(f("limits"), "limits must be >= requests".into());
+            }
+            if s.max_replicas > MAX_REPLICAS {
+                return bad(
+                    f("max_replicas"),
+                    format!("{} is more than {MAX_REPLICAS}", s.max_replicas),
+                );
             }
             if s.max_replicas == 0 || s.initial_replicas > s.max_replicas {
                 return bad(

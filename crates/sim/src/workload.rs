@@ -12,6 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::SimError;
+use graphscale_core::error::quote;
 
 /// The WorldCup98 tournament day shipped with graphscale (1998-06-30, UTC, per minute).
 pub const WORLDCUP98_DAY_CSV: &str =
@@ -451,22 +452,29 @@ pub fn parse_series_csv(
             err(
                 line,
                 &tname,
-                format!("`{tf}` is not a unix timestamp or an RFC 3339 UTC time"),
+                format!(
+                    "`{}` is not a unix timestamp or an RFC 3339 UTC time",
+                    quote(tf)
+                ),
             )
         })?;
         let v: f64 = vf
             .parse()
-            .map_err(|_| err(line, &vname, format!("`{vf}` is not a number")))?;
+            .map_err(|_| err(line, &vname, format!("`{}` is not a number", quote(vf))))?;
         if !v.is_finite() || v < 0.0 {
             return Err(err(
                 line,
                 &vname,
-                format!("value must be finite and >= 0, got {vf}"),
+                format!("value must be finite and >= 0, got {}", quote(vf)),
             ));
         }
         if let Some(&prev) = ts.last() {
             if t == prev {
-                return Err(err(line, &tname, format!("duplicate timestamp `{tf}`")));
+                return Err(err(
+                    line,
+                    &tname,
+                    format!("duplicate timestamp `{}`", quote(tf)),
+                ));
             }
             if t < prev {
                 return Err(err(
@@ -509,7 +517,15 @@ pub fn parse_time(s: &str) -> Option<f64> {
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    // Feb 31 or Apr 31 is no date: refused here, never moved into the next month.
+    if !(1..=12).contains(&mo) || !(1..=month_days).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -542,6 +558,17 @@ mod tests {
         assert_eq!(parse_time("1998-04-30T21:30:00Z"), Some(893_971_800.0));
         assert_eq!(parse_time("1998-06-30 00:00:00"), Some(899_164_800.0));
         assert_eq!(parse_time("yesterday"), None);
+        // No day past the month's end: Feb 31 is refused, not read as March 3.
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert!(parse_time("2024-02-29T00:00:00Z").is_some());
+        assert!(parse_time("2000-02-29T00:00:00Z").is_some());
     }
 
     #[test]

@@ -316,6 +316,15 @@ fn invalid_specs_are_rejected_with_the_field() {
         .unwrap_err()
         .to_string()
         .contains("initial_replicas"));
+    // 2e9 replicas would all be simulated: refused at the bound, naming the field.
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.services[2].max_replicas = 2_000_000_000;
+    app.services[2].initial_replicas = 2_000_000_000;
+    let e = app.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("max_replicas") && e.contains("more than 10000"),
+        "{e}"
+    );
     let e = Simulator::new(
         topology::builtin("ob").unwrap(),
         SimConfig {

@@ -160,19 +160,20 @@ impl GraphModelConfig {
                 reason: why,
             })
         };
-        for (f, v) in [
-            ("window", self.window),
-            ("horizon", self.horizon),
-            ("hidden", self.hidden),
-            ("heads", self.heads),
-            ("layers", self.layers),
-            ("embed", self.embed),
-            ("epochs", self.epochs),
-            ("batch", self.batch),
-            ("max_train_samples", self.max_train_samples),
+        // Upper bounds too: a manifest or config file sizes tensors with these.
+        for (f, v, max) in [
+            ("window", self.window, 10_000),
+            ("horizon", self.horizon, 1_000),
+            ("hidden", self.hidden, 4_096),
+            ("heads", self.heads, 64),
+            ("layers", self.layers, 16),
+            ("embed", self.embed, 1_024),
+            ("epochs", self.epochs, 100_000),
+            ("batch", self.batch, 65_536),
+            ("max_train_samples", self.max_train_samples, 10_000_000),
         ] {
-            if v == 0 {
-                return bad(f, "must be >= 1".into());
+            if v == 0 || v > max {
+                return bad(f, format!("must be in 1..={max}, got {v}"));
             }
         }
         if !self.hidden.is_multiple_of(self.heads) {
