@@ -85,13 +85,16 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
         )?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app_router = router(exposition.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app_router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
+        // Header-read and request timeouts, a body limit and a connection limit: half-sent
+        // requests cannot starve the scrapes (docs/reliability.md).
+        let server = tokio::spawn(graphscale_monitor::http::serve(
+            listener,
+            app_router,
+            graphscale_monitor::http::ServerLimits::default(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         let mut twin = match a.follow_cluster {
             true => Some(crate::twin::Follow::start(&app, &a.namespace).await?),
             false => None,
@@ -123,7 +126,7 @@ pub fn sim_serve(a: ServeArgs) -> Result<ExitCode> {
             }
         }
         let _ = stop_tx.send(());
-        server.await.context("server task")?.context("server")?;
+        server.await.context("server task")?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

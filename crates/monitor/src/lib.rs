@@ -28,6 +28,7 @@
 pub mod collect;
 pub mod discovery;
 pub mod exporter;
+pub mod http;
 pub mod nezha;
 pub mod prom;
 pub mod source;

@@ -95,13 +95,15 @@ pub async fn run_with(
         shut_tx.send_replace(true);
     });
     let mut http_shut = shut_rx.clone();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_shut.wait_for(|s| *s).await;
-            })
-            .await;
-    });
+    // Probes and metrics under the same limits as every server of ours (docs/reliability.md).
+    let server = tokio::spawn(graphscale_monitor::http::serve(
+        listener,
+        app,
+        graphscale_monitor::http::ServerLimits::default(),
+        async move {
+            let _ = http_shut.wait_for(|s| *s).await;
+        },
+    ));
     client
         .apiserver_version()
         .await

@@ -317,12 +317,11 @@ pub async fn resolve(
 ) -> Result<Vec<Target>, OperatorError> {
     let deps: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    let others = other_scalers(client, namespace).await?;
     let target = |f: Found| {
         let (min_replicas, max_replicas) = bounds(spec, &f.name);
         let (cpu, container) = template_facts(f.template.as_ref());
         Target {
-            conflict: others.get(&(f.kind, f.name.clone())).cloned(),
+            conflict: None,
             disabled: f.annotations.get(KILL_SWITCH).map(String::as_str) == Some("true"),
             replicas: f.replicas.unwrap_or(1).max(0) as u32,
             min_replicas,
@@ -369,6 +368,12 @@ pub async fn resolve(
                 name: w.name.clone(),
             })?));
         }
+    }
+    // Who else scales them, once the targets are known (a token that cannot read the targets
+    // is told so first).
+    let others = other_scalers(client, namespace).await?;
+    for t in &mut found {
+        t.conflict = others.get(&(t.kind, t.name.clone())).cloned();
     }
     Ok(found)
 }

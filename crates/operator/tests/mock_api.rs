@@ -330,7 +330,8 @@ fn list(kind: &str, items: Vec<Value>, next: Option<&str>) -> Value {
 }
 
 /// Targets by selector are listed in pages, each page reduced to its targets before the next
-/// is read (the continue token passed on), so memory does not grow with the whole list.
+/// is read (the continue token passed on), so memory does not grow with the whole list; then
+/// who else scales them.
 #[tokio::test]
 async fn targets_by_selector_are_listed_in_pages() {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -350,20 +351,6 @@ async fn targets_by_selector_are_listed_in_pages() {
     };
     let steps = vec![
         get(
-            "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
-            &[],
-            list("HorizontalPodAutoscalerList", vec![], None),
-        ),
-        Step {
-            status: 404,
-            ..get(
-                "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects",
-                &[],
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "reason": "NotFound", "message": "not found", "code": 404}),
-            )
-        },
-        get(
             "/apis/apps/v1/namespaces/shop/deployments",
             &["labelSelector=app%3Dshop", "limit=250"],
             list("DeploymentList", vec![deployment("cart")], Some("page2")),
@@ -378,6 +365,20 @@ async fn targets_by_selector_are_listed_in_pages() {
             &["labelSelector=app%3Dshop", "limit=250"],
             list("StatefulSetList", vec![], None),
         ),
+        get(
+            "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
+            &[],
+            list("HorizontalPodAutoscalerList", vec![], None),
+        ),
+        Step {
+            status: 404,
+            ..get(
+                "/apis/keda.sh/v1alpha1/namespaces/shop/scaledobjects",
+                &[],
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "message": "not found", "code": 404}),
+            )
+        },
     ];
     let server = tokio::spawn(serve(handle, steps));
     let targets = graphscale_operator::target::resolve(&client, "shop", &spec)
