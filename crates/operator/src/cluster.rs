@@ -4,9 +4,12 @@
 //!
 //! Prometheus down or partial never turns into a scale-down: a snapshot without metrics holds
 //! every workload (the safety layer holds on missing data), and the graph of the last round is
-//! kept while the source is down.
+//! kept while the source is down. Every round's Prometheus reads share a deadline
+//! ([`KubeCluster::with_deadline`], 80 % of the sync period in the controller): graph discovery
+//! gets half of it, the snapshot the rest; a miss holds every workload and says why.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use graphscale_control::{BoxError, Cluster};
 use graphscale_core::{
@@ -40,7 +43,14 @@ pub struct KubeCluster {
     /// Why the last round had no (or partial) metrics, if it had none.
     pub metrics_problem: Option<String>,
     now: fn() -> Millis,
+    /// The round's budget for Prometheus.
+    deadline: Duration,
+    /// When the round's reads began.
+    round_start: Option<Instant>,
 }
+
+/// The default round deadline: 80 % of the default 15-s sync period.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(12);
 
 impl std::fmt::Debug for KubeCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,7 +87,23 @@ impl KubeCluster {
             last_graph: None,
             metrics_problem: None,
             now: wall_clock,
+            deadline: DEFAULT_DEADLINE,
+            round_start: None,
         }
+    }
+
+    /// The time a round's Prometheus reads may take together (graph discovery at most half
+    /// of it); default [`DEFAULT_DEADLINE`].
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets the targets (found by the caller; [`KubeCluster::refresh_targets`] finds them on
+    /// the API server).
+    pub fn set_targets(&mut self, targets: Vec<Target>) {
+        self.targets = targets;
+        self.actuator.set_targets(&self.targets);
     }
 
     /// The targets as found in the last round.
@@ -126,17 +152,28 @@ impl KubeCluster {
     /// The graph: the source's, with every target and every explicit edge added.
     async fn graph(&mut self) -> Result<AppGraph, OperatorError> {
         let base = match self.spec.graph.source {
-            GraphSource::Telemetry => match self.prom.topology_async().await {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    tracing::warn!(error = %e, "graph discovery failed; keeping the last graph");
-                    self.metrics_problem = Some(format!("graph discovery: {e}"));
-                    if let Some(g) = &self.last_graph {
-                        return Ok(g.clone());
+            GraphSource::Telemetry => {
+                match tokio::time::timeout(self.deadline / 2, self.prom.topology_async())
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "took more than {:.1} s, half the round's deadline",
+                            (self.deadline / 2).as_secs_f64()
+                        )
+                    })
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "graph discovery failed; keeping the last graph");
+                        self.metrics_problem = Some(format!("graph discovery: {e}"));
+                        if let Some(g) = &self.last_graph {
+                            return Ok(g.clone());
+                        }
+                        None
                     }
-                    None
                 }
-            },
+            }
             GraphSource::Kiali => Some(self.kiali_graph().await?),
             GraphSource::Edges => None,
         };
@@ -182,14 +219,28 @@ impl KubeCluster {
     /// The snapshot: Prometheus' with `spec.replicas` from the API server; a target Prometheus
     /// does not know (or all of them, when it is down) is observed without metrics.
     async fn snapshot(&mut self) -> ClusterSnapshot {
-        let mut snap = match self.prom.observe_async().await {
+        let left = self.deadline.saturating_sub(
+            self.round_start
+                .take()
+                .map_or(Duration::ZERO, |s| s.elapsed()),
+        );
+        let read = tokio::time::timeout(left, self.prom.observe_async())
+            .await
+            .map_err(|_| {
+                format!(
+                    "no snapshot within the round's deadline ({:.1} s)",
+                    self.deadline.as_secs_f64()
+                )
+            })
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let mut snap = match read {
             Ok(s) => {
                 self.metrics_problem = None;
                 s
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Prometheus failed; holding every workload");
-                self.metrics_problem = Some(format!("Prometheus: {e}"));
+                self.metrics_problem = Some(format!("Prometheus: {e}: every workload held"));
                 ClusterSnapshot {
                     time: (self.now)(),
                     workloads: Vec::new(),
@@ -242,6 +293,7 @@ impl KubeCluster {
 
 impl Cluster for KubeCluster {
     async fn topology(&mut self) -> Result<AppGraph, BoxError> {
+        self.round_start = Some(Instant::now());
         self.graph().await.map_err(|e| Box::new(e) as BoxError)
     }
 

@@ -243,6 +243,8 @@ async fn build_state(
         e => e.into(),
     })?;
     let period = Duration::from_millis(autoscaler.sync_period().0.max(1000));
+    // Prometheus must answer within 80 % of a sync period, or the round holds.
+    let cluster = cluster.with_deadline(period.mul_f64(0.8));
     let control =
         ControlLoop::threaded(autoscaler, ctx.config.offset, ctx.config.training_threads)?;
     let hpa = catalogue::build_bounded(&graphscale_control::AutoscalerSpec::named("hpa")?, &facts)?;

@@ -2,11 +2,13 @@
 //! `fixtures.rs` style): every step asserts the method, the path and query, the content type,
 //! the field manager and the body, then answers.
 
+mod common;
+
 use std::time::Duration;
 
 use graphscale_core::{AsyncActuator, Reason, ScalingDecision};
 use graphscale_operator::actuator::{KubeActuator, Outcome, Retry};
-use graphscale_operator::crd::{Mode, WorkloadKind};
+use graphscale_operator::crd::Mode;
 use graphscale_operator::target::Target;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -106,18 +108,7 @@ fn actuator(mode: Mode) -> (KubeActuator, Handle) {
 }
 
 fn target() -> Target {
-    Target {
-        kind: WorkloadKind::Deployment,
-        name: "cart".into(),
-        replicas: 2,
-        min_replicas: 1,
-        max_replicas: 10,
-        cpu_request_millicores: Some(200.0),
-        container: Some("server".into()),
-        pod_selector: Some("app=cart".into()),
-        disabled: false,
-        conflict: None,
-    }
+    common::cart(2)
 }
 
 fn decision(replicas: u32) -> ScalingDecision {
