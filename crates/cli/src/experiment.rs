@@ -156,6 +156,13 @@ pub(crate) fn eval(a: EvalArgs) -> Result<ExitCode> {
     if let Some(Seeds(seeds)) = &a.seeds {
         spec.seeds = seeds.clone();
     }
+    // `--autoscalers` without the HPA and without a spec: the first one is the baseline (a
+    // spec's `baseline` must name one of its autoscalers; validation says so).
+    if a.spec.is_none() && !spec.autoscalers.iter().any(|x| x.name() == spec.baseline) {
+        if let Some(first) = spec.autoscalers.first() {
+            spec.baseline = first.name().to_string();
+        }
+    }
     if let Some(d) = a.duration {
         for s in &mut spec.scenarios {
             s.duration_s = Some(d);

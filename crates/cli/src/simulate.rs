@@ -51,6 +51,7 @@ pub(crate) fn sim(cmd: SimCommand) -> Result<ExitCode> {
         }],
         autoscalers: vec![AutoscalerSpec::named(&autoscaler)?],
         seeds: vec![seed],
+        baseline: autoscaler.clone(),
         ..ExperimentSpec::default()
     };
     let mut lines = Vec::new();
@@ -117,6 +118,7 @@ pub(crate) fn record_series(
     let spec = ExperimentSpec {
         apps: vec![app.name.clone()],
         autoscalers: vec![autoscaler.clone()],
+        baseline: autoscaler.name().to_string(),
         ..ExperimentSpec::default()
     };
     spec.validate()?;

@@ -126,6 +126,17 @@ impl ExperimentSpec {
                 return Err(EvalError::Invalid(format!("slo_ms must be > 0, got {slo}")));
             }
         }
+        if !self.autoscalers.iter().any(|a| a.name() == self.baseline) {
+            return Err(EvalError::Invalid(format!(
+                "baseline `{}` is not one of the autoscalers ({}): every comparison would be empty",
+                graphscale_core::error::quote(&self.baseline),
+                self.autoscalers
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let mut names = std::collections::HashSet::new();
         for a in &self.autoscalers {
             if !names.insert(a.name()) {
@@ -259,6 +270,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at most 10000"));
+        let e = ExperimentSpec {
+            baseline: "hpa2".into(),
+            ..ExperimentSpec::default()
+        };
+        let msg = e.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("baseline `hpa2` is not one of the autoscalers"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -221,6 +221,7 @@ fn every_named_autoscaler_runs_on_an_app_with_queues_and_topics() {
             .map(|n| AutoscalerSpec::named(n).unwrap())
             .collect(),
         seeds: vec![1],
+        baseline: "hpa-tuned".into(),
         ..ExperimentSpec::default()
     };
     let res = graphscale_eval::run_experiment(&spec, &|_| {}).unwrap();
