@@ -53,11 +53,7 @@ pub async fn collect(
                 continue;
             }
             let scale = if t.is_rate { cfg.time_scale } else { 1.0 };
-            let vals: Vec<f64> = s
-                .values
-                .iter()
-                .map(|v| v.map_or(f64::NAN, |x| x / scale))
-                .collect();
+            let vals = plausible(&s.values, scale, &format!("nodes[{i}] ({node})"));
             series
                 .nodes
                 .entry(node.clone())
@@ -104,11 +100,7 @@ pub async fn collect(
                 continue;
             }
             let scale = if is_rate { cfg.time_scale } else { 1.0 };
-            let vals: Vec<f64> = s
-                .values
-                .iter()
-                .map(|v| v.map_or(f64::NAN, |x| x / scale))
-                .collect();
+            let vals = plausible(&s.values, scale, &format!("{name} ({src} -> {dst})"));
             edges
                 .entry((src.clone(), dst.clone()))
                 .or_insert_with(|| EdgeSeries {
@@ -134,6 +126,32 @@ fn fmt(v: f64) -> String {
     } else {
         String::new()
     }
+}
+
+/// The values of a range, divided by `scale`; a negative or non-finite one (every metric
+/// collected is a rate, a size, a latency, a ratio or a count) is dropped as missing, never
+/// written as it came, and the drops are logged with `what`.
+fn plausible(values: &[Option<f64>], scale: f64, what: &str) -> Vec<f64> {
+    let mut dropped = 0;
+    let out = values
+        .iter()
+        .map(|v| match v {
+            Some(x) if x.is_finite() && *x >= 0.0 => x / scale,
+            Some(_) => {
+                dropped += 1;
+                f64::NAN
+            }
+            None => f64::NAN,
+        })
+        .collect();
+    if dropped > 0 {
+        tracing::warn!(
+            series = what,
+            dropped,
+            "negative or non-finite values dropped as missing"
+        );
+    }
+    out
 }
 
 /// Writes `graph.json`, `nodes.csv` and `edges.csv` into `dir` (each atomically and
@@ -237,6 +255,13 @@ pub fn read_dir(dir: &Path) -> Result<GraphSeries, MonitorError> {
         &dir.join("edges.csv"),
         &["timestamp_ms", "src", "dst", "relation"],
     )?;
+    // Edges alone give a grid with no node metric on it: every score would be over 0 points.
+    if nodes.is_empty() {
+        return Err(MonitorError::Invalid(format!(
+            "{}: no rows (a header only): no node metrics to read",
+            dir.join("nodes.csv").display()
+        )));
+    }
     let mut times: Vec<u64> = nodes.iter().chain(&edges).map(|r| r.t).collect();
     times.sort_unstable();
     times.dedup();
@@ -452,6 +477,15 @@ mod tests {
     }
 
     #[test]
+    fn negative_and_infinite_values_are_dropped_not_written() {
+        let v = [Some(2.0), Some(-1.0), None, Some(f64::INFINITY), Some(0.0)];
+        let out = plausible(&v, 2.0, "t");
+        assert_eq!(out[0], 1.0);
+        assert!(out[1].is_nan() && out[2].is_nan() && out[3].is_nan());
+        assert_eq!(out[4], 0.0);
+    }
+
+    #[test]
     fn csv_round_trip_keeps_gaps() {
         let dir = std::env::temp_dir().join(format!("gs-csv-{}", std::process::id()));
         let s = sample();
@@ -490,5 +524,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must be `timestamp_ms`"));
+        // A header-only nodes.csv beside edge rows: an error, never a series with no metrics.
+        let header = text.lines().next().unwrap();
+        std::fs::write(&nodes, format!("{header}\n")).unwrap();
+        let e = read_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("nodes.csv: no rows"), "{e}");
     }
 }
