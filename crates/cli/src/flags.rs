@@ -657,6 +657,23 @@ mod tests {
         }
         assert!(parse_duration("1e30s").unwrap_err().contains("366 days"));
     }
+
+    proptest::proptest! {
+        /// Any text: a bounded duration or an error, never a panic.
+        #[test]
+        fn durations_and_seed_ranges_never_panic(s in "\\PC{0,24}", n in proptest::prelude::any::<f64>(), unit in "[smhd]?") {
+            if let Ok(d) = parse_duration(&s) {
+                proptest::prop_assert!((1..=MAX_DURATION_S).contains(&d));
+            }
+            if let Ok(d) = parse_duration(&format!("{n}{unit}")) {
+                proptest::prop_assert!((1..=MAX_DURATION_S).contains(&d));
+            }
+            let _ = parse_duration_or_zero(&s);
+            if let Ok(Seeds(v)) = parse_seeds(&s) {
+                proptest::prop_assert!(!v.is_empty() && v.len() <= 10_000);
+            }
+        }
+    }
 }
 
 /// `graphscale operator` flags.

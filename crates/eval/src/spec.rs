@@ -281,6 +281,27 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// A mutated spec (`--spec`) parses and validates, or says what is wrong; never a panic.
+        #[test]
+        fn mutated_specs_never_panic(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..6),
+        ) {
+            let base = br#"{"apps": ["event-driven"], "scenarios": [{"name": "rush", "duration_s": 600}],
+                "autoscalers": ["hpa", {"kind": "static", "name": "s", "replicas": 3}],
+                "seeds": [1, 2], "warmup_s": 60, "baseline": "hpa"}"#;
+            let mut b = base.to_vec();
+            for (i, byte) in edits {
+                let at = i.index(b.len());
+                b[at] = byte;
+            }
+            if let Ok(spec) = serde_json::from_slice::<ExperimentSpec>(&b) {
+                let _ = spec.validate();
+            }
+        }
+    }
+
     #[test]
     fn the_documented_experiment_example_parses() {
         let doc = include_str!("../../../docs/schema.md");

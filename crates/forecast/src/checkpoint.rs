@@ -452,4 +452,42 @@ mod tests {
             .contains("no graphscale manifest"));
         assert!(Checkpoint::load(&dir.join("missing.safetensors")).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// A forecaster checkpoint with bytes changed or cut loads and forecasts finite numbers,
+        /// or is refused; never a panic.
+        #[test]
+        fn mutated_checkpoints_load_or_are_refused(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            static BASE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let base = BASE.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let p = dir.path().join("m.safetensors");
+                let (ck, _) = Checkpoint::fit("ets", 24, &series(), 60, 0.0, 3).unwrap();
+                ck.save(&p).unwrap();
+                std::fs::read(&p).unwrap()
+            });
+            let mut b = base.clone();
+            for (i, byte) in edits {
+                let at = i.index(b.len());
+                b[at] = byte;
+            }
+            if let Some(c) = cut {
+                b.truncate(c.index(b.len()));
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("m.safetensors");
+            std::fs::write(&p, &b).unwrap();
+            if let Ok(ck) = Checkpoint::load(&p) {
+                if let Ok(f) = ck.restore() {
+                    if let Ok(out) = f.predict(3, &[0.1, 0.9]) {
+                        proptest::prop_assert!(out.point.iter().all(|x| x.is_finite()), "{:?}", out.point);
+                    }
+                }
+            }
+        }
+    }
 }

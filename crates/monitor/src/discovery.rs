@@ -556,19 +556,7 @@ mod tests {
 
     #[test]
     fn kiali_graph_collapses_service_nodes() {
-        let text = r#"{"elements": {
-          "nodes": [
-            {"data": {"id": "n0", "nodeType": "unknown"}},
-            {"data": {"id": "n1", "nodeType": "workload", "workload": "frontend"}},
-            {"data": {"id": "s2", "nodeType": "service", "service": "cart"}},
-            {"data": {"id": "n2", "nodeType": "workload", "workload": "cart"}},
-            {"data": {"id": "b", "nodeType": "box", "isBox": "app"}}
-          ],
-          "edges": [
-            {"data": {"source": "n0", "target": "n1", "traffic": {"protocol": "http", "rates": {"http": "10.0"}}}},
-            {"data": {"source": "n1", "target": "s2", "traffic": {"protocol": "http", "rates": {"http": "8.0", "httpPercentErr": "25"}}}},
-            {"data": {"source": "s2", "target": "n2", "traffic": {"protocol": "http", "rates": {"http": "8.0"}}}}
-          ]}}"#;
+        let text = include_str!("../tests/data/kiali.json");
         let g = from_kiali(text, "kiali.json").unwrap();
         assert_eq!(g.entries["frontend"], 10.0);
         let e = &g.graph.edges[0];

@@ -453,6 +453,37 @@ mod tests {
         assert!(Grid::aligned(0.0, 1e300, 15).is_err());
     }
 
+    proptest::proptest! {
+        /// Arbitrary and mutated answers parse or fail, never panic; an accepted value is a
+        /// sample or a clear error.
+        #[test]
+        fn answers_never_panic(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..6),
+        ) {
+            let base = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"a"},"value":[1.5,"2"]},{"metric":{},"value":[1,"NaN"]}]}}"#;
+            let mut b = base.to_vec();
+            for (i, byte) in edits {
+                let at = i.index(b.len());
+                b[at] = byte;
+            }
+            if let Ok(env) = serde_json::from_slice::<Envelope<QueryData>>(&b) {
+                if let Some(QueryData::Vector(v)) = env.data {
+                    for r in v {
+                        let _ = parse_value(&r.value, "q");
+                    }
+                }
+            }
+        }
+
+        /// Any range and step: a bounded grid or an error.
+        #[test]
+        fn grids_are_bounded(start in proptest::num::f64::ANY, end in proptest::num::f64::ANY, step in proptest::prelude::any::<i64>()) {
+            if let Ok(g) = Grid::aligned(start, end, step) {
+                proptest::prop_assert!(g.len() as i64 <= MAX_GRID_POINTS + 1);
+            }
+        }
+    }
+
     #[test]
     fn values_parse_nan_as_missing_and_reject_garbage() {
         let p = |v: serde_json::Value| serde_json::from_value::<RawPoint>(v);
