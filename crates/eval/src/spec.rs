@@ -282,7 +282,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..Default::default() })]
         /// A mutated spec (`--spec`) parses and validates, or says what is wrong; never a panic.
         #[test]
         fn mutated_specs_never_panic(

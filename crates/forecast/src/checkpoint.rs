@@ -454,7 +454,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..Default::default() })]
         /// A forecaster checkpoint with bytes changed or cut loads and forecasts finite numbers,
         /// or is refused; never a panic.
         #[test]

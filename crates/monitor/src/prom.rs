@@ -70,6 +70,9 @@ pub struct Grid {
     pub step: i64,
 }
 
+/// The latest Unix time (seconds) a query may name.
+pub const MAX_UNIX_S: f64 = 1e11;
+
 /// Most points of a [`Grid`]: every series of a `collect` is held on it (a year of 30-s steps
 /// is about 1.05 million).
 pub const MAX_GRID_POINTS: i64 = 1_100_000;
@@ -81,6 +84,14 @@ impl Grid {
         if step <= 0 || !start.is_finite() || !end.is_finite() || end < start {
             return Err(MonitorError::Invalid(format!(
                 "a query range needs a step > 0 and start <= end, got start {start}, end {end}, step {step}"
+            )));
+        }
+        // Unix seconds from 1970 to about the year 5138, and a step of at most a year: the
+        // alignment below cannot overflow (found by the fuzz test `grids_are_bounded`).
+        if !(0.0..=MAX_UNIX_S).contains(&start) || end > MAX_UNIX_S || step > 366 * 86_400 {
+            return Err(MonitorError::Invalid(format!(
+                "a query range needs Unix seconds in 0..={MAX_UNIX_S} and a step of at most a \
+                 year, got start {start}, end {end}, step {step}"
             )));
         }
         let points = (end - start) / step as f64;
@@ -451,6 +462,8 @@ mod tests {
         let e = Grid::aligned(0.0, 8.64e9, 1).unwrap_err().to_string();
         assert!(e.contains("at most 1100000"), "{e}");
         assert!(Grid::aligned(0.0, 1e300, 15).is_err());
+        // The fuzzer's find: a start far before 1970 overflowed the alignment.
+        assert!(Grid::aligned(-9.34415161742921e18, 0.0, 8494683288573).is_err());
     }
 
     proptest::proptest! {

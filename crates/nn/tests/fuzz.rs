@@ -67,7 +67,7 @@ fn load(bytes: &[u8]) -> Result<GraphModel, graphscale_nn::NnError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_checkpoints_load_or_are_refused(
