@@ -8,6 +8,10 @@
 #
 #   bash scripts/cluster-demo.sh [RECOMMEND_SECONDS] [AUTO_SECONDS]   (default 150 and 300)
 #
+# DEMO_AUTOSCALER picks the autoscaler (default graph-trend); DEMO_CHECKPOINT=FILE (a
+# `graphscale train` file) starts a graph-model autoscaler from it: the file is put in the
+# operator's --models-dir and named in spec.checkpoint.
+#
 # Everything binds to 127.0.0.1 and is stopped on exit. Needs: prometheus (Debian's), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,8 +63,16 @@ pids+=($!)
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:19090/-/ready >/dev/null && break; sleep 0.2; done
 
 echo "== operator (leader election on a Lease in namespace demo)"
+autoscaler="${DEMO_AUTOSCALER:-graph-trend}"
+checkpoint_line=""
+mkdir -p "$work/models"
+if [ -n "${DEMO_CHECKPOINT:-}" ]; then
+  cp "$DEMO_CHECKPOINT" "$work/models/demo.safetensors"
+  checkpoint_line="  checkpoint: demo.safetensors"
+fi
 GRAPHSCALE_LOG=warn "$gs" operator --namespace demo --lease-namespace demo \
-  --listen 127.0.0.1:18080 --identity demo-operator >"$work/operator.log" 2>&1 &
+  --listen 127.0.0.1:18080 --identity demo-operator --models-dir "$work/models" \
+  >"$work/operator.log" 2>&1 &
 pids+=($!)
 
 kubectl apply -f - >/dev/null <<YML
@@ -70,7 +82,8 @@ metadata: {name: boutique, namespace: demo}
 spec:
   targets: {selector: {matchLabels: {graphscale.dev/twin: "true"}}}
   mode: Recommend
-  autoscaler: graph-trend
+  autoscaler: $autoscaler
+$checkpoint_line
   minReplicas: 1
   maxReplicas: 30
   slo: {p95Ms: 500}
