@@ -260,7 +260,8 @@ impl Checkpoint {
             path: path.display().to_string(),
             reason,
         };
-        let data = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let data = graphscale_fsio::read_at_most(path, graphscale_fsio::MAX_CHECKPOINT_BYTES)
+            .map_err(|e| err(e.to_string()))?;
         let st = SafeTensors::deserialize(&data)
             .map_err(|e| err(format!("not a safetensors file: {e}")))?;
         let (_, meta) = SafeTensors::read_metadata(&data)

@@ -106,6 +106,25 @@ pub fn write(path: &Path, bytes: &[u8], existing: Existing) -> Result<(), WriteE
     }
 }
 
+/// Most bytes a model checkpoint may have (graph models and forecasters are far smaller).
+pub const MAX_CHECKPOINT_BYTES: u64 = 512 << 20;
+
+/// The contents of `path`, refused (`InvalidData`, naming both sizes) when it holds more than
+/// `limit` bytes: a file read whole is bounded before it is read.
+pub fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let mut data = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes, the most this file may hold"),
+        ));
+    }
+    Ok(data)
+}
+
 /// A temporary file is created readable by its owner only; a written file is readable by all
 /// (0644, as a plain `create` under the usual umask would leave it).
 #[cfg(unix)]
@@ -141,6 +160,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("results.json")]);
+    }
+
+    #[test]
+    fn reads_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m");
+        std::fs::write(&p, vec![7u8; 100]).unwrap();
+        assert_eq!(read_at_most(&p, 100).unwrap().len(), 100);
+        let e = read_at_most(&p, 99).unwrap_err();
+        assert!(e.to_string().contains("more than 99 bytes"), "{e}");
     }
 
     #[cfg(unix)]

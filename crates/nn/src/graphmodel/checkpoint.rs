@@ -86,7 +86,8 @@ impl GraphModel {
     /// Reads a model written by [`GraphModel::save`]; another file (a forecaster checkpoint, a
     /// network of another shape) is refused with the reason.
     pub fn load(path: &Path) -> Result<Self, NnError> {
-        let data = std::fs::read(path).map_err(|e| ck_err(path, e))?;
+        let data = graphscale_fsio::read_at_most(path, graphscale_fsio::MAX_CHECKPOINT_BYTES)
+            .map_err(|e| ck_err(path, e))?;
         let (_, meta) = SafeTensors::read_metadata(&data)
             .map_err(|e| ck_err(path, format!("not a safetensors file: {e}")))?;
         let md = meta.metadata().as_ref();
