@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use graphscale_eval::{
     report, run_experiment, AutoscalerSpec, ExperimentResult, ExperimentSpec, ScenarioSpec,
 };
@@ -46,18 +46,9 @@ fn report_files(out: &Path) -> [std::path::PathBuf; 2] {
 /// Refuses, before anything runs, to write into a folder that holds results already (unless
 /// `--force`).
 fn check_out(out: &Path) -> Result<()> {
-    if crate::app::existing() == graphscale_fsio::Existing::Keep {
-        if let Some(p) = report_files(out)
-            .into_iter()
-            .find(|p| p.symlink_metadata().is_ok())
-        {
-            bail!(
-                "{} exists: pass --force to replace it, or choose another --out",
-                p.display()
-            );
-        }
-    }
-    Ok(())
+    let files = report_files(out);
+    graphscale_fsio::ensure_absent(files.iter().map(|p| p.as_path()), crate::app::existing())
+        .map_err(Into::into)
 }
 
 /// The demo's folder: `--out`, else the first of `graphscale-out/demo`, `demo-2`, ... without

@@ -425,13 +425,7 @@ pub fn write_all(
 ) -> Result<(std::path::PathBuf, std::path::PathBuf), EvalError> {
     let j = dir.join("results.json");
     let r = dir.join("report.html");
-    if existing == graphscale_fsio::Existing::Keep {
-        for p in [&j, &r] {
-            if p.symlink_metadata().is_ok() {
-                return Err(graphscale_fsio::WriteError::Exists { path: p.clone() }.into());
-            }
-        }
-    }
+    graphscale_fsio::ensure_absent([j.as_path(), r.as_path()], existing)?;
     write_atomic(&j, json(result).as_bytes(), existing)?;
     write_atomic(&r, html(result).as_bytes(), existing)?;
     Ok((j, r))

@@ -180,13 +180,7 @@ impl Checkpoint {
     /// Writes `path` (and `path.json`) atomically; with [`Existing::Keep`], nothing is written
     /// when either exists.
     pub fn save_with(&self, path: &Path, existing: Existing) -> Result<(), ForecastError> {
-        if existing == Existing::Keep {
-            for p in [path.to_path_buf(), json_path(path)] {
-                if p.symlink_metadata().is_ok() {
-                    return Err(graphscale_fsio::WriteError::Exists { path: p }.into());
-                }
-            }
-        }
+        graphscale_fsio::ensure_absent([path, json_path(path).as_path()], existing)?;
         let err = |reason: String| ForecastError::Checkpoint {
             path: path.display().to_string(),
             reason,

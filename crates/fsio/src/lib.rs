@@ -61,6 +61,23 @@ impl WriteError {
     }
 }
 
+/// With [`Existing::Keep`], [`WriteError::Exists`] for the first of `paths` that exists: a
+/// write of several files checks them all before it writes any.
+pub fn ensure_absent<'a>(
+    paths: impl IntoIterator<Item = &'a Path>,
+    existing: Existing,
+) -> Result<(), WriteError> {
+    if existing == Existing::Replace {
+        return Ok(());
+    }
+    match paths.into_iter().find(|p| p.symlink_metadata().is_ok()) {
+        Some(p) => Err(WriteError::Exists {
+            path: p.to_path_buf(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `path` (its folder created when missing) through an exclusive temporary
 /// file and a rename; `existing` says whether a file already at `path` may be replaced.
 pub fn write(path: &Path, bytes: &[u8], existing: Existing) -> Result<(), WriteError> {

@@ -158,15 +158,8 @@ fn plausible(values: &[Option<f64>], scale: f64, what: &str) -> Vec<f64> {
 /// symlink-safely); with [`Existing::Keep`] nothing is written when any of them exists.
 pub fn write_dir(series: &GraphSeries, dir: &Path, existing: Existing) -> Result<(), MonitorError> {
     const FILES: [&str; 3] = ["graph.json", "nodes.csv", "edges.csv"];
-    if existing == Existing::Keep {
-        if let Some(p) = FILES
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.symlink_metadata().is_ok())
-        {
-            return Err(graphscale_fsio::WriteError::Exists { path: p }.into());
-        }
-    }
+    let paths = FILES.map(|f| dir.join(f));
+    graphscale_fsio::ensure_absent(paths.iter().map(|p| p.as_path()), existing)?;
     std::fs::create_dir_all(dir).map_err(|source| MonitorError::Io {
         path: dir.display().to_string(),
         source,

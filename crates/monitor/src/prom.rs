@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use graphscale_core::error::quote;
+
 use crate::MonitorError;
 
 /// Client settings.
@@ -183,14 +185,6 @@ struct RawRange {
 #[derive(Deserialize)]
 struct RawPoint(f64, String);
 
-/// At most 64 characters of `s`, for an error message.
-fn short(s: &str) -> String {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// The time and value of a point; `None` for NaN.
 fn parse_value(p: &RawPoint, what: &str) -> Result<(f64, Option<f64>), MonitorError> {
     let x: f64 = match p.1.as_str() {
@@ -200,7 +194,7 @@ fn parse_value(p: &RawPoint, what: &str) -> Result<(f64, Option<f64>), MonitorEr
         other => other.parse().map_err(|_| {
             MonitorError::Malformed(format!(
                 "{what}: sample value `{}` is not a number",
-                short(other)
+                quote(other)
             ))
         })?,
     };
@@ -328,7 +322,7 @@ impl PromClient {
             }),
             other => Err(MonitorError::Malformed(format!(
                 "{url}: unknown status `{}`",
-                short(other)
+                quote(other)
             ))),
         }
     }
@@ -364,7 +358,7 @@ impl PromClient {
             params.push(("time", format!("{t:.3}")));
         }
         let data: QueryData = self.get("/api/v1/query", &params).await?;
-        let what = format!("query `{}`", short(promql));
+        let what = format!("query `{}`", quote(promql));
         match data {
             QueryData::Vector(result) => result
                 .into_iter()
@@ -403,7 +397,7 @@ impl PromClient {
             ("step", grid.step.to_string()),
         ];
         let data: QueryData = self.get("/api/v1/query_range", &params).await?;
-        let what = format!("range query `{}`", short(promql));
+        let what = format!("range query `{}`", quote(promql));
         let QueryData::Matrix(result) = data else {
             return Err(MonitorError::Malformed(format!(
                 "{what}: expected a matrix, got a {}",

@@ -11,6 +11,8 @@ use graphscale_monitor::source::PromSource;
 use graphscale_monitor::templates::Templates;
 use graphscale_plan::vertical::VerticalUpdate;
 
+use graphscale_core::error::quote;
+
 use crate::crd::{GraphSource, PredictiveAutoscalerSpec, Vertical};
 use crate::OperatorError;
 
@@ -43,19 +45,11 @@ pub fn checkpoint_path(
             "checkpoint",
             format!(
                 "`{}` is not a relative path of plain names under the models folder",
-                short(name)
+                quote(name)
             ),
         ));
     }
     Ok(Some(models_dir.join(rel)))
-}
-
-/// At most 64 characters of `s`, for an error message.
-fn short(s: &str) -> String {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// The autoscaler `spec` asks for, with its overrides (a checkpoint is looked for under
