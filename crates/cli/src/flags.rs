@@ -165,6 +165,13 @@ pub(crate) struct CollectFlags {
     /// Per-request timeout, ms (default 120000, Prometheus' own query timeout).
     #[arg(long)]
     pub(crate) timeout_ms: Option<u64>,
+    /// Retries of a request after a connection error, a timeout or a 5xx (default 3; at most 10).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub(crate) retries: Option<u32>,
+    /// The most the whole command waits for Prometheus, retries included, e.g. 30s
+    /// (default: 60s for discover, 1h for collect).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) deadline: Option<u64>,
     /// (collect) Output folder; (discover) output file, default stdout.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -182,6 +189,8 @@ impl CollectFlags {
             end: self.end,
             time_scale: self.time_scale,
             timeout_ms: self.timeout_ms,
+            retries: self.retries,
+            deadline_s: self.deadline,
             out: self.out,
         }
     }

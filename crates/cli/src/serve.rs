@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use graphscale_core::Clock;
 use graphscale_eval::{build_autoscaler, AutoscalerSpec};
 use graphscale_monitor::collect::{collect, write_dir};
-use graphscale_monitor::discovery::{discover, from_kiali, DiscoveryConfig};
+use graphscale_monitor::discovery::{discover, from_kiali, DiscoveryConfig, MAX_KIALI_FILE_BYTES};
 use graphscale_monitor::exporter::{render, router, Exposition};
 use graphscale_monitor::prom::{Grid, PromClient, PromConfig};
 use graphscale_monitor::templates::Templates;
@@ -155,7 +155,32 @@ pub struct CollectArgs {
     pub end: Option<f64>,
     pub time_scale: Option<f64>,
     pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub deadline_s: Option<u64>,
     pub out: Option<PathBuf>,
+}
+
+/// How long `discover` waits for Prometheus in all, retries included, unless `--deadline`.
+pub const DISCOVER_DEADLINE_S: u64 = 60;
+/// How long `collect` waits for Prometheus in all, unless `--deadline`: range queries over
+/// many services are slow (about a minute for 1,000 services, docs/benchmarks.md).
+pub const COLLECT_DEADLINE_S: u64 = 3600;
+
+/// Runs `fut` under the command's deadline; a miss is an error that names the deadline and the
+/// flag that sets it.
+fn within<T>(
+    what: &str,
+    deadline_s: u64,
+    fut: impl std::future::Future<Output = Result<T, graphscale_monitor::MonitorError>>,
+) -> Result<T> {
+    let deadline = std::time::Duration::from_secs(deadline_s.max(1));
+    match runtime()?.block_on(async { tokio::time::timeout(deadline, fut).await }) {
+        Ok(r) => Ok(r?),
+        Err(_) => bail!(
+            "{what}: Prometheus did not answer within the deadline of {deadline_s} s \
+             (--deadline; --timeout-ms and --retries bound each request)"
+        ),
+    }
 }
 
 fn load(a: &CollectArgs) -> Result<(PromClient, Templates, DiscoveryConfig)> {
@@ -174,6 +199,9 @@ fn load(a: &CollectArgs) -> Result<(PromClient, Templates, DiscoveryConfig)> {
     }
     if let Some(t) = a.timeout_ms {
         prom.timeout_ms = t;
+    }
+    if let Some(r) = a.retries {
+        prom.retries = r;
     }
     let mut disc = cfg.discovery.unwrap_or_default();
     if let Some(ns) = &a.namespace {
@@ -206,7 +234,11 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
     }
     let end = a.end.unwrap_or_else(now_unix);
     let grid = Grid::aligned(end - a.range_s as f64, end, a.step_s as i64)?;
-    let (found, series) = runtime()?.block_on(collect(&client, &templates, &disc, grid))?;
+    let (found, series) = within(
+        "collect",
+        a.deadline_s.unwrap_or(COLLECT_DEADLINE_S),
+        collect(&client, &templates, &disc, grid),
+    )?;
     write_dir(&series, &out, crate::app::existing())?;
     crate::say!(
         "collected {} points x {} nodes and {} edges ({} entries) into {}",
@@ -223,13 +255,19 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
 pub fn discover_cmd(a: CollectArgs) -> Result<ExitCode> {
     let found = match (&a.kiali, &a.prometheus) {
         (Some(path), None) => {
-            let text = std::fs::read_to_string(path)
+            let bytes = graphscale_fsio::read_at_most(path, MAX_KIALI_FILE_BYTES)
                 .with_context(|| format!("reading {}", path.display()))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text: {e}", path.display()))?;
             from_kiali(&text, &path.display().to_string())?
         }
         (None, Some(_)) => {
             let (client, templates, disc) = load(&a)?;
-            runtime()?.block_on(discover(&client, &templates, &disc, a.end))?
+            within(
+                "discover",
+                a.deadline_s.unwrap_or(DISCOVER_DEADLINE_S),
+                discover(&client, &templates, &disc, a.end),
+            )?
         }
         _ => bail!("give exactly one of --prometheus URL or --kiali FILE"),
     };

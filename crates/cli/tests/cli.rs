@@ -388,6 +388,53 @@ fn help_explains_every_subcommand() {
 }
 
 #[test]
+fn discover_and_collect_give_up_at_their_deadline() {
+    // A Prometheus that accepts connections and never answers: each request's own timeout
+    // (120 s by default) times three retries would hold `discover` for about 8 minutes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for s in listener.incoming().take(64) {
+            match s {
+                Ok(s) => open.push(s),
+                Err(_) => break,
+            }
+        }
+        open
+    });
+    let started = std::time::Instant::now();
+    fails_with(
+        &["discover", "--prometheus", &url, "--deadline", "2s"],
+        &[
+            "discover: Prometheus did not answer within the deadline of 2 s",
+            "--deadline",
+        ],
+    );
+    let out = tmp("collect-deadline");
+    fails_with(
+        &[
+            "collect",
+            "--prometheus",
+            &url,
+            "--deadline",
+            "2s",
+            "--out",
+            out.join("c").to_str().unwrap(),
+        ],
+        &["collect: Prometheus did not answer within the deadline of 2 s"],
+    );
+    // Both together well inside one request's default timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(!out.join("c").exists(), "nothing is written on a miss");
+    fails_with(
+        &["discover", "--prometheus", &url, "--retries", "11"],
+        &["--retries", "11"],
+    );
+    drop(held);
+}
+
+#[test]
 fn collect_and_discover_fail_clearly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

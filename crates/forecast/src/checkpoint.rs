@@ -448,41 +448,66 @@ mod tests {
         assert!(Checkpoint::load(&dir.join("missing.safetensors")).is_err());
     }
 
+    fn mutated_checkpoint_case(
+        base: &std::sync::OnceLock<Vec<u8>>,
+        kind: &str,
+        edits: Vec<(proptest::sample::Index, u8)>,
+        cut: Option<proptest::sample::Index>,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let base = base.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("m.safetensors");
+            let (ck, _) = Checkpoint::fit(kind, 24, &series(), 60, 0.0, 3).unwrap();
+            ck.save(&p).unwrap();
+            std::fs::read(&p).unwrap()
+        });
+        let mut b = base.clone();
+        for (i, byte) in edits {
+            let at = i.index(b.len());
+            b[at] = byte;
+        }
+        if let Some(c) = cut {
+            b.truncate(c.index(b.len()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        std::fs::write(&p, &b).unwrap();
+        if let Ok(ck) = Checkpoint::load(&p) {
+            if let Ok(f) = ck.restore() {
+                if let Ok(out) = f.predict(3, &[0.1, 0.9]) {
+                    proptest::prop_assert!(
+                        out.point.iter().all(|x| x.is_finite()),
+                        "{:?}",
+                        out.point
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64), ..Default::default() })]
         /// A forecaster checkpoint with bytes changed or cut loads and forecasts finite numbers,
-        /// or is refused; never a panic.
+        /// or is refused; never a panic. ETS refits on restore (about 10 ms a case).
         #[test]
         fn mutated_checkpoints_load_or_are_refused(
             edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
             cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
         ) {
             static BASE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-            let base = BASE.get_or_init(|| {
-                let dir = tempfile::tempdir().unwrap();
-                let p = dir.path().join("m.safetensors");
-                let (ck, _) = Checkpoint::fit("ets", 24, &series(), 60, 0.0, 3).unwrap();
-                ck.save(&p).unwrap();
-                std::fs::read(&p).unwrap()
-            });
-            let mut b = base.clone();
-            for (i, byte) in edits {
-                let at = i.index(b.len());
-                b[at] = byte;
-            }
-            if let Some(c) = cut {
-                b.truncate(c.index(b.len()));
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let p = dir.path().join("m.safetensors");
-            std::fs::write(&p, &b).unwrap();
-            if let Ok(ck) = Checkpoint::load(&p) {
-                if let Ok(f) = ck.restore() {
-                    if let Ok(out) = f.predict(3, &[0.1, 0.9]) {
-                        proptest::prop_assert!(out.point.iter().all(|x| x.is_finite()), "{:?}", out.point);
-                    }
-                }
-            }
+            mutated_checkpoint_case(&BASE, "ets", edits, cut)?;
+        }
+
+        /// The same with a model whose refit is cheap, so that the loader (manifest, tensors,
+        /// checks) runs a million cases in minutes.
+        #[test]
+        fn mutated_cheap_checkpoints_load_or_are_refused(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            static BASE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            mutated_checkpoint_case(&BASE, "seasonal-naive", edits, cut)?;
         }
     }
 }

@@ -27,8 +27,11 @@ use crate::prom::{PromClient, Sample};
 use crate::templates::{render, Templates};
 use crate::MonitorError;
 
-/// The largest rate (requests per second, or percent) a Kiali edge may report.
+/// The largest rate (requests per second) a Kiali edge may report.
 pub const MAX_KIALI_RATE: f64 = 1e9;
+/// The largest Kiali export `discover --kiali FILE` reads (it is parsed whole); Kiali's graph
+/// of a namespace with thousands of workloads is a few MiB.
+pub const MAX_KIALI_FILE_BYTES: u64 = 64 << 20;
 
 /// Discovery settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -382,10 +385,10 @@ pub fn from_kiali(text: &str, file: &str) -> Result<DiscoveredGraph, MonitorErro
     let elements = v
         .get("elements")
         .ok_or_else(|| bad("missing `elements`".into()))?;
-    let arr = |key: &str| -> Result<Vec<serde_json::Value>, MonitorError> {
+    let arr = |key: &str| -> Result<&[serde_json::Value], MonitorError> {
         match elements.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(serde_json::Value::Array(a)) => Ok(a.clone()),
+            None | Some(serde_json::Value::Null) => Ok(&[]),
+            Some(serde_json::Value::Array(a)) => Ok(a.as_slice()),
             Some(_) => Err(bad(format!("`elements.{key}` is not a list"))),
         }
     };
@@ -480,9 +483,15 @@ pub fn from_kiali(text: &str, file: &str) -> Result<DiscoveredGraph, MonitorErro
             }
         };
         let rps = num("http")?.or(num("grpc")?).or(num("tcp")?).unwrap_or(0.0);
-        let err = num("httpPercentErr")?
-            .or(num("grpcPercentErr")?)
-            .map(|p| p / 100.0);
+        let err = match num("httpPercentErr")?.or(num("grpcPercentErr")?) {
+            // A percentage of the edge's requests: above 100 is no share at all.
+            Some(p) if p > 100.0 => {
+                return Err(bad(format!(
+                    "elements.edges[{i}]: an error percentage must be in 0..=100, got {p}"
+                )))
+            }
+            p => p.map(|p| p / 100.0),
+        };
         match (&ks, &kd) {
             (_, K::Collapse) => into_svc
                 .entry(dst.to_string())
@@ -601,6 +610,13 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+        let t = text.replace(r#""httpPercentErr": "25""#, r#""httpPercentErr": "250""#);
+        assert_ne!(t, text);
+        let e = from_kiali(&t, "k.json").unwrap_err().to_string();
+        assert!(
+            e.contains("edges[1]: an error percentage must be in 0..=100, got 250"),
+            "{e}"
+        );
         // A huge bad value is quoted by a short prefix.
         let t = text.replace(
             r#""http": "10.0""#,
