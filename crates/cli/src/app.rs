@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(a) => crate::experiment::demo(a),
         Command::Crd => crate::operator::crd(),
         Command::Operator(a) => crate::operator::operator(a),
+        Command::Serve(a) => crate::api::serve(a),
         Command::Eval(a) => crate::experiment::eval(a),
         Command::Sim {
             command:

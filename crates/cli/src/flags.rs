@@ -68,6 +68,9 @@ pub(crate) enum Command {
     /// Run the Kubernetes operator: watches PredictiveAutoscalers and runs a control loop for
     /// each (docs/operator.md). Reads KUBECONFIG, ~/.kube/config or the in-cluster account.
     Operator(OperatorArgs),
+    /// Serve the HTTP API (docs/api.md): predictions with their plan, training jobs, models,
+    /// health, metrics and the OpenAPI document.
+    Serve(ServeArgs),
     /// Shadow mode: replay a recorded run (`sim run --record`) through another autoscaler
     /// (default the HPA), open loop, and report what each would have done and which one the SLO
     /// and cost favour.
@@ -683,6 +686,31 @@ mod tests {
             }
         }
     }
+}
+
+/// `graphscale serve` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: String,
+    /// Folder of graph models (`graphscale train` checkpoints, `*.safetensors`), read at start;
+    /// trained models are saved there. Without it, models live in memory only.
+    #[arg(long)]
+    pub(crate) models_dir: Option<PathBuf>,
+    /// File holding the bearer token of the mutating endpoints (at least 16 characters); else
+    /// the GRAPHSCALE_API_TOKEN variable; with neither, mutating endpoints answer 403.
+    #[arg(long)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Largest request body, MiB (1..=256).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub(crate) max_body_mib: u64,
+    /// Connections served at once (1..=100000).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) max_connections: u64,
+    /// Print the OpenAPI document (docs/openapi.json) and exit.
+    #[arg(long)]
+    pub(crate) openapi: bool,
 }
 
 /// `graphscale operator` flags.

@@ -18,6 +18,7 @@ pub(crate) use say;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod api;
 mod app;
 mod bench;
 mod data;

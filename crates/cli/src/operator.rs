@@ -21,7 +21,7 @@ fn identity(flag: Option<String>) -> String {
         .unwrap_or_else(|| format!("graphscale-{}", std::process::id()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         #[cfg(unix)]
         if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

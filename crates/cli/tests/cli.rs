@@ -882,3 +882,73 @@ fn graph_model_train_then_predict_and_bad_input() {
     );
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// One HTTP/1.0 GET on loopback; the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.lines().next().unwrap_or_default().to_string();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+#[test]
+fn serve_runs_the_api_on_loopback_and_refuses_bad_setup() {
+    use std::io::BufRead;
+    let dir = tmp("api");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "short\n").unwrap();
+    fails_with(
+        &["serve", "--token-file", token.to_str().unwrap()],
+        &["--token-file", "at least 16 characters"],
+    );
+    std::fs::write(models.join("junk.safetensors"), b"not a model").unwrap();
+    fails_with(
+        &["serve", "--models-dir", models.to_str().unwrap()],
+        &["--models-dir", "junk.safetensors", "not a safetensors file"],
+    );
+    std::fs::remove_file(models.join("junk.safetensors")).unwrap();
+    fails_with(&["serve", "--listen", "nonsense"], &["--listen nonsense"]);
+    let mut child = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
+        .arg(&models)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let (st, body) = http_get(&addr, "/healthz");
+    assert!(st.contains("200"), "{st}");
+    assert_eq!(body, "ok\n");
+    let (st, _) = http_get(&addr, "/readyz");
+    assert!(st.contains("503"), "no model: not ready: {st}");
+    let (st, body) = http_get(&addr, "/openapi.json");
+    assert!(
+        st.contains("200") && body.contains("\"/v1/predict\""),
+        "{st}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // --openapi prints the checked-in document.
+    let o = run(&["serve", "--openapi"]);
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
+    assert_eq!(printed, file);
+}

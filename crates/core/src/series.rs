@@ -87,8 +87,10 @@ pub struct EdgeSeries {
     pub metrics: MetricMap,
 }
 
-/// Series on every node and edge of a graph, on one regular time grid.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Series on every node and edge of a graph, on one regular time grid. Deserialising does not
+/// validate: [`GraphSeries::from_json`] does, or call [`GraphSeries::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawSeries")]
 pub struct GraphSeries {
     /// Format version of the JSON document; currently 1.
     pub version: u32,
@@ -119,6 +121,20 @@ struct RawSeries {
     nodes: BTreeMap<String, MetricMap>,
     #[serde(default)]
     edges: Vec<EdgeSeries>,
+}
+
+impl From<RawSeries> for GraphSeries {
+    fn from(raw: RawSeries) -> Self {
+        GraphSeries {
+            version: raw.version,
+            graph: raw.graph,
+            start_ms: raw.start_ms,
+            step_ms: raw.step_ms,
+            len: raw.len,
+            nodes: raw.nodes,
+            edges: raw.edges,
+        }
+    }
 }
 
 fn ser_nodes<S: serde::Serializer>(
@@ -252,19 +268,10 @@ impl GraphSeries {
 
     /// Parses and validates series from JSON; `context` (a file name) prefixes any error.
     pub fn from_json(text: &str, context: &str) -> Result<Self, CoreError> {
-        let raw: RawSeries = serde_json::from_str(text).map_err(|source| CoreError::Json {
+        let s: GraphSeries = serde_json::from_str(text).map_err(|source| CoreError::Json {
             context: context.to_string(),
             source,
         })?;
-        let s = GraphSeries {
-            version: raw.version,
-            graph: raw.graph,
-            start_ms: raw.start_ms,
-            step_ms: raw.step_ms,
-            len: raw.len,
-            nodes: raw.nodes,
-            edges: raw.edges,
-        };
         s.validate().map_err(|e| CoreError::Invalid {
             field: context.to_string(),
             reason: e.to_string(),

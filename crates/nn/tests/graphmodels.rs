@@ -247,6 +247,16 @@ fn checkpoints_round_trip_and_bad_input_is_named() {
         e.contains("node `b`") && e.contains("cpu") && e.contains("point 150"),
         "{e}"
     );
+    // A normalisation that finite inputs overflow (a corrupt checkpoint: the long fuzz run found
+    // a one-byte edit that made every rps forecast infinite): an error, not an infinite forecast.
+    let mut overflow = GraphModel::load(&dir.join("gat.safetensors")).unwrap();
+    overflow.norm.node[0][0].std = 1e300;
+    overflow.norm.node[0][0].mean = 1e300;
+    let e = overflow.predict_series(&series).unwrap_err().to_string();
+    assert!(
+        e.contains("forecasts inf for service `a`") && e.contains("cannot be right"),
+        "{e}"
+    );
     // Too short a snapshot.
     let mut short = delayed_pair(2, 1);
     short.len = 2;

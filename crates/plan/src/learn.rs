@@ -89,6 +89,20 @@ impl CpuEstimator {
         self.samples.push_back((ready.len() as f64, rps, total));
     }
 
+    /// Adds one sample taken elsewhere (a recorded series): `ready` replicas served `rps` using
+    /// `cpu_millicores` in all. Ignored unless every value is finite, `ready` > 0 and the rest
+    /// non-negative.
+    pub fn push(&mut self, ready: f64, rps: f64, cpu_millicores: f64) {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !(ok(ready) && ready > 0.0 && ok(rps) && ok(cpu_millicores)) {
+            return;
+        }
+        if self.samples.len() == self.window {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((ready, rps, cpu_millicores));
+    }
+
     /// The fitted model, once there is at least one sample with load.
     pub fn model(&self) -> Option<CpuModel> {
         let n = self.samples.len();
@@ -260,6 +274,32 @@ mod tests {
             error_rate: None,
             backlog: None,
         }
+    }
+
+    #[test]
+    fn pushed_samples_fit_like_observed_ones_and_bad_ones_are_ignored() {
+        let mut est = CpuEstimator::new(20);
+        for (ready, rps) in [
+            (1.0, 10.0),
+            (2.0, 50.0),
+            (3.0, 40.0),
+            (2.0, 90.0),
+            (4.0, 200.0),
+        ] {
+            est.push(ready, rps, 5.0 * ready + 2.0 * rps);
+        }
+        for (ready, rps, cpu) in [
+            (0.0, 10.0, 30.0),
+            (f64::NAN, 10.0, 30.0),
+            (1.0, -1.0, 30.0),
+            (1.0, 10.0, f64::INFINITY),
+        ] {
+            est.push(ready, rps, cpu);
+        }
+        let m = est.model().unwrap();
+        assert_eq!(m.samples, 5);
+        assert!((m.cpu_ms_per_request - 2.0).abs() < 1e-6, "{m:?}");
+        assert!((m.idle_millicores - 5.0).abs() < 1e-6, "{m:?}");
     }
 
     #[test]

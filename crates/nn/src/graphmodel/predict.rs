@@ -67,13 +67,31 @@ impl GraphModel {
                         };
                         let now = d.replicas[t * n + i];
                         let reps = (now + f64::from(o[k * q])).round().max(1.0);
+                        let (rps, cpu_m, memory_mib) = (unit(0), unit(1), unit(2));
+                        // A forecast that is not a number is no forecast: weights or a
+                        // normalisation that finite inputs overflow (a corrupt checkpoint)
+                        // would otherwise plan for infinite load.
+                        if let Some(v) = rps
+                            .iter()
+                            .chain(&cpu_m)
+                            .chain(&memory_mib)
+                            .chain(std::iter::once(&reps))
+                            .find(|v| !v.is_finite())
+                        {
+                            return Err(NnError::Data {
+                                what: format!(
+                                    "the model forecasts {v} for service `{}`: its weights or normalisation cannot be right",
+                                    self.layout.nodes[i]
+                                ),
+                            });
+                        }
                         preds.push(ServicePrediction {
                             service: self.layout.nodes[i].clone(),
                             step: step + 1,
                             ahead_s: (step + 1) as f64 * self.step_ms as f64 / 1000.0,
-                            rps: unit(0),
-                            cpu_m: unit(1),
-                            memory_mib: unit(2),
+                            rps,
+                            cpu_m,
+                            memory_mib,
                             replicas: reps.min(f64::from(u32::MAX)) as u32,
                         });
                     }
