@@ -93,6 +93,15 @@ struct JobsInner {
     jobs: BTreeMap<u64, Job>,
 }
 
+impl JobsInner {
+    fn running(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .count()
+    }
+}
+
 impl Jobs {
     fn lock(&self) -> std::sync::MutexGuard<'_, JobsInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -112,11 +121,7 @@ impl Jobs {
 
     /// Jobs running now.
     pub fn running(&self) -> usize {
-        self.lock()
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .count()
+        self.lock().running()
     }
 
     fn update(&self, id: u64, f: impl FnOnce(&mut Job)) {
@@ -151,11 +156,7 @@ pub fn start(jobs: &Arc<Jobs>, models: &Arc<Models>, req: TrainRequest) -> Resul
         Prepared::new(&cfg, &req.series).map_err(|e| ApiError::invalid("series", e.to_string()))?;
     let id = {
         let mut g = jobs.lock();
-        let running = g
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .count();
+        let running = g.running();
         if running >= MAX_RUNNING {
             return Err(ApiError::Busy(running));
         }

@@ -13,16 +13,20 @@ use crate::ApiError;
 /// Most models one server holds (files in the folder plus trained ones).
 pub const MAX_MODELS: usize = 256;
 
-/// A model name: a file name of plain characters, ending in `.safetensors`.
-pub fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
-    let ok = name.len() <= 128
+/// Whether `name` is a model name: a file name of plain characters, ending in `.safetensors`.
+pub fn is_model_name(name: &str) -> bool {
+    name.len() <= 128
         && name.ends_with(".safetensors")
         && name.len() > ".safetensors".len()
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// [`is_model_name`], as a 422 naming `field` and the rule.
+pub fn check_name(name: &str, field: &str) -> Result<(), ApiError> {
+    if is_model_name(name) {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -133,7 +137,7 @@ impl Models {
         for e in std::fs::read_dir(dir).map_err(folder)? {
             let e = e.map_err(folder)?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if check_name(&name, "").is_ok() && e.path().is_file() {
+            if is_model_name(&name) && e.path().is_file() {
                 names.push(name);
             }
             if names.len() > MAX_MODELS {
