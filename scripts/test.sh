@@ -48,5 +48,13 @@ FRESH=1 bash "$k8s" start
 eval "$(bash "$k8s" env)"
 export GRAPHSCALE_TEST_KUBECONFIG="$KUBECONFIG" GRAPHSCALE_REQUIRE_K8S=1
 
+# The recording and alert rules in deploy/prometheus: valid, and each alert fires on the series
+# of its unit test and stays silent on healthy ones (promtool comes with Debian's prometheus).
+promtool="${PROMTOOL:-$(command -v promtool || true)}"
+if [ -z "$promtool" ] && [ -n "${PROMETHEUS:-}" ]; then promtool="$(dirname "$PROMETHEUS")/promtool"; fi
+echo "== promtool check rules, promtool test rules"
+"$promtool" check rules deploy/prometheus/rules.yaml
+(cd deploy/prometheus && "$promtool" test rules rules.test.yaml)
+
 echo "== cargo test (all features)"
 cargo test --workspace --all-features --locked

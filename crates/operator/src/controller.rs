@@ -29,7 +29,7 @@ use crate::crd::{
     Mode, PredictiveAutoscaler, PredictiveAutoscalerSpec, PredictiveAutoscalerStatus,
     FIELD_MANAGER, FINALIZER,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WorkloadRound};
 use crate::settings;
 use crate::status::{by_workload, condition, outcome_label, rfc3339, workload_status};
 use crate::target::Target;
@@ -380,6 +380,13 @@ pub async fn apply(
         .collect();
     if names != st.target_names {
         // The selected workloads changed: a new loop for the new set (bounds, facts).
+        let gone: Vec<String> = st
+            .target_names
+            .iter()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        ctx.metrics.forget(&k.0, &gone);
         drop(st);
         ctx.states.lock().await.remove(&k);
         return Ok(Action::requeue(Duration::from_millis(100)));
@@ -400,6 +407,17 @@ pub async fn apply(
                 .into_iter()
                 .map(|d| (d.workload, d.replicas))
                 .collect();
+            let slo_p95_ms = pa.spec.slo.as_ref().map(|s| s.p95_ms);
+            ctx.metrics.record_round(
+                &k.0,
+                now.0 as f64 / 1000.0,
+                &round.snapshot,
+                &round.decisions,
+                |w| WorkloadRound {
+                    shadow_hpa: shadow.get(w).copied(),
+                    slo_p95_ms,
+                },
+            );
             let status = round_status(&pa, &st, &round, &shadow, now);
             for o in st.cluster.actuator.outcomes().values() {
                 ctx.metrics.outcome(outcome_label(o));
@@ -627,7 +645,17 @@ pub async fn cleanup(
     ctx: Arc<Context>,
 ) -> Result<Action, OperatorError> {
     let k = key(&pa)?;
-    ctx.states.lock().await.remove(&k);
+    // Its per-workload series go: those of its loop, else those its status names (a loop
+    // stopped by a permanent error keeps its series, so the forecast shows as stale).
+    let mut names: Vec<String> = pa
+        .status
+        .iter()
+        .flat_map(|s| s.workloads.iter().map(|w| w.name.clone()))
+        .collect();
+    if let Some(st) = ctx.states.lock().await.remove(&k) {
+        names.extend(st.lock().await.target_names.iter().cloned());
+    }
+    ctx.metrics.forget(&k.0, &names);
     ctx.failures.lock().await.remove(&k);
     tracing::info!(namespace = %k.0, name = %k.1, "deleted: control loop stopped");
     Ok(Action::await_change())

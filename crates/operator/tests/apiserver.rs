@@ -249,9 +249,10 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     let models = tempfile::tempdir().unwrap();
     std::fs::write(models.path().join("junk.safetensors"), b"not a model").unwrap();
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
-        Arc::new(Metrics::default()),
+        metrics.clone(),
         ControllerConfig {
             namespace: Some(ns.to_string()),
             models_dir: models.path().to_path_buf(),
@@ -289,6 +290,33 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
         "{w:?}"
     );
     assert!(!w.reasons.is_empty());
+    // The plan, the observed replicas and the round's time, per workload, on /metrics.
+    let text = metrics.encode();
+    let series = |name: &str| {
+        let prefix = format!("{name}{{namespace=\"{ns}\",workload=\"cart\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        series("graphscale_operator_planned_replicas"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        series("graphscale_operator_current_replicas"),
+        Some(1.0),
+        "{text}"
+    );
+    let decided = series("graphscale_operator_last_decision_timestamp_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&decided),
+        "{decided} vs {now}"
+    );
     assert_eq!(condition(&got, "Ready").unwrap().0, "True");
     assert_eq!(condition(&got, "MetricsAvailable").unwrap().0, "False");
     assert!(got
@@ -463,6 +491,11 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     )
     .await;
     assert_eq!(ctx.running().await, 0);
+    let text = metrics.encode();
+    assert!(
+        !text.contains("workload=\"cart\""),
+        "a deleted PredictiveAutoscaler's series stayed:\n{text}"
+    );
     stop_tx.send_replace(true);
     tokio::time::timeout(Duration::from_secs(30), running)
         .await

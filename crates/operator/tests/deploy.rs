@@ -42,3 +42,118 @@ fn every_workload_kind_the_operator_writes_has_its_verbs_in_the_cluster_role() {
         assert!(!rbac.contains(never), "rbac.yaml grants {never}");
     }
 }
+
+/// The series names the operator exports, as Prometheus stores them (`_total` for counters,
+/// `_bucket`, `_sum` and `_count` for histograms).
+fn exported_series() -> std::collections::BTreeSet<String> {
+    use graphscale_core::{ClusterSnapshot, Millis, Reason, ScalingDecision, WorkloadObservation};
+    use graphscale_operator::metrics::{Kind, Metrics, WorkloadRound};
+    // Families without a series are not encoded: give each one.
+    let m = Metrics::default();
+    m.errors
+        .get_or_create(&Kind {
+            kind: "forbidden".into(),
+        })
+        .inc();
+    m.outcome("applied");
+    let snapshot = ClusterSnapshot {
+        time: Millis(0),
+        workloads: vec![WorkloadObservation {
+            name: "cart".into(),
+            spec_replicas: 1,
+            pods: Vec::new(),
+            rps: Some(1.0),
+            latency_p95_ms: Some(10.0),
+            error_rate: None,
+            backlog: None,
+        }],
+        edges: Vec::new(),
+    };
+    let decision = ScalingDecision {
+        workload: "cart".into(),
+        replicas: 2,
+        reasons: vec![Reason::new("forecast.demand", "x")],
+        resources: None,
+    };
+    m.record_round("shop", 1.0, &snapshot, &[decision], |_| WorkloadRound {
+        shadow_hpa: Some(1),
+        slo_p95_ms: Some(100.0),
+    });
+    let text = m.encode();
+    let mut names = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        for s in suffixes {
+            names.insert(format!("{name}{s}"));
+        }
+    }
+    names
+}
+
+/// Every `graphscale_...` and `graphscale:...` name in `text`.
+fn named_metrics(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("graphscale") {
+        let start = i + at;
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b':')
+        {
+            end += 1;
+        }
+        let name = &text[start..end];
+        let word_start = !before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if word_start && (name.starts_with("graphscale_") || name.starts_with("graphscale:")) {
+            out.insert(name.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+#[test]
+fn every_metric_the_rules_and_the_adapter_name_is_one_the_operator_exports() {
+    let exported = exported_series();
+    assert!(
+        exported.contains("graphscale_operator_planned_replicas"),
+        "{exported:?}"
+    );
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let rules = std::fs::read_to_string(format!("{root}/prometheus/rules.yaml")).unwrap();
+    let recorded: std::collections::BTreeSet<String> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- record: "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    assert!(recorded.len() >= 5, "{recorded:?}");
+    let adapter = std::fs::read_to_string(format!("{root}/prometheus-adapter/rules.yaml")).unwrap();
+    for (file, text) in [
+        ("prometheus/rules.yaml", &rules),
+        ("prometheus-adapter/rules.yaml", &adapter),
+    ] {
+        for name in named_metrics(text) {
+            // The adapter's own names for the External metrics it serves.
+            if file.starts_with("prometheus-adapter") && !name.starts_with("graphscale_operator_") {
+                continue;
+            }
+            assert!(
+                exported.contains(&name) || recorded.contains(&name),
+                "deploy/{file} names `{name}`, which the operator does not export and no rule records"
+            );
+        }
+    }
+}
