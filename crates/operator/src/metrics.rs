@@ -88,6 +88,8 @@ pub struct Metrics {
     /// Unix time of the last round that decided for the workload: the forecast's age is
     /// `time()` minus it.
     pub last_decision: Family<WorkloadLabels, FloatGauge>,
+    /// Observed requests per second.
+    pub rps: Family<WorkloadLabels, FloatGauge>,
     /// Observed p95 latency, seconds.
     pub latency_p95: Family<WorkloadLabels, FloatGauge>,
     /// The SLO's p95 bound, seconds.
@@ -129,6 +131,7 @@ impl Default for Metrics {
         let current = Family::<WorkloadLabels, Gauge>::default();
         let shadow_hpa = Family::<WorkloadLabels, Gauge>::default();
         let last_decision = Family::<WorkloadLabels, FloatGauge>::default();
+        let rps = Family::<WorkloadLabels, FloatGauge>::default();
         let latency_p95 = Family::<WorkloadLabels, FloatGauge>::default();
         let slo_p95 = Family::<WorkloadLabels, FloatGauge>::default();
         let reasons = Family::<RuleLabels, Counter>::default();
@@ -152,6 +155,7 @@ impl Default for Metrics {
             "Unix time of the last round that decided for the workload",
             last_decision.clone(),
         );
+        registry.register("observed_rps", "Observed requests per second", rps.clone());
         registry.register(
             "latency_p95_seconds",
             "Observed p95 latency",
@@ -179,6 +183,7 @@ impl Default for Metrics {
             current,
             shadow_hpa,
             last_decision,
+            rps,
             latency_p95,
             slo_p95,
             reasons,
@@ -239,6 +244,14 @@ impl Metrics {
                     .get_or_create(&labels)
                     .set(i64::from(w.spec_replicas));
             }
+            match w.and_then(|w| w.rps).filter(|v| v.is_finite()) {
+                Some(v) => {
+                    self.rps.get_or_create(&labels).set(v);
+                }
+                None => {
+                    self.rps.remove(&labels);
+                }
+            }
             match w.and_then(|w| w.latency_p95_ms).filter(|v| v.is_finite()) {
                 Some(ms) => {
                     self.latency_p95.get_or_create(&labels).set(ms / 1000.0);
@@ -293,6 +306,7 @@ impl Metrics {
             self.current.remove(&labels);
             self.shadow_hpa.remove(&labels);
             self.last_decision.remove(&labels);
+            self.rps.remove(&labels);
             self.latency_p95.remove(&labels);
             self.slo_p95.remove(&labels);
         }
@@ -367,6 +381,7 @@ mod tests {
             r#"graphscale_operator_shadow_hpa_replicas{namespace="shop",workload="cart"} 5"#,
             r#"graphscale_operator_last_decision_timestamp_seconds{namespace="shop",workload="cart"} 1700000015.0"#,
             r#"graphscale_operator_latency_p95_seconds{namespace="shop",workload="cart"} 0.25"#,
+            r#"graphscale_operator_observed_rps{namespace="shop",workload="cart"} 10.0"#,
             r#"graphscale_operator_slo_latency_p95_seconds{namespace="shop",workload="cart"} 0.2"#,
             r#"graphscale_operator_decision_reasons_total{namespace="shop",rule="safety.fallback_hpa"} 2"#,
         ] {

@@ -157,3 +157,58 @@ fn every_metric_the_rules_and_the_adapter_name_is_one_the_operator_exports() {
         }
     }
 }
+
+/// Every query of a Grafana dashboard: its panels' targets and its query variables.
+fn dashboard_queries(dash: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().into_iter().flatten() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push(e.to_string());
+            }
+        }
+    }
+    for v in dash["templating"]["list"].as_array().into_iter().flatten() {
+        if v["type"] == "query" {
+            if let Some(q) = v["query"].as_str() {
+                out.push(q.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_query_of_the_dashboard_names_a_metric_graphscale_exports() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    let text = std::fs::read_to_string(format!("{root}/grafana/graphscale.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rules = std::fs::read_to_string(format!("{root}/prometheus/rules.yaml")).unwrap();
+    let known: std::collections::BTreeSet<String> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- record: "))
+        .map(|s| s.trim().to_string())
+        .chain(exported_series())
+        .collect();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8, "{} panels", panels.len());
+    for p in panels {
+        let targets = p["targets"].as_array().map_or(0, |t| t.len());
+        assert!(targets > 0, "panel `{}` has no query", p["title"]);
+    }
+    let queries = dashboard_queries(&dash);
+    assert!(queries.len() >= 10, "{queries:?}");
+    for q in &queries {
+        let names = named_metrics(q);
+        assert!(
+            !names.is_empty(),
+            "the query `{q}` names no graphscale metric"
+        );
+        for name in names {
+            assert!(
+                known.contains(&name),
+                "the dashboard's query `{q}` names `{name}`, which graphscale does not export and no rule records"
+            );
+        }
+    }
+}
