@@ -244,39 +244,16 @@ impl Metrics {
                     .get_or_create(&labels)
                     .set(i64::from(w.spec_replicas));
             }
-            match w.and_then(|w| w.rps).filter(|v| v.is_finite()) {
-                Some(v) => {
-                    self.rps.get_or_create(&labels).set(v);
-                }
-                None => {
-                    self.rps.remove(&labels);
-                }
-            }
-            match w.and_then(|w| w.latency_p95_ms).filter(|v| v.is_finite()) {
-                Some(ms) => {
-                    self.latency_p95.get_or_create(&labels).set(ms / 1000.0);
-                }
-                None => {
-                    self.latency_p95.remove(&labels);
-                }
-            }
+            let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+            set_or_remove(&self.rps, &labels, finite(w.and_then(|w| w.rps)));
+            set_or_remove(
+                &self.latency_p95,
+                &labels,
+                finite(w.and_then(|w| w.latency_p95_ms)).map(|ms| ms / 1000.0),
+            );
             let x = extra(&d.workload);
-            match x.shadow_hpa {
-                Some(r) => {
-                    self.shadow_hpa.get_or_create(&labels).set(i64::from(r));
-                }
-                None => {
-                    self.shadow_hpa.remove(&labels);
-                }
-            }
-            match x.slo_p95_ms {
-                Some(ms) => {
-                    self.slo_p95.get_or_create(&labels).set(ms / 1000.0);
-                }
-                None => {
-                    self.slo_p95.remove(&labels);
-                }
-            }
+            set_or_remove(&self.shadow_hpa, &labels, x.shadow_hpa.map(i64::from));
+            set_or_remove(&self.slo_p95, &labels, x.slo_p95_ms.map(|ms| ms / 1000.0));
             for r in &d.reasons {
                 let labels = RuleLabels {
                     namespace: namespace.to_string(),
@@ -309,6 +286,24 @@ impl Metrics {
             self.rps.remove(&labels);
             self.latency_p95.remove(&labels);
             self.slo_p95.remove(&labels);
+        }
+    }
+}
+
+/// Sets the series of `labels` to `v`, or removes it when there is no value (never a made-up 0).
+fn set_or_remove<N, A>(
+    family: &Family<WorkloadLabels, Gauge<N, A>>,
+    labels: &WorkloadLabels,
+    v: Option<N>,
+) where
+    A: prometheus_client::metrics::gauge::Atomic<N> + Default,
+{
+    match v {
+        Some(v) => {
+            family.get_or_create(labels).set(v);
+        }
+        None => {
+            family.remove(labels);
         }
     }
 }

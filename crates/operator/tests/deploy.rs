@@ -125,6 +125,15 @@ fn named_metrics(text: &str) -> std::collections::BTreeSet<String> {
     out
 }
 
+/// The names `deploy/prometheus/rules.yaml` records.
+fn recorded_rules(rules: &str) -> std::collections::BTreeSet<String> {
+    rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- record: "))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
 #[test]
 fn every_metric_the_rules_and_the_adapter_name_is_one_the_operator_exports() {
     let exported = exported_series();
@@ -134,11 +143,7 @@ fn every_metric_the_rules_and_the_adapter_name_is_one_the_operator_exports() {
     );
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
     let rules = std::fs::read_to_string(format!("{root}/prometheus/rules.yaml")).unwrap();
-    let recorded: std::collections::BTreeSet<String> = rules
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- record: "))
-        .map(|s| s.trim().to_string())
-        .collect();
+    let recorded = recorded_rules(&rules);
     assert!(recorded.len() >= 5, "{recorded:?}");
     let adapter = std::fs::read_to_string(format!("{root}/prometheus-adapter/rules.yaml")).unwrap();
     for (file, text) in [
@@ -184,12 +189,8 @@ fn every_query_of_the_dashboard_names_a_metric_graphscale_exports() {
     let text = std::fs::read_to_string(format!("{root}/grafana/graphscale.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rules = std::fs::read_to_string(format!("{root}/prometheus/rules.yaml")).unwrap();
-    let known: std::collections::BTreeSet<String> = rules
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("- record: "))
-        .map(|s| s.trim().to_string())
-        .chain(exported_series())
-        .collect();
+    let mut known = recorded_rules(&rules);
+    known.extend(exported_series());
     let panels = dash["panels"].as_array().unwrap();
     assert!(panels.len() >= 8, "{} panels", panels.len());
     for p in panels {
