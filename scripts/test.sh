@@ -13,6 +13,8 @@ if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then nee
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
+# The KEDA scaler's test regenerates its gRPC code from the vendored proto with protoc.
+if [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null 2>&1; then need_apt+=(protobuf-compiler); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update
@@ -47,6 +49,8 @@ echo "== starting kube-apiserver on 127.0.0.1:$API_PORT"
 FRESH=1 bash "$k8s" start
 eval "$(bash "$k8s" env)"
 export GRAPHSCALE_TEST_KUBECONFIG="$KUBECONFIG" GRAPHSCALE_REQUIRE_K8S=1
+# protoc was installed above: its test must not skip.
+export GRAPHSCALE_REQUIRE_PROTOC=1
 
 # The recording and alert rules in deploy/prometheus: valid, and each alert fires on the series
 # of its unit test and stays silent on healthy ones (promtool comes with Debian's prometheus).

@@ -722,6 +722,11 @@ pub(crate) struct OperatorArgs {
     /// Where /metrics, /healthz and /readyz listen.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub(crate) listen: std::net::SocketAddr,
+    /// Serve KEDA's external-scaler gRPC protocol here (for example 0.0.0.0:9090): each
+    /// workload's plan as the metric `graphscale-planned-replicas` (docs/operator.md). Off
+    /// unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) keda_listen: Option<std::net::SocketAddr>,
     /// Run without leader election (one replica only).
     #[arg(long)]
     pub(crate) no_leader_election: bool,

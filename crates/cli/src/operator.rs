@@ -68,6 +68,7 @@ pub(crate) fn operator(a: OperatorArgs) -> Result<ExitCode> {
         },
         lease,
         listen: a.listen,
+        keda_listen: a.keda_listen,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Limits of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +56,33 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
     }
 }
 
+/// The next connection on `listener` with one of `permits`, or `None` once `shutdown` resolves.
+/// A connection over the limit is closed at once (the client may retry), never queued; a failed
+/// accept (out of file descriptors and the like) is retried after 50 ms.
+pub async fn accept_limited<F: Future>(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    mut shutdown: std::pin::Pin<&mut F>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.as_mut() => return None,
+        };
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => return Some((stream, permit)),
+            Err(_) => tracing::debug!("connection limit reached; closing a new connection"),
+        }
+    }
+}
+
 /// Serves `router` on `listener` under `limits` until `shutdown` resolves; then stops
 /// accepting, lets the requests in flight finish (for at most the request timeout) and returns.
 pub async fn serve(
@@ -73,24 +100,8 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (close_tx, close_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, then accept again.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            // Over the limit: closed at once (the client may retry), never queued.
-            tracing::debug!("connection limit reached; closing a new connection");
-            continue;
-        };
+    while let Some((stream, permit)) = accept_limited(&listener, &permits, shutdown.as_mut()).await
+    {
         let svc = TowerToHyperService::new(router.clone());
         let mut close = close_rx.clone();
         tokio::spawn(async move {

@@ -635,6 +635,7 @@ fn round_status(
         rounds: st.control.rounds(),
         last_round: Some(rfc3339(now)),
         workload_count: targets.len() as u32,
+        sync_period_seconds: Some(st.period.as_secs_f64()),
         workloads,
     }
 }

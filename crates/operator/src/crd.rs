@@ -349,6 +349,10 @@ pub struct PredictiveAutoscalerStatus {
     /// The number of workloads targeted.
     #[serde(default)]
     pub workload_count: u32,
+    /// Seconds between rounds (the autoscaler's sync period): a decision older than a few of
+    /// them is stale (the KEDA scaler refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_period_seconds: Option<f64>,
     /// Per workload: the last decision, its reasons, the forecast and the HPA's shadow.
     #[serde(default)]
     pub workloads: Vec<WorkloadStatus>,

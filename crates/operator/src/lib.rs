@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod controller;
 pub mod crd;
 mod error;
+pub mod keda;
 pub mod leader;
 pub mod metrics;
 pub mod run;

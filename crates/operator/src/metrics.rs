@@ -94,6 +94,12 @@ pub struct Metrics {
     pub latency_p95: Family<WorkloadLabels, FloatGauge>,
     /// The SLO's p95 bound, seconds.
     pub slo_p95: Family<WorkloadLabels, FloatGauge>,
+    /// Peak point forecast of the request rate over the horizon, rps.
+    pub forecast_peak: Family<WorkloadLabels, FloatGauge>,
+    /// The upper bound of the forecast's interval at the planning quantile, rps.
+    pub forecast_upper: Family<WorkloadLabels, FloatGauge>,
+    /// The quantile of that bound (0.95 for the q95).
+    pub forecast_quantile: Family<WorkloadLabels, FloatGauge>,
     /// Reasons given with decisions, by rule.
     pub reasons: Family<RuleLabels, Counter>,
     workload_series: Mutex<HashSet<WorkloadLabels>>,
@@ -135,6 +141,24 @@ impl Default for Metrics {
         let latency_p95 = Family::<WorkloadLabels, FloatGauge>::default();
         let slo_p95 = Family::<WorkloadLabels, FloatGauge>::default();
         let reasons = Family::<RuleLabels, Counter>::default();
+        let forecast_peak = Family::<WorkloadLabels, FloatGauge>::default();
+        let forecast_upper = Family::<WorkloadLabels, FloatGauge>::default();
+        let forecast_quantile = Family::<WorkloadLabels, FloatGauge>::default();
+        registry.register(
+            "forecast_peak_rps",
+            "Peak point forecast of the request rate over the horizon",
+            forecast_peak.clone(),
+        );
+        registry.register(
+            "forecast_upper_rps",
+            "Upper bound of the forecast's interval at the planning quantile",
+            forecast_upper.clone(),
+        );
+        registry.register(
+            "forecast_quantile",
+            "The quantile of forecast_upper_rps",
+            forecast_quantile.clone(),
+        );
         registry.register(
             "planned_replicas",
             "Replicas the last round planned",
@@ -186,6 +210,9 @@ impl Default for Metrics {
             rps,
             latency_p95,
             slo_p95,
+            forecast_peak,
+            forecast_upper,
+            forecast_quantile,
             reasons,
             workload_series: Mutex::new(HashSet::new()),
             reason_series: Mutex::new(HashSet::new()),
@@ -254,6 +281,22 @@ impl Metrics {
             let x = extra(&d.workload);
             set_or_remove(&self.shadow_hpa, &labels, x.shadow_hpa.map(i64::from));
             set_or_remove(&self.slo_p95, &labels, x.slo_p95_ms.map(|ms| ms / 1000.0));
+            let f = crate::status::forecast_of(d, 0.0);
+            set_or_remove(
+                &self.forecast_peak,
+                &labels,
+                finite(f.as_ref().map(|f| f.peak_rps)),
+            );
+            set_or_remove(
+                &self.forecast_upper,
+                &labels,
+                finite(f.as_ref().map(|f| f.upper_rps)),
+            );
+            set_or_remove(
+                &self.forecast_quantile,
+                &labels,
+                finite(f.as_ref().map(|f| f.quantile)),
+            );
             for r in &d.reasons {
                 let labels = RuleLabels {
                     namespace: namespace.to_string(),
@@ -286,6 +329,9 @@ impl Metrics {
             self.rps.remove(&labels);
             self.latency_p95.remove(&labels);
             self.slo_p95.remove(&labels);
+            self.forecast_peak.remove(&labels);
+            self.forecast_upper.remove(&labels);
+            self.forecast_quantile.remove(&labels);
         }
     }
 }
@@ -362,10 +408,9 @@ mod tests {
             shadow_hpa: (w == "cart").then_some(5),
             slo_p95_ms: Some(200.0),
         };
-        let ds = [
-            decision("cart", 4, "forecast.demand"),
-            decision("ads", 2, "safety.fallback_hpa"),
-        ];
+        let mut cart = decision("cart", 4, "forecast.demand");
+        cart.reasons[0].detail = "trend: observed 41.5 rps, peak forecast 52.0 over the next 45 s (lead 30 s), q95 55.3, planned 55.3".into();
+        let ds = [cart, decision("ads", 2, "safety.fallback_hpa")];
         m.record_round("shop", 1_700_000_000.0, &snapshot(), &ds, extra);
         m.record_round("shop", 1_700_000_015.0, &snapshot(), &ds, extra);
         let text = m.encode();
@@ -379,12 +424,16 @@ mod tests {
             r#"graphscale_operator_observed_rps{namespace="shop",workload="cart"} 10.0"#,
             r#"graphscale_operator_slo_latency_p95_seconds{namespace="shop",workload="cart"} 0.2"#,
             r#"graphscale_operator_decision_reasons_total{namespace="shop",rule="safety.fallback_hpa"} 2"#,
+            r#"graphscale_operator_forecast_peak_rps{namespace="shop",workload="cart"} 52.0"#,
+            r#"graphscale_operator_forecast_upper_rps{namespace="shop",workload="cart"} 55.3"#,
+            r#"graphscale_operator_forecast_quantile{namespace="shop",workload="cart"} 0.95"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         // No observation, no shadow: no made-up value.
         assert!(!text.contains(r#"current_replicas{namespace="shop",workload="ads"}"#));
         assert!(!text.contains(r#"shadow_hpa_replicas{namespace="shop",workload="ads"}"#));
+        assert!(!text.contains(r#"forecast_peak_rps{namespace="shop",workload="ads"}"#));
         m.forget("shop", &["cart".into(), "ads".into()]);
         let text = m.encode();
         assert!(!text.contains(r#"workload="cart""#), "{text}");

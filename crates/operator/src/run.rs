@@ -29,6 +29,9 @@ pub struct OperatorConfig {
     pub lease: Option<LeaseConfig>,
     /// Where `/metrics`, `/healthz` and `/readyz` listen.
     pub listen: SocketAddr,
+    /// Where KEDA's external-scaler gRPC service listens; `None`: not served. Every replica
+    /// serves it, from the statuses the leader writes ([`crate::keda`]).
+    pub keda_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -89,11 +92,40 @@ pub async fn run_with(
             metrics: metrics.clone(),
             ready: ready.clone(),
         });
+    let keda_listener = match cfg.keda_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| OperatorError::Listen { addr, source: e })?,
+        ),
+        None => None,
+    };
     let (shut_tx, shut_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         shut_tx.send_replace(true);
     });
+    let mut keda_tasks = Vec::new();
+    if let Some(listener) = keda_listener {
+        let board = Arc::new(graphscale_keda::PlanBoard::on_wall_clock());
+        let (mut a, mut b) = (shut_rx.clone(), shut_rx.clone());
+        keda_tasks.push(tokio::spawn(crate::keda::mirror(
+            client.clone(),
+            cfg.controller.namespace.clone(),
+            board.clone(),
+            async move {
+                let _ = a.wait_for(|s| *s).await;
+            },
+        )));
+        keda_tasks.push(tokio::spawn(graphscale_keda::serve(
+            listener,
+            board,
+            graphscale_keda::GrpcLimits::default(),
+            async move {
+                let _ = b.wait_for(|s| *s).await;
+            },
+        )));
+    }
     let mut http_shut = shut_rx.clone();
     // Probes and metrics under the same limits as every server of ours (docs/reliability.md).
     let server = tokio::spawn(graphscale_monitor::http::serve(
@@ -150,5 +182,8 @@ pub async fn run_with(
         let _ = e.await;
     }
     let _ = server.await;
+    for t in keda_tasks {
+        let _ = t.await;
+    }
     Ok(())
 }

@@ -337,6 +337,68 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     })
     .await;
 
+    // KEDA's external scaler, from the statuses under the operator's own token: the round held
+    // (no Prometheus), so the plan is refused as UNAVAILABLE with the reason, never a number
+    // and never "inactive"; KEDA's fallback would act.
+    let board = Arc::new(graphscale_keda::PlanBoard::on_wall_clock());
+    let (keda_stop, keda_rx) = watch::channel(false);
+    let (mut a, mut b) = (keda_rx.clone(), keda_rx);
+    let mirror = tokio::spawn(graphscale_operator::keda::mirror(
+        client.clone(),
+        Some(ns.to_string()),
+        board.clone(),
+        async move {
+            let _ = a.wait_for(|s| *s).await;
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let keda_addr = listener.local_addr().unwrap();
+    let scaler = tokio::spawn(graphscale_keda::serve(
+        listener,
+        board.clone(),
+        graphscale_keda::GrpcLimits::default(),
+        async move {
+            let _ = b.wait_for(|s| *s).await;
+        },
+    ));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{keda_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut keda =
+        graphscale_keda::generated::external_scaler_client::ExternalScalerClient::new(channel);
+    let so = graphscale_keda::generated::ScaledObjectRef {
+        name: "cart".into(),
+        namespace: ns.to_string(),
+        scaler_metadata: [("workload".to_string(), "cart".to_string())].into(),
+    };
+    let ask = || graphscale_keda::generated::GetMetricsRequest {
+        scaled_object_ref: Some(so.clone()),
+        metric_name: graphscale_keda::METRIC_NAME.into(),
+    };
+    let refused = eventually("the mirrored plan", Duration::from_secs(30), || {
+        let mut k = keda.clone();
+        let req = ask();
+        async move {
+            let e = k.get_metrics(req).await.err()?;
+            (e.code() == tonic::Code::Unavailable).then_some(e)
+        }
+    })
+    .await;
+    assert!(
+        refused.message().contains("no forecast for")
+            && refused.message().contains("Degraded: held"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        keda.is_active(so.clone()).await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+    assert_eq!(board.len(), 1);
+    let plan = board.lookup(ns, "cart", None).err().unwrap();
+    assert!(plan.to_string().contains("held"), "{plan}");
+
     // Auto: spec.replicas through the scale subresource, by the field manager graphscale.
     pas.patch(
         "shop",
@@ -491,6 +553,24 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     )
     .await;
     assert_eq!(ctx.running().await, 0);
+    // Its plans are gone from the scaler too.
+    let gone = eventually("the plan to go", Duration::from_secs(30), || {
+        let mut k = keda.clone();
+        let req = ask();
+        async move {
+            let e = k.get_metrics(req).await.err()?;
+            (e.code() == tonic::Code::NotFound).then_some(e)
+        }
+    })
+    .await;
+    assert!(gone.message().contains("no plan for"), "{gone:?}");
+    keda_stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        mirror.await.unwrap();
+        scaler.await.unwrap();
+    })
+    .await
+    .expect("the mirror and the scaler stop");
     let text = metrics.encode();
     assert!(
         !text.contains("workload=\"cart\""),

@@ -72,7 +72,10 @@ fn exported_series() -> std::collections::BTreeSet<String> {
     let decision = ScalingDecision {
         workload: "cart".into(),
         replicas: 2,
-        reasons: vec![Reason::new("forecast.demand", "x")],
+        reasons: vec![Reason::new(
+            "forecast.demand",
+            "trend: observed 1.0 rps, peak forecast 2.0 over the next 45 s (lead 30 s), q95 2.5, planned 2.5",
+        )],
         resources: None,
     };
     m.record_round("shop", 1.0, &snapshot, &[decision], |_| WorkloadRound {
@@ -210,6 +213,80 @@ fn every_query_of_the_dashboard_names_a_metric_graphscale_exports() {
                 known.contains(&name),
                 "the dashboard's query `{q}` names `{name}`, which graphscale does not export and no rule records"
             );
+        }
+    }
+}
+
+fn yaml(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(format!(
+        "{}/../../deploy/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("deploy/{path}: {e}"))
+}
+
+#[test]
+fn the_keda_examples_reach_the_operators_scaler_and_ask_what_it_serves() {
+    // The Service's keda port, and the operator started with --keda-listen on it.
+    let svc = yaml("base/service.yaml");
+    let port = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "keda")
+        .expect("the Service has a keda port")["port"]
+        .as_u64()
+        .unwrap();
+    let dep = yaml("base/deployment.yaml");
+    let args: Vec<String> =
+        serde_json::from_value(dep["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
+    let at = args.iter().position(|a| a == "--keda-listen").unwrap();
+    assert!(args[at + 1].ends_with(&format!(":{port}")), "{args:?}");
+    let address = format!(
+        "{}.{}.svc:{port}",
+        svc["metadata"]["name"].as_str().unwrap(),
+        svc["metadata"]["namespace"].as_str().unwrap()
+    );
+    for file in ["keda/scaledobject.yaml", "keda/scaledobject-max-cpu.yaml"] {
+        let so = yaml(file);
+        let spec = &so["spec"];
+        assert!(
+            spec["fallback"]["replicas"].as_u64().is_some(),
+            "{file}: fallback"
+        );
+        let triggers = spec["triggers"].as_array().unwrap();
+        let ours: Vec<_> = triggers
+            .iter()
+            .filter(|t| t["type"] == "external")
+            .collect();
+        assert_eq!(ours.len(), 1, "{file}");
+        let t = ours[0];
+        assert_eq!(t["metricType"], "AverageValue", "{file}: fallback needs it");
+        assert_eq!(t["metadata"]["scalerAddress"], address.as_str(), "{file}");
+        // What KEDA sends (every trigger metadata key) is a request the scaler accepts.
+        let meta: std::collections::HashMap<String, String> =
+            serde_json::from_value(t["metadata"].clone()).unwrap();
+        let r = graphscale_keda::generated::ScaledObjectRef {
+            name: so["metadata"]["name"].as_str().unwrap().into(),
+            namespace: so["metadata"]["namespace"].as_str().unwrap().into(),
+            scaler_metadata: meta,
+        };
+        let asked = graphscale_keda::scaler::asked(Some(&r)).unwrap();
+        assert_eq!(
+            asked.workload,
+            spec["scaleTargetRef"]["name"].as_str().unwrap(),
+            "{file}: the plan asked for is the scale target's"
+        );
+        if let Some(m) = spec["advanced"]["scalingModifiers"].as_object() {
+            let formula = m["formula"].as_str().unwrap();
+            for t in triggers {
+                let name = t["name"].as_str().unwrap();
+                assert!(formula.contains(name), "{file}: {formula} lacks {name}");
+            }
+            assert_eq!(m["target"], "1");
+            assert_eq!(m["metricType"], "AverageValue");
         }
     }
 }
