@@ -123,6 +123,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 autoscalers,
             } => crate::bench::decide(rounds, warmup, &apps, &autoscalers),
             BenchCommand::Forecast { csv, models } => crate::bench::forecast(&csv, &models),
+            BenchCommand::Keda {
+                workloads,
+                requests,
+                concurrency,
+            } => crate::bench_keda::keda(workloads, requests, &concurrency),
             BenchCommand::Hgt {
                 apps,
                 dim,

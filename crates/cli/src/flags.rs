@@ -538,6 +538,19 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// KEDA external scaler: `GetMetrics` latency (p50/p90/p99/max) and throughput over one
+    /// gRPC connection on 127.0.0.1, with 1, 8 and 64 requests in flight by default.
+    Keda {
+        /// Workloads with a plan on the board.
+        #[arg(long, default_value_t = 1000)]
+        workloads: usize,
+        /// Measured requests per concurrency (after 1,000 warm-up ones).
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        /// Requests in flight at once, one row each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        concurrency: Vec<usize>,
+    },
     /// Accuracy of the graph models on a held-out time range beside persistence, a per-service
     /// LSTM and the edge-blind MLP: MAE and RMSE per target (docs/benchmarks.md).
     GraphModels {

@@ -21,6 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod api;
 mod app;
 mod bench;
+mod bench_keda;
 mod data;
 mod experiment;
 mod flags;

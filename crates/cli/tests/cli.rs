@@ -952,3 +952,27 @@ fn serve_runs_the_api_on_loopback_and_refuses_bad_setup() {
         serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
     assert_eq!(printed, file);
 }
+
+#[test]
+fn bench_keda_answers_every_request_and_refuses_bad_flags() {
+    let o = run(&[
+        "bench",
+        "keda",
+        "--workloads",
+        "10",
+        "--requests",
+        "200",
+        "--concurrency",
+        "1,4",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 4 |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    let o = run(&["bench", "keda", "--concurrency", "0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--concurrency"));
+}

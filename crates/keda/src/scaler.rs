@@ -309,4 +309,28 @@ mod tests {
         let msg = e(Some(&r("shop", &[("workload", &long)])));
         assert!(msg.len() < 300, "{}", msg.len());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256), ..Default::default() })]
+        /// Any ScaledObjectRef, as a hostile or broken client may send it: a workload or a
+        /// refusal that names the field, short, never a panic.
+        #[test]
+        fn any_request_is_read_or_refused_by_name(
+            ns in "\\PC{0,300}",
+            meta in proptest::collection::hash_map("\\PC{0,12}|workload|autoscaler", "\\PC{0,400}|[a-z0-9.-]{1,20}", 0..6),
+        ) {
+            let r = ScaledObjectRef { name: "x".into(), namespace: ns, scaler_metadata: meta };
+            match asked(Some(&r)) {
+                Ok(a) => {
+                    proptest::prop_assert!(!a.workload.is_empty() && a.workload.len() <= 253);
+                    proptest::prop_assert_eq!(Some(&a.workload), r.scaler_metadata.get("workload"));
+                }
+                Err(e) => {
+                    let m = e.to_string();
+                    proptest::prop_assert!(m.len() < 400, "{} chars", m.len());
+                    proptest::prop_assert!(m.starts_with("scaledObjectRef") || m.starts_with("scalerMetadata"), "{m}");
+                }
+            }
+        }
+    }
 }

@@ -98,6 +98,9 @@ pub async fn serve(
     while let Some((stream, permit)) =
         graphscale_monitor::http::accept_limited(&listener, &permits, shutdown.as_mut()).await
     {
+        // Small answers, sent at once: without it Nagle's algorithm and delayed ACKs hold some
+        // for about 40 ms.
+        let _ = stream.set_nodelay(true);
         let svc = TowerToHyperService::new(svc.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
