@@ -22,7 +22,9 @@ gs="$PWD/target/release/graphscale"
 prepare() { # NAME APP
   local name="$1" app="$2"
   if [ ! -f "$out/models/$name.safetensors" ]; then
-    "$gs" train --model hgt --data "sim:$app:rush:1:1800" --epochs 2 \
+    "$gs" sim run --app "$app" --scenario rush --seed 1 --duration 30m \
+      --series-out "$out/$name-train.json" >/dev/null
+    "$gs" train --model hgt --data "$out/$name-train.json" --epochs 2 \
       --out "$out/models/$name.safetensors" >/dev/null
   fi
   if [ ! -f "$out/$name-series.json" ]; then

@@ -115,13 +115,9 @@ pub(crate) fn record_series(
     };
     let step = cfg.scrape_interval_s * 1000;
     let mut sim = Simulator::new(app.clone(), cfg, rates)?;
-    let spec = ExperimentSpec {
-        apps: vec![app.name.clone()],
-        autoscalers: vec![autoscaler.clone()],
-        baseline: autoscaler.name().to_string(),
-        ..ExperimentSpec::default()
-    };
-    spec.validate()?;
+    // The app is already built (a built-in, random:N or a file): only the autoscaler is checked,
+    // against it (validating a whole ExperimentSpec would look the app up by name again).
+    let spec = ExperimentSpec::default();
     let scaler = graphscale_eval::build_autoscaler(autoscaler, app)?;
     let graph = sim.graph().clone();
     let len = (duration * 1000 / step) as usize;

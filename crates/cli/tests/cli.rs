@@ -139,6 +139,28 @@ fn sim_run_exports_series_in_the_documented_schema() {
 }
 
 #[test]
+fn sim_run_exports_series_of_a_random_app() {
+    // The app was looked up by its name again (`random-40-1`) and refused.
+    let out = tmp("series-random");
+    let file = out.join("series.json");
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        "random:40",
+        "--duration",
+        "2m",
+        "--series-out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let s = graphscale_core::GraphSeries::from_json(&text, "series.json").unwrap();
+    assert_eq!(s.len, 8);
+    assert!(s.nodes.len() >= 40);
+}
+
+#[test]
 fn topology_show_prints_a_loadable_app() {
     let o = run(&["topology", "show", "online-boutique"]);
     assert!(o.status.success());
