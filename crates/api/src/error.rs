@@ -59,6 +59,17 @@ pub enum ApiError {
     /// A training thread could not be started (503).
     #[error("cannot start a training thread: {0}")]
     Thread(std::io::Error),
+    /// No actuator is configured (503).
+    #[error("no actuator is configured: POST /v1/apply is off")]
+    NoActuator,
+    /// The actuator failed to read or write (502): the cluster refused or could not be reached.
+    #[error("the {actuator} failed: {source}")]
+    Actuator {
+        /// `simulator` or `kubernetes`.
+        actuator: String,
+        /// Its error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A worker thread panicked or was cancelled (500).
     #[error("internal error: the worker stopped ({0})")]
     Worker(#[from] tokio::task::JoinError),
@@ -73,6 +84,14 @@ impl ApiError {
         }
     }
 
+    /// A 502: `actuator` failed with `e`.
+    pub fn actuator(actuator: &str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Actuator {
+            actuator: actuator.to_string(),
+            source: Box::new(e),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -84,7 +103,8 @@ impl ApiError {
             ApiError::WrongToken | ApiError::Disabled => StatusCode::FORBIDDEN,
             ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Body(r) => r.status(),
-            ApiError::Thread(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Thread(_) | ApiError::NoActuator => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Actuator { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -5,11 +5,15 @@
 //! reasons), `POST /v1/train` and `GET /v1/jobs/{id}` (training off the request path),
 //! `GET /v1/models`, `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
 //!
-//! Mutating endpoints (`/v1/train`) need `Authorization: Bearer TOKEN`; with no token
+//! `POST /v1/apply` hands decisions to the server's actuator (the simulated cluster by default,
+//! or Kubernetes), with `dry_run` to check them without a write.
+//!
+//! Mutating endpoints (`/v1/train`, `/v1/apply`) need `Authorization: Bearer TOKEN`; with no token
 //! configured they answer 403. Every 4xx is JSON naming the field, model or header that is
 //! wrong. The server itself (connection, header-read and request limits, body size, graceful
 //! shutdown) is `graphscale_monitor::http::serve`.
 
+pub mod apply;
 pub mod auth;
 mod error;
 pub mod jobs;
@@ -45,6 +49,10 @@ pub enum Body {
     PredictRequest,
     /// [`predict::PredictResponse`].
     PredictResponse,
+    /// [`apply::ApplyRequest`].
+    ApplyRequest,
+    /// [`apply::ApplyResponse`].
+    ApplyResponse,
     /// [`jobs::TrainRequest`].
     TrainRequest,
     /// [`jobs::Accepted`].
@@ -151,6 +159,17 @@ pub const ROUTES: &[Route] = &[
         response: Body::Accepted,
         errors: &[400, 401, 403, 409, 413, 422, 429],
     },
+    Route {
+        method: "POST",
+        path: "/v1/apply",
+        operation: "apply",
+        summary: "Hand decisions (replicas per workload) to the actuator: the simulated cluster, or Kubernetes when configured; `dry_run` checks without writing",
+        auth: true,
+        request: Some(Body::ApplyRequest),
+        ok: 200,
+        response: Body::ApplyResponse,
+        errors: &[400, 401, 403, 413, 422, 502, 503],
+    },
     read(
         "/v1/jobs/{id}",
         "getJob",
@@ -170,6 +189,8 @@ pub struct Api {
     pub token: Token,
     /// Metrics.
     pub metrics: ApiMetrics,
+    /// Where `/v1/apply` sends decisions; `None`: it answers 503.
+    pub actuator: Option<Arc<dyn apply::ApplyTarget>>,
     /// Predictions computed at once: four per core (measured: one per core served 25 % fewer
     /// requests at 8 connections, as the model's kernels wait on each other). Without a bound
     /// every request in flight got a blocking thread of its own (90 threads and 1.1 GB resident
@@ -184,11 +205,18 @@ impl Api {
             models: Arc::new(models),
             jobs: Arc::new(jobs::Jobs::default()),
             token,
+            actuator: None,
             metrics: ApiMetrics::default(),
             predict_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()) * 4,
             )),
         }
+    }
+
+    /// `/v1/apply` sends decisions to `actuator`.
+    pub fn with_actuator(mut self, actuator: Arc<dyn apply::ApplyTarget>) -> Self {
+        self.actuator = Some(actuator);
+        self
     }
 }
 
@@ -204,6 +232,7 @@ pub fn router(api: Shared) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/predict", post(predict_handler))
         .route("/v1/train", post(train_handler))
+        .route("/v1/apply", post(apply_handler))
         .route("/v1/jobs/{id}", get(job_handler))
         .layer(axum::middleware::from_fn_with_state(api.clone(), count))
         .with_state(api)
@@ -301,6 +330,34 @@ async fn train_handler(
         Json(jobs::Accepted { id, location }),
     )
         .into_response())
+}
+
+async fn apply_handler(
+    State(api): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<apply::ApplyResponse>, ApiError> {
+    api.token.check(&headers)?;
+    let body = body?;
+    let req: apply::ApplyRequest = auth::parse_body(&body)?;
+    apply::check(&req)?;
+    let actuator = api.actuator.as_ref().ok_or(ApiError::NoActuator)?;
+    let span = tracing::info_span!(
+        "apply",
+        actuator = actuator.name(),
+        decisions = req.decisions.len(),
+        dry_run = req.dry_run
+    );
+    let results =
+        tracing::Instrument::instrument(actuator.apply(&req.decisions, req.dry_run), span).await?;
+    for r in &results {
+        api.metrics.record_apply(r.outcome);
+    }
+    Ok(Json(apply::ApplyResponse {
+        actuator: actuator.name().to_string(),
+        dry_run: req.dry_run,
+        results,
+    }))
 }
 
 async fn job_handler(

@@ -39,6 +39,13 @@ pub struct QuantileLabels {
     pub quantile: String,
 }
 
+/// Labels of an applied decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `applied`, `would_apply`, `unchanged`, `disabled` or `conflict`.
+    pub outcome: String,
+}
+
 /// Every metric of the API.
 pub struct ApiMetrics {
     /// The registry `/metrics` encodes.
@@ -51,6 +58,8 @@ pub struct ApiMetrics {
     pub planned: Family<WorkloadLabels, Gauge>,
     /// `graphscale_api_forecast_rps`, one step ahead.
     pub forecast: Family<QuantileLabels, Gauge<f64, AtomicU64>>,
+    /// `graphscale_api_decisions_total`.
+    pub decisions: Family<OutcomeLabels, Counter>,
     /// `graphscale_api_models`.
     pub models: Gauge,
     /// `graphscale_api_training_jobs_running`.
@@ -66,6 +75,7 @@ impl Default for ApiMetrics {
         });
         let planned = Family::<WorkloadLabels, Gauge>::default();
         let forecast = Family::<QuantileLabels, Gauge<f64, AtomicU64>>::default();
+        let decisions = Family::<OutcomeLabels, Counter>::default();
         let models = Gauge::default();
         let jobs_running = Gauge::default();
         registry.register(
@@ -88,6 +98,11 @@ impl Default for ApiMetrics {
             "Requests per second the last prediction forecast one step ahead, by model, workload and quantile",
             forecast.clone(),
         );
+        registry.register(
+            "decisions",
+            "Decisions POST /v1/apply handled, by outcome",
+            decisions.clone(),
+        );
         registry.register("models", "Models served", models.clone());
         registry.register(
             "training_jobs_running",
@@ -100,6 +115,7 @@ impl Default for ApiMetrics {
             duration,
             planned,
             forecast,
+            decisions,
             models,
             jobs_running,
         }
@@ -130,6 +146,17 @@ impl ApiMetrics {
                     .set(v);
             }
         }
+    }
+
+    /// Counts one decision of `/v1/apply`.
+    pub fn record_apply(&self, outcome: crate::apply::Outcome) {
+        let outcome = serde_json::to_value(outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.decisions
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// The exposition text.

@@ -4,6 +4,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
+use crate::apply::{ApplyRequest, ApplyResponse};
 use crate::error::ErrorBody;
 use crate::jobs::{Accepted, Job, TrainRequest};
 use crate::models::ModelInfo;
@@ -21,6 +22,8 @@ pub fn document() -> Value {
             Body::Models => generator.subschema_for::<Vec<ModelInfo>>().to_value(),
             Body::PredictRequest => generator.subschema_for::<PredictRequest>().to_value(),
             Body::PredictResponse => generator.subschema_for::<PredictResponse>().to_value(),
+            Body::ApplyRequest => generator.subschema_for::<ApplyRequest>().to_value(),
+            Body::ApplyResponse => generator.subschema_for::<ApplyResponse>().to_value(),
             Body::TrainRequest => generator.subschema_for::<TrainRequest>().to_value(),
             Body::Accepted => generator.subschema_for::<Accepted>().to_value(),
             Body::Job => generator.subschema_for::<Job>().to_value(),
@@ -72,7 +75,7 @@ pub fn document() -> Value {
         "info": {
             "title": "graphscale API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Predictions with their plan, training jobs and models of graphscale's graph models (docs/api.md).",
+            "description": "Predictions with their plan, decisions applied to a cluster, training jobs and models of graphscale's graph models (docs/api.md).",
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "paths": paths,
@@ -93,7 +96,8 @@ fn error_text(code: u16) -> &'static str {
         413 => "the body is larger than the server's limit",
         422 => "a value is not acceptable; `field` names it",
         429 => "a training job is running",
-        503 => "not ready",
+        502 => "the actuator failed: the cluster refused the write or could not be reached",
+        503 => "not ready, or no actuator configured",
         _ => "error",
     }
 }

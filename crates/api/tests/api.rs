@@ -403,6 +403,77 @@ fn training_needs_the_token_and_its_job_adds_a_model() {
     });
 }
 
+fn simulated(token: Token) -> axum::Router {
+    let app = graphscale_sim::topology::builtin("online-boutique").unwrap();
+    let sim = graphscale_sim::engine::Simulator::new(app, Default::default(), Vec::new()).unwrap();
+    let actuator = Arc::new(graphscale_api::apply::LocalActuator::new("simulator", sim));
+    router(Arc::new(
+        Api::new(Models::in_memory(), token).with_actuator(actuator),
+    ))
+}
+
+fn apply_body(decisions: Value, dry_run: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({"decisions": decisions, "dry_run": dry_run})).unwrap()
+}
+
+#[test]
+fn apply_needs_the_token_and_acts_on_the_simulated_cluster() {
+    rt().block_on(async {
+        let one = apply_body(json!([{"workload": "cartservice", "replicas": 4}]), false);
+        let (st, v, _) = call(&simulated(Token::none()), "POST", "/v1/apply", Some(&one), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        // No actuator: 503, after the token.
+        let bare = router(Arc::new(Api::new(Models::in_memory(), Token::new(TOKEN, "t").unwrap())));
+        let (st, v, _) = call(&bare, "POST", "/v1/apply", Some(&one), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("no actuator"), "{v}");
+
+        let app = simulated(Token::new(TOKEN, "t").unwrap());
+        let (st, _, _) = call(&app, "POST", "/v1/apply", Some(&one), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        let (st, _, _) = call(&app, "POST", "/v1/apply", Some(&one), Some("0123456789abcdefXX")).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+
+        // A dry run writes nothing: twice the same answer.
+        let dry = apply_body(json!([{"workload": "cartservice", "replicas": 4}]), true);
+        for _ in 0..2 {
+            let (st, v, text) = call(&app, "POST", "/v1/apply", Some(&dry), Some(TOKEN)).await;
+            assert_eq!(st, StatusCode::OK, "{text}");
+            assert_eq!(v["actuator"], "simulator");
+            assert_eq!(v["dry_run"], true);
+            assert_eq!(v["results"][0], json!({"workload": "cartservice", "before": 1, "after": 4, "outcome": "would_apply"}));
+        }
+        // One unknown workload refuses the whole request: the known one is not applied.
+        let mixed = apply_body(
+            json!([{"workload": "cartservice", "replicas": 4}, {"workload": "nosuch", "replicas": 2}]),
+            false,
+        );
+        let (st, v, _) = call(&app, "POST", "/v1/apply", Some(&mixed), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["field"], "decisions[1].workload");
+        assert!(v["error"].as_str().unwrap().contains("cartservice"), "names the known ones: {v}");
+
+        let (st, v, text) = call(&app, "POST", "/v1/apply", Some(&one), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::OK, "{text}");
+        assert_eq!(v["results"][0], json!({"workload": "cartservice", "before": 1, "after": 4, "outcome": "applied"}));
+        let (_, v, _) = call(&app, "POST", "/v1/apply", Some(&one), Some(TOKEN)).await;
+        assert_eq!(v["results"][0]["outcome"], "unchanged");
+        assert_eq!(v["results"][0]["before"], 4);
+        // Above the service's bound (50): the simulator caps it and says so.
+        let big = apply_body(
+            json!([{"workload": "adservice", "replicas": 70, "reasons": [{"rule": "plan.demand", "detail": "test"}]}]),
+            false,
+        );
+        let (st, v, text) = call(&app, "POST", "/v1/apply", Some(&big), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::OK, "{text}");
+        assert_eq!(v["results"][0]["after"], 50);
+        assert!(v["results"][0]["detail"].as_str().unwrap().contains("asked 70"), "{v}");
+        let (_, _, text) = call(&app, "GET", "/metrics", None, None).await;
+        assert!(text.contains(r#"graphscale_api_decisions_total{outcome="applied"} 2"#), "{text}");
+        assert!(text.contains(r#"graphscale_api_decisions_total{outcome="would_apply"} 2"#), "{text}");
+    });
+}
+
 #[test]
 fn the_openapi_document_is_the_checked_in_one_and_names_every_route() {
     let doc = graphscale_api::openapi::document();
@@ -492,6 +563,32 @@ fn cases() -> u32 {
         .unwrap_or(256)
 }
 
+/// `base` with bytes replaced at `edits` and cut at `cut`.
+fn mutate(
+    base: &[u8],
+    edits: Vec<(prop::sample::Index, u8)>,
+    cut: Option<prop::sample::Index>,
+) -> Vec<u8> {
+    let mut b = base.to_vec();
+    for (i, byte) in edits {
+        let at = i.index(b.len());
+        b[at] = byte;
+    }
+    if let Some(c) = cut {
+        b.truncate(c.index(b.len()));
+    }
+    b
+}
+
+/// A 200 or a 4xx with a JSON error.
+fn answered(st: StatusCode, v: &Value, text: &str) -> Result<(), TestCaseError> {
+    prop_assert!(st == StatusCode::OK || st.is_client_error(), "{st}: {text}");
+    if st.is_client_error() {
+        prop_assert!(v["error"].is_string(), "{text}");
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
@@ -506,19 +603,8 @@ proptest! {
         let (rt, app, base) = APP.get_or_init(|| {
             (rt(), router(api(Token::none())), serde_json::to_vec(&predict_body()).unwrap())
         });
-        let mut b = base.clone();
-        for (i, byte) in edits {
-            let at = i.index(b.len());
-            b[at] = byte;
-        }
-        if let Some(c) = cut {
-            b.truncate(c.index(b.len()));
-        }
-        let (st, v, text) = rt.block_on(call(app, "POST", "/v1/predict", Some(&b), None));
-        prop_assert!(st == StatusCode::OK || st.is_client_error(), "{st}: {text}");
-        if st.is_client_error() {
-            prop_assert!(v["error"].is_string(), "{text}");
-        }
+        let (st, v, text) = rt.block_on(call(app, "POST", "/v1/predict", Some(&mutate(base, edits, cut)), None));
+        answered(st, &v, &text)?;
     }
 
     /// The same for training bodies, with the token: a mutated body never starts a job it
@@ -550,6 +636,25 @@ proptest! {
         }
     }
 
+    /// A valid apply body with bytes changed or cut, with the token: 200 or a 4xx naming the
+    /// problem, never a 5xx or a panic.
+    #[test]
+    fn mutated_apply_bodies_get_an_answer(
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        static APP: OnceLock<(tokio::runtime::Runtime, axum::Router, Vec<u8>)> = OnceLock::new();
+        let (rt, app, base) = APP.get_or_init(|| {
+            let body = apply_body(json!([
+                {"workload": "cartservice", "replicas": 3, "reasons": [{"rule": "plan.demand", "detail": "x"}]},
+                {"workload": "frontend", "kind": "Deployment", "replicas": 2},
+            ]), false);
+            (rt(), simulated(Token::new(TOKEN, "t").unwrap()), body)
+        });
+        let (st, v, text) = rt.block_on(call(app, "POST", "/v1/apply", Some(&mutate(base, edits, cut)), Some(TOKEN)));
+        answered(st, &v, &text)?;
+    }
+
     /// Any method, route, body and token, as a scanner sends them: never a 5xx (the 503 of
     /// `/readyz` without models aside; here there is one) and never a panic.
     #[test]
@@ -557,7 +662,7 @@ proptest! {
         method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         route in prop::sample::select(vec![
             "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models", "/v1/predict",
-            "/v1/train", "/v1/jobs/", "/v1/", "/",
+            "/v1/train", "/v1/apply", "/v1/jobs/", "/v1/", "/",
         ]),
         suffix in "[a-zA-Z0-9_./-]{0,40}",
         body in proptest::collection::vec(any::<u8>(), 0..512),

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use graphscale_api::apply::LocalActuator;
 use graphscale_api::{Api, Models, Token};
 use graphscale_monitor::http::ServerLimits;
+use graphscale_sim::engine::{SimConfig, Simulator};
 
 use crate::flags::ServeArgs;
 
@@ -42,10 +44,15 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
         ..ServerLimits::default()
     };
     if !token.is_set() {
-        tracing::warn!("no token configured: POST /v1/train answers 403");
+        tracing::warn!("no token configured: POST /v1/train and /v1/apply answer 403");
     }
     let n = models.len();
-    let api = Arc::new(Api::new(models, token));
+    let app = graphscale_sim::topology::builtin(&a.sim_app)
+        .with_context(|| format!("--sim-app {}", a.sim_app))?;
+    let sim = Simulator::new(app, SimConfig::default(), Vec::new())
+        .with_context(|| format!("--sim-app {}: cannot simulate it", a.sim_app))?;
+    let actuator = Arc::new(LocalActuator::new("simulator", sim));
+    let api = Arc::new(Api::new(models, token).with_actuator(actuator));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

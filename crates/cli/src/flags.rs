@@ -721,6 +721,11 @@ pub(crate) struct ServeArgs {
     /// Connections served at once (1..=100000).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub(crate) max_connections: u64,
+    /// The simulated cluster `POST /v1/apply` acts on: an app name (online-boutique,
+    /// train-ticket, alibaba, event-driven, random:N[:SEED]) or app JSON path; it starts
+    /// with each service at its initial replicas and changes only through /v1/apply.
+    #[arg(long, default_value = "online-boutique")]
+    pub(crate) sim_app: String,
     /// Print the OpenAPI document (docs/openapi.json) and exit.
     #[arg(long)]
     pub(crate) openapi: bool,

@@ -938,6 +938,10 @@ fn serve_runs_the_api_on_loopback_and_refuses_bad_setup() {
     );
     std::fs::remove_file(models.join("junk.safetensors")).unwrap();
     fails_with(&["serve", "--listen", "nonsense"], &["--listen nonsense"]);
+    fails_with(
+        &["serve", "--sim-app", "nosuch"],
+        &["--sim-app nosuch", "nosuch"],
+    );
     let mut child = bin()
         .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
         .arg(&models)
