@@ -45,6 +45,7 @@ pub enum WorkloadKind {
     #[default]
     Deployment,
     /// `apps/v1` StatefulSet.
+    #[serde(rename = "StatefulSet")]
     StatefulSet,
 }
 
@@ -72,7 +73,7 @@ fn is_false(b: &bool) -> bool {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
-    /// The decisions, 1..=2000, one per workload.
+    /// The decisions, 1..=2000, one per workload name.
     pub decisions: Vec<Decision>,
     /// Check and report what would change without writing anything (Kubernetes: a server-side
     /// dry run, so admission and validation run); default false.
@@ -167,7 +168,7 @@ pub fn check(req: &ApplyRequest) -> Result<(), ApiError> {
                 ),
             ));
         }
-        if !seen.insert((d.kind, d.workload.as_str())) {
+        if !seen.insert(d.workload.as_str()) {
             return Err(ApiError::invalid(
                 field("workload"),
                 format!("`{}` has another decision in this request", d.workload),
@@ -360,11 +361,12 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.field(), Some("decisions[0].replicas"), "{e}");
-        // The same name as two kinds is two workloads.
-        check(&req(
+        // One decision per name, whatever the kinds.
+        let e = check(&req(
             r#"{"decisions": [{"workload": "a", "replicas": 1}, {"workload": "a", "kind": "StatefulSet", "replicas": 2}]}"#,
         ))
-        .unwrap();
+        .unwrap_err();
+        assert_eq!(e.field(), Some("decisions[1].workload"), "{e}");
         let e = crate::auth::parse_body::<ApplyRequest>(
             br#"{"decisions": [{"workload": "a", "replicas": -1}]}"#,
         )

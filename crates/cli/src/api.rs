@@ -4,9 +4,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use graphscale_api::apply::LocalActuator;
+use graphscale_api::apply::{
+    to_scaling, Applied, ApplyFuture, ApplyTarget, Decision, LocalActuator, Outcome, WorkloadKind,
+};
+use graphscale_api::ApiError;
 use graphscale_api::{Api, Models, Token};
 use graphscale_monitor::http::ServerLimits;
+use graphscale_operator::actuator::Outcome as KubeOutcome;
+use graphscale_operator::crd::WorkloadKind as KubeKind;
+use graphscale_operator::direct::Direct;
+use graphscale_operator::OperatorError;
 use graphscale_sim::engine::{SimConfig, Simulator};
 
 use crate::flags::ServeArgs;
@@ -22,6 +29,88 @@ fn token(a: &ServeArgs) -> Result<Token> {
     match std::env::var("GRAPHSCALE_API_TOKEN") {
         Ok(t) => Ok(Token::new(&t, "GRAPHSCALE_API_TOKEN")?),
         Err(_) => Ok(Token::none()),
+    }
+}
+
+/// `/v1/apply` on a Kubernetes namespace, through the operator's actuator.
+struct KubeApply(Direct);
+
+impl KubeApply {
+    async fn apply_now(
+        &self,
+        decisions: &[Decision],
+        dry_run: bool,
+    ) -> Result<Vec<Applied>, ApiError> {
+        let plain: Vec<(KubeKind, _)> = decisions
+            .iter()
+            .map(|d| {
+                let kind = match d.kind {
+                    WorkloadKind::Deployment => KubeKind::Deployment,
+                    WorkloadKind::StatefulSet => KubeKind::StatefulSet,
+                };
+                (kind, to_scaling(d))
+            })
+            .collect();
+        let done = self.0.apply(&plain, dry_run).await.map_err(|e| match e {
+            OperatorError::MissingTarget { ref name, .. } => {
+                let i = decisions
+                    .iter()
+                    .position(|d| &d.workload == name)
+                    .unwrap_or(0);
+                ApiError::invalid(format!("decisions[{i}].workload"), e.to_string())
+            }
+            e => ApiError::actuator("kubernetes", e),
+        })?;
+        Ok(decisions
+            .iter()
+            .zip(done)
+            .map(|(d, (t, o))| {
+                let (outcome, detail) = match o {
+                    KubeOutcome::Applied if dry_run => {
+                        (Outcome::WouldApply, "server-side dry run".to_string())
+                    }
+                    KubeOutcome::Applied => (Outcome::Applied, String::new()),
+                    KubeOutcome::Disabled => (
+                        Outcome::Disabled,
+                        format!("annotation {}=true", graphscale_operator::crd::KILL_SWITCH),
+                    ),
+                    KubeOutcome::Conflict(other) => {
+                        (Outcome::Conflict, format!("{other} scales it"))
+                    }
+                    // Mode Auto and resolved targets: only Unchanged is left.
+                    KubeOutcome::Unchanged | KubeOutcome::Recommended | KubeOutcome::NotTarget => {
+                        (Outcome::Unchanged, String::new())
+                    }
+                };
+                let after = match outcome {
+                    Outcome::Applied | Outcome::WouldApply => d.replicas,
+                    _ => t.replicas,
+                };
+                Applied {
+                    workload: d.workload.clone(),
+                    before: t.replicas,
+                    after,
+                    outcome,
+                    detail: format!(
+                        "{} {}/{}{}{detail}",
+                        t.kind,
+                        self.0.namespace(),
+                        t.name,
+                        if detail.is_empty() { "" } else { ": " }
+                    ),
+                }
+            })
+            .collect())
+    }
+}
+
+impl ApplyTarget for KubeApply {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    fn apply<'a>(&'a self, decisions: &'a [Decision], dry_run: bool) -> ApplyFuture<'a> {
+        Box::pin(self.apply_now(decisions, dry_run))
     }
 }
 
@@ -51,14 +140,21 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
         .with_context(|| format!("--sim-app {}", a.sim_app))?;
     let sim = Simulator::new(app, SimConfig::default(), Vec::new())
         .with_context(|| format!("--sim-app {}: cannot simulate it", a.sim_app))?;
-    let actuator = Arc::new(LocalActuator::new("simulator", sim));
-    let api = Arc::new(Api::new(models, token).with_actuator(actuator));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let actuator: Arc<dyn ApplyTarget> = match &a.kube_namespace {
+            Some(ns) => Arc::new(KubeApply(
+                Direct::connect(ns, "graphscale-api")
+                    .await
+                    .with_context(|| format!("--kube-namespace {ns}"))?,
+            )),
+            None => Arc::new(LocalActuator::new("simulator", sim)),
+        };
+        let api = Arc::new(Api::new(models, token).with_actuator(actuator));
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .with_context(|| format!("--listen {}: cannot bind", a.listen))?;

@@ -726,6 +726,10 @@ pub(crate) struct ServeArgs {
     /// with each service at its initial replicas and changes only through /v1/apply.
     #[arg(long, default_value = "online-boutique")]
     pub(crate) sim_app: String,
+    /// `POST /v1/apply` writes to the Deployments and StatefulSets of this Kubernetes
+    /// namespace (KUBECONFIG, else the in-cluster account) instead of the simulated cluster.
+    #[arg(long, value_name = "NS")]
+    pub(crate) kube_namespace: Option<String>,
     /// Print the OpenAPI document (docs/openapi.json) and exit.
     #[arg(long)]
     pub(crate) openapi: bool,

@@ -130,8 +130,10 @@ pub struct KubeActuator {
     vertical: Vertical,
     take_over: bool,
     reporter: Reporter,
-    /// The PredictiveAutoscaler, as the Events' related object.
-    owner: ObjectReference,
+    /// The PredictiveAutoscaler, as the Events' related object (none for decisions of the API).
+    owner: Option<ObjectReference>,
+    /// Writes are server-side dry runs and no Event is published.
+    dry_run: bool,
     retry: Retry,
     targets: BTreeMap<String, Target>,
     /// The last decision each workload got an Event for (replicas, outcome), so a held
@@ -166,7 +168,8 @@ impl KubeActuator {
             vertical: Vertical::Off,
             take_over: false,
             reporter,
-            owner,
+            owner: Some(owner),
+            dry_run: false,
             retry: Retry::default(),
             targets: BTreeMap::new(),
             last_event: BTreeMap::new(),
@@ -183,6 +186,20 @@ impl KubeActuator {
     /// Acts on workloads another scaler targets.
     pub fn with_take_over(mut self, take_over: bool) -> Self {
         self.take_over = take_over;
+        self
+    }
+
+    /// Events name no related object: the decisions come from outside a PredictiveAutoscaler
+    /// (`POST /v1/apply`).
+    pub fn without_owner(mut self) -> Self {
+        self.owner = None;
+        self
+    }
+
+    /// Every write a server-side dry run (`?dryRun=All`: admission and validation run, nothing
+    /// is stored), and no Event.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
         self
     }
 
@@ -258,7 +275,7 @@ impl KubeActuator {
                     .unwrap_or_else(|| self.reporter.controller.clone()),
             ),
             regarding: Some(self.reference(t)),
-            related: Some(self.owner.clone()),
+            related: self.owner.clone(),
             ..Default::default()
         };
         let action = format!("publish Event {reason} for {} {}", t.kind, t.name);
@@ -315,6 +332,7 @@ impl KubeActuator {
     async fn scale(&self, t: &Target, replicas: u32) -> Result<(), OperatorError> {
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
+            dry_run: self.dry_run,
             ..Default::default()
         };
         let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
@@ -348,7 +366,8 @@ impl KubeActuator {
                 { "name": container, "resources": resources }
             ] } } }
         });
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+        pp.dry_run = self.dry_run;
         let apply = Patch::Apply(apply);
         let action = format!(
             "server-side apply of {} {}/{} memory",
@@ -369,6 +388,7 @@ impl KubeActuator {
         ] } }));
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
+            dry_run: self.dry_run,
             ..Default::default()
         };
         let mut n = 0;
@@ -460,6 +480,9 @@ impl KubeActuator {
             Outcome::Unchanged | Outcome::NotTarget => return Ok(outcome),
         };
         let key = (d.replicas, outcome.clone());
+        if self.dry_run {
+            return Ok(outcome);
+        }
         if outcome == Outcome::Applied || self.last_event.get(&d.workload) != Some(&key) {
             self.event(&t, type_, reason, note).await?;
             self.last_event.insert(d.workload.clone(), key);

@@ -15,6 +15,7 @@ pub mod actuator;
 pub mod cluster;
 pub mod controller;
 pub mod crd;
+pub mod direct;
 mod error;
 pub mod keda;
 pub mod leader;

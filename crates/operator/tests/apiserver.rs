@@ -1053,3 +1053,70 @@ subjects: [{{kind: ServiceAccount, name: weak, namespace: {ns}}}]
         .expect("graceful shutdown")
         .unwrap();
 }
+
+/// `graphscale serve`'s `/v1/apply` on Kubernetes: a dry run is a server-side dry run (nothing
+/// stored, no Event), a real one scales through the scale subresource with an Event of its
+/// reasons, the same again is unchanged, and a missing workload refuses the whole request.
+#[tokio::test]
+async fn direct_decisions_dry_run_then_scale_and_refuse_a_missing_workload() {
+    use graphscale_core::{Reason, ScalingDecision};
+    use graphscale_operator::actuator::Outcome;
+    use graphscale_operator::crd::WorkloadKind;
+    use graphscale_operator::direct::Direct;
+    let Some(path) = kubeconfig() else { return };
+    let admin = Client::try_from(admin_config(&path).await).unwrap();
+    let ns = "gs-direct";
+    namespace(&admin, ns).await;
+    let deps = cart(&admin, ns).await;
+    let direct = Direct::new(admin.clone(), ns, "graphscale-api");
+    let decide = |name: &str, replicas: u32| {
+        (
+            WorkloadKind::Deployment,
+            ScalingDecision {
+                workload: name.to_string(),
+                replicas,
+                reasons: vec![Reason::new("plan.demand", "from the direct test")],
+                resources: None,
+            },
+        )
+    };
+    let scaled = |client: Client| async move {
+        let ev: Api<Event> = Api::namespaced(client, ns);
+        ev.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some("Scaled")
+                    && e.related.is_none()
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains("from the direct test"))
+            })
+            .count()
+    };
+    let got = direct.apply(&[decide("cart", 3)], true).await.unwrap();
+    assert_eq!(got[0].0.replicas, 1);
+    assert_eq!(got[0].1, Outcome::Applied);
+    assert_eq!(replicas(&deps, "cart").await, 1, "a dry run stores nothing");
+    assert_eq!(
+        scaled(admin.clone()).await,
+        0,
+        "a dry run publishes no Event"
+    );
+
+    let got = direct.apply(&[decide("cart", 3)], false).await.unwrap();
+    assert_eq!(got[0].1, Outcome::Applied);
+    assert_eq!(replicas(&deps, "cart").await, 3);
+    assert_eq!(scaled(admin.clone()).await, 1, "one Event with the reasons");
+    let got = direct.apply(&[decide("cart", 3)], false).await.unwrap();
+    assert_eq!((got[0].0.replicas, &got[0].1), (3, &Outcome::Unchanged));
+
+    let e = direct
+        .apply(&[decide("cart", 5), decide("nosuch", 1)], false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("nosuch"), "{e}");
+    assert_eq!(replicas(&deps, "cart").await, 3, "nothing applied");
+}
