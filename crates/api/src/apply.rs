@@ -97,6 +97,19 @@ pub enum Outcome {
     Conflict,
 }
 
+impl Outcome {
+    /// As the answer and the metric's label write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::WouldApply => "would_apply",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Disabled => "disabled",
+            Outcome::Conflict => "conflict",
+        }
+    }
+}
+
 /// The result of one decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Applied {
@@ -380,5 +393,18 @@ mod tests {
         let s = to_scaling(&d.decisions[0]);
         assert_eq!(s.replicas, 3);
         assert_eq!(s.reasons[0].rule, "api.apply");
+    }
+
+    #[test]
+    fn outcome_names_are_the_serialized_ones() {
+        for o in [
+            Outcome::Applied,
+            Outcome::WouldApply,
+            Outcome::Unchanged,
+            Outcome::Disabled,
+            Outcome::Conflict,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 }

@@ -150,12 +150,10 @@ impl ApiMetrics {
 
     /// Counts one decision of `/v1/apply`.
     pub fn record_apply(&self, outcome: crate::apply::Outcome) {
-        let outcome = serde_json::to_value(outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         self.decisions
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str().to_string(),
+            })
             .inc();
     }
 
