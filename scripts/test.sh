@@ -15,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 # The KEDA scaler's test regenerates its gRPC code from the vendored proto with protoc.
 if [ -z "${PROTOC:-}" ] && ! command -v protoc >/dev/null 2>&1; then need_apt+=(protobuf-compiler); fi
+# The web page of `graphscale serve` is tested in headless Chromium (scripts/test-page.sh).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update
@@ -62,3 +64,8 @@ echo "== promtool check rules, promtool test rules"
 
 echo "== cargo test (all features)"
 cargo test --workspace --all-features --locked
+
+# The web page in headless Chromium, on the binary the tests built (same features: no rebuild).
+echo "== the web page in headless Chromium"
+cargo build --workspace --all-features --locked --bins
+bash scripts/test-page.sh

@@ -244,6 +244,13 @@ impl<T> LocalActuator<T> {
             inner: Mutex::new(inner),
         }
     }
+
+    /// Runs `f` on the inner actuator, holding it (a driver steps a simulated cluster so,
+    /// between requests).
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // As in `apply_now`: a poisoned lock is taken over.
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 impl<T> LocalActuator<T>

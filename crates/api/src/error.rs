@@ -62,6 +62,9 @@ pub enum ApiError {
     /// No actuator is configured (503).
     #[error("no actuator is configured: POST /v1/apply is off")]
     NoActuator,
+    /// No cluster is watched (503): `graphscale serve --kube-namespace` acts, but has no board.
+    #[error("no cluster is watched: the board shows the simulated cluster of `graphscale serve` (not with --kube-namespace)")]
+    NoBoard,
     /// The actuator failed to read or write (502): the cluster refused or could not be reached.
     #[error("the {actuator} failed: {source}")]
     Actuator {
@@ -103,7 +106,9 @@ impl ApiError {
             ApiError::WrongToken | ApiError::Disabled => StatusCode::FORBIDDEN,
             ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Body(r) => r.status(),
-            ApiError::Thread(_) | ApiError::NoActuator => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Thread(_) | ApiError::NoActuator | ApiError::NoBoard => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Actuator { .. } => StatusCode::BAD_GATEWAY,
             ApiError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

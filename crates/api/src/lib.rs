@@ -8,6 +8,9 @@
 //! `POST /v1/apply` hands decisions to the server's actuator (the simulated cluster by default,
 //! or Kubernetes), with `dry_run` to check them without a write.
 //!
+//! `GET /` is a web page of the watched cluster (its service graph with the load, forecasts with
+//! their bands, the plan's decisions and reasons, the HPA's shadow), drawn from `GET /v1/board`.
+//!
 //! Mutating endpoints (`/v1/train`, `/v1/apply`) need `Authorization: Bearer TOKEN`; with no token
 //! configured they answer 403. Every 4xx is JSON naming the field, model or header that is
 //! wrong. The server itself (connection, header-read and request limits, body size, graceful
@@ -15,6 +18,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod board;
 mod error;
 pub mod jobs;
 pub mod metrics;
@@ -61,6 +65,10 @@ pub enum Body {
     Job,
     /// A JSON document.
     Document,
+    /// An HTML page.
+    Html,
+    /// [`board::BoardView`].
+    Board,
 }
 
 /// One route of the API.
@@ -108,6 +116,20 @@ const fn read(
 
 /// Every route; the router and the OpenAPI document are built from it.
 pub const ROUTES: &[Route] = &[
+    read(
+        "/",
+        "page",
+        "The web page: the watched cluster's service graph with its load, forecasts with bands, decisions with reasons, the HPA's shadow",
+        Body::Html,
+        &[],
+    ),
+    read(
+        "/v1/board",
+        "board",
+        "What the web page shows: the watched cluster now and its recent history, a model's forecast and plan, the HPA's shadow and the decisions applied",
+        Body::Board,
+        &[400, 404, 422, 503],
+    ),
     read("/healthz", "healthz", "The process is up", Body::Text, &[]),
     read(
         "/readyz",
@@ -191,6 +213,8 @@ pub struct Api {
     pub metrics: ApiMetrics,
     /// Where `/v1/apply` sends decisions; `None`: it answers 503.
     pub actuator: Option<Arc<dyn apply::ApplyTarget>>,
+    /// The cluster the web page shows; `None`: `/v1/board` answers 503.
+    pub board: Option<Arc<board::Board>>,
     /// Predictions computed at once: four per core (measured: one per core served 25 % fewer
     /// requests at 8 connections, as the model's kernels wait on each other). Without a bound
     /// every request in flight got a blocking thread of its own (90 threads and 1.1 GB resident
@@ -206,11 +230,19 @@ impl Api {
             jobs: Arc::new(jobs::Jobs::default()),
             token,
             actuator: None,
+            board: None,
             metrics: ApiMetrics::default(),
             predict_slots: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()) * 4,
             )),
         }
+    }
+
+    /// The web page shows `board` (its driver pushes what it observes; `/v1/apply` adds its
+    /// decisions).
+    pub fn with_board(mut self, board: Arc<board::Board>) -> Self {
+        self.board = Some(board);
+        self
     }
 
     /// `/v1/apply` sends decisions to `actuator`.
@@ -225,6 +257,8 @@ type Shared = Arc<Api>;
 /// The router of every route in [`ROUTES`].
 pub fn router(api: Shared) -> Router {
     Router::new()
+        .route("/", get(page))
+        .route("/v1/board", get(board_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -353,11 +387,56 @@ async fn apply_handler(
     for r in &results {
         api.metrics.record_apply(r.outcome);
     }
+    if let Some(b) = &api.board {
+        b.applied(&req.decisions, &results);
+    }
     Ok(Json(apply::ApplyResponse {
         actuator: actuator.name().to_string(),
         dry_run: req.dry_run,
         results,
     }))
+}
+
+/// The page: one self-contained file (no script, style or font from elsewhere).
+const PAGE: &str = include_str!("board.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+            ),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoardQuery {
+    model: Option<String>,
+}
+
+async fn board_handler(
+    State(api): State<Shared>,
+    query: Result<axum::extract::Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<board::BoardView>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::Malformed {
+        field: "query".into(),
+        reason: e.body_text(),
+    })?;
+    let board = api.board.clone().ok_or(ApiError::NoBoard)?;
+    let models = Arc::clone(&api.models);
+    let slot = Arc::clone(&api.predict_slots).acquire_owned().await;
+    let view = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        board.view(&models, q.model.as_deref())
+    })
+    .await??;
+    Ok(Json(view))
 }
 
 async fn job_handler(

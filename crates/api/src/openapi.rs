@@ -5,6 +5,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 
 use crate::apply::{ApplyRequest, ApplyResponse};
+use crate::board::BoardView;
 use crate::error::ErrorBody;
 use crate::jobs::{Accepted, Job, TrainRequest};
 use crate::models::ModelInfo;
@@ -28,16 +29,18 @@ pub fn document() -> Value {
             Body::Accepted => generator.subschema_for::<Accepted>().to_value(),
             Body::Job => generator.subschema_for::<Job>().to_value(),
             Body::Document => json!({"type": "object"}),
+            Body::Html => json!({"type": "string"}),
+            Body::Board => generator.subschema_for::<BoardView>().to_value(),
         }
     }
     let error = generator.subschema_for::<ErrorBody>().to_value();
     let mut paths = Map::new();
     for r in ROUTES {
         let content = |b: Body, s: Value| {
-            let ty = if b == Body::Text {
-                "text/plain"
-            } else {
-                "application/json"
+            let ty = match b {
+                Body::Text => "text/plain",
+                Body::Html => "text/html",
+                _ => "application/json",
             };
             json!({ty: {"schema": s}})
         };
@@ -63,6 +66,9 @@ pub fn document() -> Value {
         }
         if r.path.contains("{id}") {
             op["parameters"] = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}}]);
+        }
+        if r.path == "/v1/board" {
+            op["parameters"] = json!([{"name": "model", "in": "query", "required": false, "description": "the model of the forecast; default the first served model that fits the graph", "schema": {"type": "string"}}]);
         }
         if r.auth {
             op["security"] = json!([{"bearer": []}]);
@@ -97,7 +103,7 @@ fn error_text(code: u16) -> &'static str {
         422 => "a value is not acceptable; `field` names it",
         429 => "a training job is running",
         502 => "the actuator failed: the cluster refused the write or could not be reached",
-        503 => "not ready, or no actuator configured",
+        503 => "not ready, no actuator configured, or no cluster watched",
         _ => "error",
     }
 }

@@ -412,6 +412,98 @@ fn simulated(token: Token) -> axum::Router {
     ))
 }
 
+/// The simulated cluster under 40 rps with a board, after `scrapes` scrapes.
+fn watched(token: Token, scrapes: usize) -> axum::Router {
+    use graphscale_core::{Clock, MetricSource};
+    let app = graphscale_sim::topology::builtin("online-boutique").unwrap();
+    let sim =
+        graphscale_sim::engine::Simulator::new(app, Default::default(), vec![40.0; 3600]).unwrap();
+    let board = Arc::new(graphscale_api::board::Board::new(
+        "simulator",
+        sim.graph().clone(),
+        15_000,
+    ));
+    let cluster = Arc::new(graphscale_api::apply::LocalActuator::new("simulator", sim));
+    cluster.with(|sim| {
+        let mut k = 0;
+        while k < scrapes {
+            sim.step();
+            if sim.now().0.is_multiple_of(15_000) {
+                board.observe(&sim.graph().clone(), sim.observe().unwrap());
+                k += 1;
+            }
+        }
+    });
+    router(Arc::new(
+        Api::new(Models::load_dir(&models_dir()).unwrap(), token)
+            .with_actuator(cluster)
+            .with_board(board),
+    ))
+}
+
+#[test]
+fn the_page_and_its_board_show_the_watched_cluster() {
+    rt().block_on(async {
+        let bare = router(api(Token::none()));
+        let resp = bare
+            .clone()
+            .oneshot(Request::builder().uri("/").body(HttpBody::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
+        let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+        assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{csp}");
+        let page = resp.into_body().collect().await.unwrap().to_bytes();
+        let page = String::from_utf8(page.to_vec()).unwrap();
+        for id in ["graph", "forecast", "decisions", "applied"] {
+            assert!(page.contains(&format!("<section id=\"{id}\"")), "no panel {id}");
+        }
+        assert!(page.contains("/v1/board"));
+        // Not watching a cluster: 503 that says so.
+        let (st, v, _) = call(&bare, "GET", "/v1/board", None, None).await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("no cluster is watched"), "{v}");
+
+        let app = watched(Token::new(TOKEN, "t").unwrap(), 6);
+        let (st, v, text) = call(&app, "GET", "/v1/board", None, None).await;
+        assert_eq!(st, StatusCode::OK, "{text}");
+        assert_eq!(v["app"], "online-boutique");
+        assert_eq!(v["time_s"], 90.0);
+        assert_eq!(v["history"]["rps"]["frontend"].as_array().unwrap().len(), 6);
+        let front = v["services"].as_array().unwrap().iter().find(|s| s["name"] == "frontend").unwrap();
+        assert!(front["rps"].as_f64().unwrap() > 20.0, "{front}");
+        // The served model is of another graph: no forecast, and the note says why.
+        assert!(v["forecast"].is_null());
+        assert!(v["forecast_note"].as_str().unwrap().contains("pair.safetensors"), "{v}");
+        // Applied decisions show with their reasons, newest first.
+        let one = apply_body(
+            json!([{"workload": "cartservice", "replicas": 4, "reasons": [{"rule": "plan.demand", "detail": "page"}]}]),
+            false,
+        );
+        let (st, _, text) = call(&app, "POST", "/v1/apply", Some(&one), Some(TOKEN)).await;
+        assert_eq!(st, StatusCode::OK, "{text}");
+        let (_, v, _) = call(&app, "GET", "/v1/board", None, None).await;
+        assert_eq!(
+            v["applied"][0],
+            json!({"at_s": 90.0, "workload": "cartservice", "before": 1, "after": 4, "outcome": "applied", "reasons": ["plan.demand: page"]})
+        );
+        // Bad queries name the problem.
+        let (st, v, _) = call(&app, "GET", "/v1/board?model=nosuch.safetensors", None, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("nosuch"), "{v}");
+        let (st, v, _) = call(&app, "GET", "/v1/board?model=nosuch", None, None).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert_eq!(v["field"], "model");
+        let (st, v, _) = call(&app, "GET", "/v1/board?bogus=1", None, None).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["field"], "query");
+        assert!(v["error"].as_str().unwrap().contains("bogus"), "{v}");
+        let (st, v, _) = call(&app, "GET", "/v1/board?model=../x", None, None).await;
+        assert!(st.is_client_error(), "{st} {v}");
+    });
+}
+
 fn apply_body(decisions: Value, dry_run: bool) -> Vec<u8> {
     serde_json::to_vec(&json!({"decisions": decisions, "dry_run": dry_run})).unwrap()
 }
@@ -662,16 +754,14 @@ proptest! {
         method in prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         route in prop::sample::select(vec![
             "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/models", "/v1/predict",
-            "/v1/train", "/v1/apply", "/v1/jobs/", "/v1/", "/",
+            "/v1/train", "/v1/apply", "/v1/jobs/", "/v1/", "/", "/v1/board", "/v1/board?model=",
         ]),
         suffix in "[a-zA-Z0-9_./-]{0,40}",
         body in proptest::collection::vec(any::<u8>(), 0..512),
         token in proptest::option::of("[ -~]{0,40}"),
     ) {
         static APP: OnceLock<(tokio::runtime::Runtime, axum::Router)> = OnceLock::new();
-        let (rt, app) = APP.get_or_init(|| {
-            (rt(), router(api(Token::new(TOKEN, "t").unwrap())))
-        });
+        let (rt, app) = APP.get_or_init(|| (rt(), watched(Token::new(TOKEN, "t").unwrap(), 4)));
         let path = format!("{route}{suffix}");
         let (st, _, text) = rt.block_on(call(app, method, &path, Some(&body), token.as_deref()));
         prop_assert!(!st.is_server_error(), "{method} {path}: {st}: {text}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use graphscale_api::apply::{
-    to_scaling, Applied, ApplyFuture, ApplyTarget, Decision, LocalActuator, Outcome, WorkloadKind,
+    to_scaling, Applied, ApplyFuture, ApplyTarget, Decision, Outcome, WorkloadKind,
 };
 use graphscale_api::ApiError;
 use graphscale_api::{Api, Models, Token};
@@ -14,7 +14,6 @@ use graphscale_operator::actuator::Outcome as KubeOutcome;
 use graphscale_operator::crd::WorkloadKind as KubeKind;
 use graphscale_operator::direct::Direct;
 use graphscale_operator::OperatorError;
-use graphscale_sim::engine::{SimConfig, Simulator};
 
 use crate::flags::ServeArgs;
 
@@ -138,23 +137,32 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
     let n = models.len();
     let app = graphscale_sim::topology::builtin(&a.sim_app)
         .with_context(|| format!("--sim-app {}", a.sim_app))?;
-    let sim = Simulator::new(app, SimConfig::default(), Vec::new())
-        .with_context(|| format!("--sim-app {}: cannot simulate it", a.sim_app))?;
+    let live = crate::live::Live::new(app, &a.sim_scenario, a.sim_seed, a.sim_speed)
+        .with_context(|| format!("--sim-app {}", a.sim_app))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
-        let actuator: Arc<dyn ApplyTarget> = match &a.kube_namespace {
-            Some(ns) => Arc::new(KubeApply(
-                Direct::connect(ns, "graphscale-api")
-                    .await
-                    .with_context(|| format!("--kube-namespace {ns}"))?,
-            )),
-            None => Arc::new(LocalActuator::new("simulator", sim)),
-        };
-        let api = Arc::new(Api::new(models, token).with_actuator(actuator));
+        let mut api = Api::new(models, token);
+        let mut driver = None;
+        match &a.kube_namespace {
+            Some(ns) => {
+                api = api.with_actuator(Arc::new(KubeApply(
+                    Direct::connect(ns, "graphscale-api")
+                        .await
+                        .with_context(|| format!("--kube-namespace {ns}"))?,
+                )));
+            }
+            None => {
+                api = api
+                    .with_actuator(live.cluster.clone())
+                    .with_board(live.board.clone());
+                driver = Some(tokio::spawn(live.run()));
+            }
+        }
+        let api = Arc::new(api);
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .with_context(|| format!("--listen {}: cannot bind", a.listen))?;
@@ -168,6 +176,13 @@ pub(crate) fn serve(a: ServeArgs) -> Result<ExitCode> {
             crate::operator::shutdown_signal(),
         )
         .await;
+        if let Some(d) = driver {
+            if d.is_finished() {
+                d.await.context("the simulated cluster")??;
+            } else {
+                d.abort();
+            }
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -721,11 +721,23 @@ pub(crate) struct ServeArgs {
     /// Connections served at once (1..=100000).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub(crate) max_connections: u64,
-    /// The simulated cluster `POST /v1/apply` acts on: an app name (online-boutique,
-    /// train-ticket, alibaba, event-driven, random:N[:SEED]) or app JSON path; it starts
-    /// with each service at its initial replicas and changes only through /v1/apply.
+    /// The simulated cluster `POST /v1/apply` acts on and the web page (`/`) shows: an app
+    /// name (online-boutique, train-ticket, alibaba, event-driven, random:N[:SEED]) or app
+    /// JSON path. It starts with each service at its initial replicas, runs under
+    /// --sim-scenario, and its replicas change only through /v1/apply (the HPA beside it is a
+    /// shadow: what it would do, never applied).
     #[arg(long, default_value = "online-boutique")]
     pub(crate) sim_app: String,
+    /// The load on the simulated cluster: a scenario of `graphscale sim` (steady, diurnal,
+    /// rush, worldcup98, ...), run once at its natural length.
+    #[arg(long, default_value = "diurnal")]
+    pub(crate) sim_scenario: String,
+    /// How fast the simulated cluster runs: simulated seconds per second, (0, 10000].
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) sim_speed: f64,
+    /// Seed of the simulated cluster's load and pods.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) sim_seed: u64,
     /// `POST /v1/apply` writes to the Deployments and StatefulSets of this Kubernetes
     /// namespace (KUBECONFIG, else the in-cluster account) instead of the simulated cluster.
     #[arg(long, value_name = "NS")]

@@ -27,6 +27,7 @@ mod experiment;
 mod flags;
 mod forecast;
 mod graph;
+mod live;
 mod operator;
 mod serve;
 mod simulate;

@@ -164,23 +164,8 @@ pub(crate) fn record_series(
                 v[k] += backlog as f64;
             }
             for e in &snap.edges {
-                let idx = series
-                    .edges
-                    .iter()
-                    .position(|x| x.src == e.src && x.dst == e.dst && x.relation == e.relation)
-                    .unwrap_or_else(|| {
-                        series.edges.push(graphscale_core::series::EdgeSeries {
-                            src: e.src.clone(),
-                            dst: e.dst.clone(),
-                            relation: e.relation,
-                            metrics: Default::default(),
-                        });
-                        series.edges.len() - 1
-                    });
-                series.edges[idx]
-                    .metrics
-                    .entry(Metric::Rps)
-                    .or_insert_with(|| vec![f64::NAN; len])[k] = e.rps.unwrap_or(f64::NAN);
+                series.edge_metric_mut(&e.src, &e.dst, e.relation, Metric::Rps)[k] =
+                    e.rps.unwrap_or(f64::NAN);
             }
             k += 1;
         }

@@ -942,6 +942,15 @@ fn serve_runs_the_api_on_loopback_and_refuses_bad_setup() {
         &["serve", "--sim-app", "nosuch"],
         &["--sim-app nosuch", "nosuch"],
     );
+    fails_with(
+        &["serve", "--sim-scenario", "nosuch"],
+        &["--sim-scenario nosuch", "nosuch"],
+    );
+    fails_with(
+        &["serve", "--sim-speed", "0"],
+        &["--sim-speed must be in (0, 10000]"],
+    );
+    fails_with(&["serve", "--sim-speed", "NaN"], &["--sim-speed"]);
     let mut child = bin()
         .args(["serve", "--listen", "127.0.0.1:0", "--models-dir"])
         .arg(&models)
@@ -968,6 +977,17 @@ fn serve_runs_the_api_on_loopback_and_refuses_bad_setup() {
     assert!(
         st.contains("200") && body.contains("\"/v1/predict\""),
         "{st}"
+    );
+    // The page and its board: the simulated cluster, live.
+    let (st, body) = http_get(&addr, "/");
+    assert!(
+        st.contains("200") && body.contains("<section id=\"graph\""),
+        "{st}"
+    );
+    let (st, body) = http_get(&addr, "/v1/board");
+    assert!(
+        st.contains("200") && body.contains("\"app\":\"online-boutique\""),
+        "{st} {body}"
     );
     child.kill().unwrap();
     child.wait().unwrap();

@@ -209,6 +209,38 @@ impl GraphSeries {
         }
     }
 
+    /// The series of `metric` on the edge `src -> dst` of `relation`, created (all NaN, `len`
+    /// points) when the edge or the metric has none yet.
+    pub fn edge_metric_mut(
+        &mut self,
+        src: &str,
+        dst: &str,
+        relation: Relation,
+        metric: Metric,
+    ) -> &mut Vec<f64> {
+        let i = match self
+            .edges
+            .iter()
+            .position(|e| e.src == src && e.dst == dst && e.relation == relation)
+        {
+            Some(i) => i,
+            None => {
+                self.edges.push(EdgeSeries {
+                    src: src.to_string(),
+                    dst: dst.to_string(),
+                    relation,
+                    metrics: MetricMap::new(),
+                });
+                self.edges.len() - 1
+            }
+        };
+        let len = self.len;
+        self.edges[i]
+            .metrics
+            .entry(metric)
+            .or_insert_with(|| vec![f64::NAN; len])
+    }
+
     /// Checks lengths, the grid and that every series belongs to a node or edge of the graph.
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.version != 1 {
