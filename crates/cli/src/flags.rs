@@ -205,6 +205,9 @@ pub(crate) fn autoscaler_help() -> String {
     for e in graphscale_control::CATALOGUE {
         out.push_str(&format!("  {:<18} {}\n", e.name, e.help));
     }
+    for (name, help) in graphscale_control::ONNX_AUTOSCALERS {
+        out.push_str(&format!("  {name:<18} {help}\n"));
+    }
     out
 }
 
@@ -363,8 +366,8 @@ pub(crate) enum ForecastCommand {
     Fit {
         #[command(flatten)]
         series: SeriesFlags,
-        /// persistence, trend, seasonal-naive, ets, mstl, lstm, gru, hybrid-mstl, and prophet and
-        /// hybrid-prophet (with the `prophet` feature).
+        /// persistence, trend, seasonal-naive, ets, mstl, lstm, gru, hybrid-mstl, onnx:PATH (an
+        /// ONNX file, docs/forecast.md), and prophet and hybrid-prophet (with the `prophet` feature).
         #[arg(long, default_value = "ets")]
         model: String,
         /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
@@ -410,7 +413,8 @@ pub(crate) enum ForecastCommand {
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         every: u64,
         /// Comma-separated models: persistence, trend, seasonal-naive, ets, mstl, lstm, gru,
-        /// hybrid-mstl, and prophet and hybrid-prophet (with the `prophet` feature).
+        /// hybrid-mstl, onnx:PATH (an ONNX file, docs/forecast.md), and prophet and
+        /// hybrid-prophet (with the `prophet` feature).
         #[arg(
             long,
             value_delimiter = ',',

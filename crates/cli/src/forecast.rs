@@ -328,16 +328,24 @@ fn table(r: &Report) -> String {
         r.points, r.step_s, r.csv, r.aggregate, r.season_steps, r.season_source, r.gaps_filled, r.glitches_replaced,
         r.config.window, r.config.every, r.config.level * 100.0
     );
+    // The model column is as wide as the longest name (`onnx:PATH` can be long).
+    let w = r
+        .results
+        .iter()
+        .map(|m| m.model.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let _ = writeln!(
         s,
-        "{:<16} {:>8} {:>6} {:>12} {:>12} {:>8} {:>7} {:>12} {:>8} {:>12}",
+        "{:<w$} {:>8} {:>6} {:>12} {:>12} {:>8} {:>7} {:>12} {:>8} {:>12}",
         "model", "horizon", "n", "MAE", "RMSE", "sMAPE%", "MASE", "pinball", "cover%", "width"
     );
     for m in &r.results {
         for (k, sc) in m.scores.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "{:<16} {:>7}s {:>6} {:>12.2} {:>12.2} {:>8.2} {:>7.3} {:>12.2} {:>8.1} {:>12.2}",
+                "{:<w$} {:>7}s {:>6} {:>12.2} {:>12.2} {:>8.2} {:>7.3} {:>12.2} {:>8.1} {:>12.2}",
                 m.model,
                 r.horizons_s[k],
                 sc.n,
@@ -353,7 +361,7 @@ fn table(r: &Report) -> String {
         if m.failures > 0 {
             let _ = writeln!(
                 s,
-                "{:<16} {} origins failed; first: {}",
+                "{:<w$} {} origins failed; first: {}",
                 m.model,
                 m.failures,
                 m.first_failure.as_deref().unwrap_or("")

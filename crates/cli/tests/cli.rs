@@ -1022,3 +1022,130 @@ fn bench_keda_answers_every_request_and_refuses_bad_flags() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--concurrency"));
 }
+
+/// The shipped ONNX model (models/onnx, made by make_wc98_mlp.py).
+#[cfg(feature = "onnx")]
+fn onnx_model() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/onnx/wc98-mlp.onnx");
+    format!("onnx:{}", p.display())
+}
+
+#[cfg(feature = "onnx")]
+#[test]
+fn onnx_models_run_in_backtests_checkpoints_and_the_simulator() {
+    let out = tmp("onnx");
+    let model = onnx_model();
+    let mut csv = String::from("ts,requests\n");
+    for i in 0..(2 * 1440) {
+        let v = 20_000.0 + 8_000.0 * (std::f64::consts::TAU * i as f64 / 1440.0).sin();
+        csv.push_str(&format!("{},{v}\n", 1_000_000_020 + 60 * i));
+    }
+    let f = out.join("load.csv");
+    std::fs::write(&f, &csv).unwrap();
+    let f = f.to_str().unwrap();
+    let models = format!("persistence,{model}");
+    let o = run(&[
+        "forecast",
+        "backtest",
+        "--csv",
+        f,
+        "--horizon",
+        "1m,15m",
+        "--window",
+        "1d",
+        "--every",
+        "1h",
+        "--season",
+        "1440",
+        "--models",
+        &models,
+        "--calibration",
+        "10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("backtest.json")).unwrap()).unwrap();
+    let onnx = &v["results"][1];
+    assert_eq!(onnx["model"], model.as_str());
+    assert_eq!(onnx["failures"], 0);
+    let scores = onnx["scores"].as_array().unwrap();
+    assert_eq!(scores.len(), 2);
+    for s in scores {
+        let mae = s["mae"].as_f64().unwrap();
+        // A smooth wave of amplitude 8,000: a working forecaster is far from that error.
+        assert!(mae.is_finite() && mae < 2_000.0, "{s}");
+        assert!(s["n"].as_u64().unwrap() > 10, "{s}");
+    }
+    // A checkpoint records the model's name and reloads its file.
+    let ck = out.join("onnx.safetensors");
+    let o = run(&[
+        "forecast",
+        "fit",
+        "--csv",
+        f,
+        "--model",
+        &model,
+        "--out",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "forecast",
+        "predict",
+        "--model",
+        ck.to_str().unwrap(),
+        "--horizon",
+        "10m",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("0.95") && !text.contains("NaN"), "{text}");
+    // An autoscaler of the model, on the simulator.
+    let scaler = format!("pred-{model}");
+    let o = run(&[
+        "sim",
+        "run",
+        "--app",
+        "online-boutique",
+        "--scenario",
+        "rush",
+        "--duration",
+        "10m",
+        "--autoscaler",
+        &scaler,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains(&scaler) && shown.contains("cpu_core_hours"),
+        "{shown}"
+    );
+    // A missing file, named wherever it is used.
+    let gone = out.join("gone.onnx");
+    let gone = gone.to_str().unwrap();
+    fails_with(
+        &[
+            "forecast",
+            "backtest",
+            "--csv",
+            f,
+            "--models",
+            &format!("onnx:{gone}"),
+        ],
+        &["gone.onnx", "cannot read"],
+    );
+    fails_with(
+        &[
+            "sim",
+            "run",
+            "--duration",
+            "1m",
+            "--autoscaler",
+            &format!("graph-onnx:{gone}"),
+        ],
+        &["gone.onnx", "cannot read"],
+    );
+}

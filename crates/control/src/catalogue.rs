@@ -197,11 +197,24 @@ pub static CATALOGUE: &[Entry] = &[
     },
 ];
 
+/// The predictive autoscalers of an ONNX model, `name: help` (besides the [`CATALOGUE`]).
+pub const ONNX_AUTOSCALERS: [(&str, &str); 2] = [
+    (
+        "pred-onnx:PATH",
+        "predictive, graph-blind: the per-series ONNX model in the file PATH (build with --features onnx; docs/forecast.md)",
+    ),
+    (
+        "graph-onnx:PATH",
+        "predictive: the per-series ONNX model in the file PATH, demand propagated along the graph",
+    ),
+];
+
 /// The catalogue's names, comma-separated.
 pub fn names() -> String {
     CATALOGUE
         .iter()
         .map(|e| e.name)
+        .chain(ONNX_AUTOSCALERS.iter().map(|(n, _)| *n))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -210,7 +223,9 @@ pub fn names() -> String {
 pub fn help() -> String {
     CATALOGUE
         .iter()
-        .map(|e| format!("{}: {}", e.name, e.help))
+        .map(|e| (e.name, e.help))
+        .chain(ONNX_AUTOSCALERS.iter().copied())
+        .map(|(name, help)| format!("{name}: {help}"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -328,6 +343,13 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
 impl AutoscalerSpec {
     /// The named autoscaler of the [`CATALOGUE`].
     pub fn named(name: &str) -> Result<Self, ControlError> {
+        for (prefix, graph_aware) in [("pred-", false), ("graph-", true)] {
+            if let Some(model) = name.strip_prefix(prefix) {
+                if graphscale_forecast::onnx::path_of(model).is_some() {
+                    return Ok(predictive(name, model, graph_aware));
+                }
+            }
+        }
         CATALOGUE
             .iter()
             .find(|e| e.name == name)
@@ -563,15 +585,19 @@ fn warm(
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_entry_builds_and_keeps_its_name() {
-        let facts = vec![WorkloadFacts {
+    fn one_workload() -> Vec<WorkloadFacts> {
+        vec![WorkloadFacts {
             name: "a".into(),
             min_replicas: 1,
             max_replicas: 10,
             peak_cpu_millicores: Some(900.0),
             cpu_request_millicores: Some(500.0),
-        }];
+        }]
+    }
+
+    #[test]
+    fn every_entry_builds_and_keeps_its_name() {
+        let facts = one_workload();
         for e in CATALOGUE {
             let spec = AutoscalerSpec::named(e.name).unwrap();
             assert_eq!(spec.name(), e.name);
@@ -592,6 +618,39 @@ mod tests {
         let e = AutoscalerSpec::named("hpa2").unwrap_err().to_string();
         assert!(e.contains("`hpa2`") && e.contains("graph-trend-vpa"), "{e}");
         assert!(names().starts_with("hpa, hpa-tuned, static"));
-        assert_eq!(help().lines().count(), CATALOGUE.len());
+        assert_eq!(
+            help().lines().count(),
+            CATALOGUE.len() + ONNX_AUTOSCALERS.len()
+        );
+        assert!(names().ends_with("pred-onnx:PATH, graph-onnx:PATH"));
+    }
+
+    #[test]
+    fn onnx_autoscalers_name_their_file() {
+        for (name, graph_aware) in [("pred-onnx:m.onnx", false), ("graph-onnx:m.onnx", true)] {
+            match AutoscalerSpec::named(name).unwrap() {
+                AutoscalerSpec::Predictive {
+                    name: n,
+                    model,
+                    config,
+                    ..
+                } => {
+                    assert_eq!((n.as_str(), model.as_str()), (name, "onnx:m.onnx"));
+                    assert_eq!(config.planner.graph_aware, graph_aware);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Only the ONNX prefix opens the catalogue to free names.
+        assert!(AutoscalerSpec::named("pred-arima").is_err());
+        assert!(AutoscalerSpec::named("onnx:m.onnx").is_err());
+        // A missing file fails the build and names the autoscaler and the file.
+        let facts = one_workload();
+        let spec = AutoscalerSpec::named("pred-onnx:/no/such/model.onnx").unwrap();
+        let e = build(&spec, &facts).err().unwrap().to_string();
+        assert!(
+            e.contains("pred-onnx:/no/such/model.onnx") && e.contains("/no/such/model.onnx"),
+            "{e}"
+        );
     }
 }

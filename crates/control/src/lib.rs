@@ -33,7 +33,7 @@ mod error;
 pub mod schedule;
 pub mod training;
 
-pub use catalogue::{build, build_bounded, AutoscalerSpec, CATALOGUE};
+pub use catalogue::{build, build_bounded, AutoscalerSpec, CATALOGUE, ONNX_AUTOSCALERS};
 pub use control_loop::{BoxError, Cluster, ControlLoop, Decided, Round, Seams, SyncCluster};
 pub use error::{ControlError, Stage};
 pub use schedule::Schedule;

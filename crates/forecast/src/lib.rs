@@ -6,6 +6,7 @@
 //! - [`preprocess`]: resampling to a fixed step (gaps stay gaps), a glitch filter that keeps
 //!   real flash crowds, season detection on the differenced series;
 //! - [`models`]: persistence, seasonal naive, AutoETS and MSTL (from augurs);
+//! - [`onnx`]: forecasters exported as ONNX (`onnx:PATH`), run by tract;
 //! - [`conformal`]: split-conformal quantiles for any model;
 //! - [`checkpoint`]: fitted models saved as safetensors with a JSON manifest;
 //! - [`backtest`]: rolling-origin backtests with MAE, RMSE, sMAPE, MASE, pinball loss and
@@ -23,6 +24,7 @@ pub mod backtest;
 pub mod checkpoint;
 pub mod conformal;
 pub mod models;
+pub mod onnx;
 pub mod preprocess;
 
 /// Errors of the forecast crate.

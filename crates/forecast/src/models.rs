@@ -22,7 +22,7 @@ fn check(name: &str, y: &[f64], min: usize) -> Result<(), ForecastFailure> {
     Ok(())
 }
 
-fn points_only(
+pub(crate) fn points_only(
     name: &str,
     point: Vec<f64>,
     quantiles: &[f64],
@@ -321,14 +321,17 @@ impl FittedForecaster for FittedProphet {
     }
 }
 
-/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`, and `prophet` when built
-/// with the `prophet` feature (it uses `step_s`); `period` is the season length in steps where
-/// the model uses one.
+/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`, `prophet` when built
+/// with the `prophet` feature (it uses `step_s`), and `onnx:PATH` (the ONNX file at `PATH`,
+/// [`crate::onnx`]); `period` is the season length in steps where the model uses one.
 pub fn by_name_with_step(
     name: &str,
     period: usize,
     step_s: u64,
 ) -> Result<Box<dyn Forecaster>, ForecastFailure> {
+    if let Some(path) = crate::onnx::path_of(name) {
+        return crate::onnx::load(path);
+    }
     if name == "prophet" {
         #[cfg(feature = "prophet")]
         return Ok(Box::new(Prophet::new(step_s)));
@@ -344,7 +347,8 @@ pub fn by_name_with_step(
     by_name(name, period)
 }
 
-/// The names [`by_name_with_step`] accepts (`prophet` only with the `prophet` feature).
+/// The names [`by_name_with_step`] accepts (`prophet` only with the `prophet` feature), besides
+/// `onnx:PATH` ([`crate::onnx`]).
 pub const MODELS: [&str; 6] = [
     "persistence",
     "trend",
@@ -370,7 +374,7 @@ pub fn by_name(name: &str, period: usize) -> Result<Box<dyn Forecaster>, Forecas
         other => {
             return Err(ForecastFailure::new(
                 other,
-                format!("unknown model (known: {})", MODELS.join(", ")),
+                format!("unknown model (known: {}, onnx:PATH)", MODELS.join(", ")),
             ))
         }
     })

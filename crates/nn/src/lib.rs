@@ -104,7 +104,8 @@ pub fn rnn_config(
 }
 
 /// Any model by name: `lstm`, `gru`, `hybrid-mstl`, `hybrid-prophet` (with the `prophet`
-/// feature) and every model of [`graphscale_forecast::models::by_name_with_step`]. `period` is
+/// feature) and every model of [`graphscale_forecast::models::by_name_with_step`], `onnx:PATH`
+/// among them. `period` is
 /// the season length in steps, `step_s` the step in seconds and `max_horizon` the longest
 /// horizon that will be asked of a neural model (its output width).
 pub fn by_name(
@@ -127,13 +128,20 @@ pub fn by_name(
             base: by_name_with_step("prophet", period, step_s)?,
             rnn: cfg,
         }),
-        other if graphscale_forecast::models::MODELS.contains(&other) || other == "snaive" => {
+        other
+            if graphscale_forecast::models::MODELS.contains(&other)
+                || other == "snaive"
+                || graphscale_forecast::onnx::path_of(other).is_some() =>
+        {
             by_name_with_step(other, period, step_s)?
         }
         other => {
             return Err(ForecastFailure::new(
                 other,
-                format!("unknown model (known: {})", model_names().join(", ")),
+                format!(
+                    "unknown model (known: {}, onnx:PATH)",
+                    model_names().join(", ")
+                ),
             ))
         }
     })
