@@ -12,18 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::flags::{DemoArgs, EvalArgs, Seeds};
 
+/// The git revision in `results.json`: `GRAPHSCALE_GIT_REVISION` when set, else the revision the
+/// binary was built from (`build.rs`; `unknown` when it was built outside a git checkout).
 fn git_revision() -> String {
-    if let Ok(r) = std::env::var("GRAPHSCALE_GIT_REVISION") {
-        return r;
-    }
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    std::env::var("GRAPHSCALE_GIT_REVISION")
+        .unwrap_or_else(|_| env!("GRAPHSCALE_BUILD_REVISION").to_string())
 }
 
 fn progress_bar(total: usize) -> ProgressBar {

@@ -219,7 +219,8 @@ pub(crate) struct EvalArgs {
     /// Comma-separated apps: online-boutique, train-ticket, alibaba, event-driven, random:N[:SEED] or app JSON paths.
     #[arg(long, value_delimiter = ',')]
     pub(crate) apps: Vec<String>,
-    /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98.
+    /// Comma-separated scenarios: off-peak, peak, rush, fluctuating, diurnal, worldcup98, or a
+    /// CSV file to replay (timestamp, requests), its maximum scaled to each app's nominal peak.
     #[arg(long, value_delimiter = ',')]
     pub(crate) scenarios: Vec<String>,
     /// Comma-separated autoscalers (default hpa,static): the names listed below

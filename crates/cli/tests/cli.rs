@@ -1149,3 +1149,83 @@ fn onnx_models_run_in_backtests_checkpoints_and_the_simulator() {
         &["gone.onnx", "cannot read"],
     );
 }
+
+#[test]
+fn eval_replays_a_csv_for_each_app_and_records_the_built_revision_anywhere() {
+    let out = tmp("eval-csv");
+    let trace = out.join("trace.csv");
+    let rows: String = (0..30)
+        .map(|i| format!("{},{}\n", 1_700_000_000 + 60 * i, 100 + 40 * (i % 5)))
+        .collect();
+    std::fs::write(&trace, format!("ts,requests\n{rows}")).unwrap();
+    let results = out.join("results");
+    // Outside the checkout and without the override: the revision comes from the build.
+    let o = Command::new(env!("CARGO_BIN_EXE_graphscale"))
+        .env_remove("GRAPHSCALE_GIT_REVISION")
+        .current_dir(&out)
+        .args([
+            "eval",
+            "--apps",
+            "online-boutique,event-driven",
+            "--scenarios",
+            trace.to_str().unwrap(),
+            "--autoscalers",
+            "hpa",
+            "--seeds",
+            "1",
+            "--duration",
+            "3m",
+            "--out",
+            results.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("warning: with 1 seed per cell Cliff's delta"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap())
+            .unwrap();
+    let rev = json["git_revision"].as_str().unwrap();
+    assert_eq!(rev, env!("GRAPHSCALE_BUILD_REVISION"));
+    if Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.git")
+        .exists()
+    {
+        assert!(
+            rev.len() == 12 && rev.chars().all(|c| c.is_ascii_hexdigit()),
+            "{rev}"
+        );
+    }
+    // Each app's replay is scaled to its own nominal peak: the same trace, different loads.
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let reqs: Vec<f64> = runs
+        .iter()
+        .map(|r| r["metrics"]["requests"].as_f64().unwrap())
+        .collect();
+    assert!(
+        reqs.iter().all(|r| *r > 0.0) && reqs[0] != reqs[1],
+        "{reqs:?}"
+    );
+    // A missing trace is named.
+    fails_with(
+        &[
+            "eval",
+            "--scenarios",
+            "/no/such/trace.csv",
+            "--autoscalers",
+            "hpa",
+            "--seeds",
+            "1",
+            "--duration",
+            "3m",
+            "--out",
+            out.join("r2").to_str().unwrap(),
+        ],
+        &["/no/such/trace.csv"],
+    );
+}

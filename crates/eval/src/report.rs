@@ -98,7 +98,28 @@ pub fn table(result: &ExperimentResult) -> String {
          (negative = lower than the baseline).",
         result.spec.baseline
     );
+    if let Some(w) = few_seeds_warning(seeds) {
+        let _ = writeln!(out, "{w}");
+    }
     out
+}
+
+/// Fewer seeds than this and Cliff's delta is too coarse to read alone.
+pub const FEW_SEEDS: usize = 5;
+
+/// The warning for a table of `seeds` seeds per cell, if they are too few for Cliff's delta.
+pub fn few_seeds_warning(seeds: usize) -> Option<String> {
+    (seeds > 0 && seeds < FEW_SEEDS).then(|| {
+        let pairs = seeds * seeds;
+        format!(
+            "warning: with {seeds} seed{} per cell Cliff's delta compares only {pairs} pair{} of runs, so it moves in \
+             steps of {:.2} and one seed can change its label (negligible to large) while the means barely differ: \
+             use at least {FEW_SEEDS} seeds to read δ",
+            if seeds == 1 { "" } else { "s" },
+            if pairs == 1 { "" } else { "s" },
+            1.0 / pairs as f64
+        )
+    })
 }
 
 /// Writes `contents` to `path` atomically and symlink-safely ([`graphscale_fsio::write`]);
@@ -429,4 +450,21 @@ pub fn write_all(
     write_atomic(&j, json(result).as_bytes(), existing)?;
     write_atomic(&r, html(result).as_bytes(), existing)?;
     Ok((j, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_few_seeds_for_cliffs_delta_are_flagged_with_its_step() {
+        let w = few_seeds_warning(3).unwrap();
+        assert!(
+            w.contains("3 seeds") && w.contains("9 pairs") && w.contains("steps of 0.11"),
+            "{w}"
+        );
+        assert!(few_seeds_warning(1).unwrap().contains("1 seed per cell"));
+        assert_eq!(few_seeds_warning(FEW_SEEDS), None);
+        assert_eq!(few_seeds_warning(0), None);
+    }
 }

@@ -184,6 +184,19 @@ impl ExperimentSpec {
         };
         let w = match &sc.workload {
             Some(w) => w.clone(),
+            // A CSV file is replayed as `sim run` does, its maximum scaled to each app's nominal
+            // peak, so one spec serves several apps.
+            None if sc.name.ends_with(".csv") => {
+                graphscale_sim::workload::check_readable(std::path::Path::new(&sc.name))
+                    .map_err(ctx)?;
+                WorkloadSpec::Replay {
+                    path: Some(sc.name.clone()),
+                    time_col: None,
+                    value_col: None,
+                    peak_rps: app.nominal_peak_rps,
+                    speedup: None,
+                }
+            }
             None => WorkloadSpec::named(&sc.name, app.nominal_peak_rps).map_err(ctx)?,
         };
         let d = match sc.duration_s {
