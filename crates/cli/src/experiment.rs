@@ -152,6 +152,11 @@ pub(crate) fn eval(a: EvalArgs) -> Result<ExitCode> {
             s.duration_s = Some(d);
         }
     }
+    if let Some(share) = a.peak_share {
+        for s in &mut spec.scenarios {
+            s.peak_share = Some(share);
+        }
+    }
     if a.slo_ms.is_some() {
         spec.slo_ms = a.slo_ms;
     }

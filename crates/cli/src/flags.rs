@@ -235,6 +235,10 @@ pub(crate) struct EvalArgs {
     /// for diurnal and worldcup98).
     #[arg(long, value_parser = parse_duration)]
     pub(crate) duration: Option<u64>,
+    /// Size every scenario (named or replayed CSV) for this share of each app's nominal peak,
+    /// in (0, 100] (e.g. 0.5 for half the peak); default 1.
+    #[arg(long)]
+    pub(crate) peak_share: Option<f64>,
     /// Override every app's end-to-end p95 SLO, ms.
     #[arg(long)]
     pub(crate) slo_ms: Option<f64>,

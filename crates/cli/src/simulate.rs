@@ -48,6 +48,7 @@ pub(crate) fn sim(cmd: SimCommand) -> Result<ExitCode> {
             name: scenario.clone(),
             workload: Some(workload.clone()),
             duration_s: Some(duration),
+            peak_share: None,
         }],
         autoscalers: vec![AutoscalerSpec::named(&autoscaler)?],
         seeds: vec![seed],

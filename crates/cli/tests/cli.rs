@@ -1211,6 +1211,51 @@ fn eval_replays_a_csv_for_each_app_and_records_the_built_revision_anywhere() {
         reqs.iter().all(|r| *r > 0.0) && reqs[0] != reqs[1],
         "{reqs:?}"
     );
+    // At half of each app's peak: about half the requests, same seed.
+    let half = out.join("half");
+    let o = run(&[
+        "eval",
+        "--apps",
+        "online-boutique",
+        "--scenarios",
+        trace.to_str().unwrap(),
+        "--peak-share",
+        "0.5",
+        "--autoscalers",
+        "hpa",
+        "--seeds",
+        "1",
+        "--duration",
+        "3m",
+        "--out",
+        half.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(half.join("results.json")).unwrap()).unwrap();
+    let r = json["runs"][0]["metrics"]["requests"].as_f64().unwrap() / reqs[0];
+    assert!((0.45..0.55).contains(&r), "{r}");
+    assert_eq!(json["spec"]["scenarios"][0]["peak_share"], 0.5);
+    for bad in ["0", "NaN", "101", "1e400"] {
+        fails_with(
+            &[
+                "eval",
+                "--scenarios",
+                "rush",
+                "--peak-share",
+                bad,
+                "--autoscalers",
+                "hpa",
+                "--seeds",
+                "1",
+                "--duration",
+                "3m",
+                "--out",
+                out.join("bad").to_str().unwrap(),
+            ],
+            &["peak_share", "is not in (0, 100]"],
+        );
+    }
     // A missing trace is named.
     fails_with(
         &[

@@ -15,6 +15,9 @@ pub const MAX_DURATION_S: u64 = 366 * 86_400;
 /// Most seeds of one experiment.
 pub const MAX_SEEDS: usize = 10_000;
 
+/// The largest `peak_share` of a scenario.
+pub const MAX_PEAK_SHARE: f64 = 100.0;
+
 /// A scenario: a named workload or an explicit one, with an optional duration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +30,10 @@ pub struct ScenarioSpec {
     /// Seconds to simulate; `None` means the workload's natural duration.
     #[serde(default)]
     pub duration_s: Option<u64>,
+    /// The load relative to each app: a named scenario or a replayed `*.csv` (no `workload`)
+    /// is sized for this share of the app's `nominal_peak_rps`, in (0, 100]; default 1.
+    #[serde(default)]
+    pub peak_share: Option<f64>,
 }
 
 impl ScenarioSpec {
@@ -36,6 +43,7 @@ impl ScenarioSpec {
             name: name.to_string(),
             workload: None,
             duration_s: None,
+            peak_share: None,
         }
     }
 
@@ -182,6 +190,23 @@ impl ExperimentSpec {
             context: format!("scenario `{}`", sc.name),
             source,
         };
+        let share = match sc.peak_share {
+            None => 1.0,
+            Some(x) if x.is_finite() && x > 0.0 && x <= MAX_PEAK_SHARE => x,
+            Some(x) => {
+                return Err(EvalError::Invalid(format!(
+                    "scenario `{}`: peak_share {x} is not in (0, {MAX_PEAK_SHARE}]",
+                    sc.name
+                )))
+            }
+        };
+        if sc.peak_share.is_some() && sc.workload.is_some() {
+            return Err(EvalError::Invalid(format!(
+                "scenario `{}`: peak_share sizes a named or replayed scenario; an explicit workload gives its own rates",
+                sc.name
+            )));
+        }
+        let peak = app.nominal_peak_rps * share;
         let w = match &sc.workload {
             Some(w) => w.clone(),
             // A CSV file is replayed as `sim run` does, its maximum scaled to each app's nominal
@@ -193,11 +218,11 @@ impl ExperimentSpec {
                     path: Some(sc.name.clone()),
                     time_col: None,
                     value_col: None,
-                    peak_rps: app.nominal_peak_rps,
+                    peak_rps: peak,
                     speedup: None,
                 }
             }
-            None => WorkloadSpec::named(&sc.name, app.nominal_peak_rps).map_err(ctx)?,
+            None => WorkloadSpec::named(&sc.name, peak).map_err(ctx)?,
         };
         let d = match sc.duration_s {
             Some(0) => {

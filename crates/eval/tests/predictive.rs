@@ -45,6 +45,7 @@ fn run_rush(
             decay_s: 60.0,
         }),
         duration_s: Some(480),
+        peak_share: None,
     };
     let spec = ExperimentSpec {
         apps: vec![],
