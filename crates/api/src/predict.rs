@@ -329,6 +329,7 @@ pub fn predict_with(
             demand_rps: demand.get(s.as_str()).copied(),
             backlog: newest(&req.series, s, Metric::Backlog),
             cpu,
+            latency: None,
             requests: Resources::new(cpu_req, f.memory_request_mib.unwrap_or(0.0)),
         });
     }

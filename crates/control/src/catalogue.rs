@@ -151,6 +151,11 @@ pub static CATALOGUE: &[Entry] = &[
         spec: graph_trend_vpa,
     },
     Entry {
+        name: "graph-slo",
+        help: "graph-trend with the whole-graph SLO planner: the least CPU whose predicted end-to-end p95 (learned M/M/c latency per service) stays within the app's SLO less 20 %, pods up to 95 % of their CPU request (docs/planner.md)",
+        spec: graph_slo,
+    },
+    Entry {
         name: "graph-ets",
         help: "predictive: AutoETS per service, demand propagated along the graph",
         spec: graph,
@@ -304,6 +309,14 @@ fn graph_trend_vpa(name: &str) -> AutoscalerSpec {
     spec
 }
 
+fn graph_slo(name: &str) -> AutoscalerSpec {
+    let mut spec = predictive(name, "trend", true);
+    if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+        config.planner.slo = Some(graphscale_plan::slo::SloConfig::default());
+    }
+    spec
+}
+
 /// The network settings of the neural predictive autoscalers: a short window (4 minutes at 15-s
 /// syncs) and a small network, so a fit on one hour of history takes well under a second.
 pub fn autoscaler_rnn() -> graphscale_nn::rnn::RnnConfig {
@@ -365,6 +378,17 @@ impl AutoscalerSpec {
     pub fn reads_checkpoint(&self) -> bool {
         matches!(self, AutoscalerSpec::Predictive { model, .. }
             if graphscale_nn::graphmodel::Kind::parse(model).is_ok())
+    }
+
+    /// Sets the end-to-end SLO of a predictive autoscaler's SLO planner when it has none (the
+    /// evaluation and the simulator know the app's); other autoscalers are unchanged.
+    pub fn with_default_slo(mut self, slo_ms: f64) -> Self {
+        if let AutoscalerSpec::Predictive { config, .. } = &mut self {
+            if let Some(slo) = config.planner.slo.as_mut() {
+                slo.slo_ms.get_or_insert(slo_ms);
+            }
+        }
+        self
     }
 
     /// Its name in reports.

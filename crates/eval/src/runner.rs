@@ -15,7 +15,8 @@ use crate::summary::{summarize, ExperimentResult};
 use crate::{AutoscalerSpec, EvalError, ExperimentSpec, ScenarioSpec};
 
 /// Builds the autoscaler an [`AutoscalerSpec`] describes for `app` (its static facts from the
-/// app description), behind the safety layer.
+/// app description, and the app's SLO for an SLO planner that has none), behind the safety
+/// layer.
 pub fn build_autoscaler(
     spec: &AutoscalerSpec,
     app: &AppSpec,
@@ -24,7 +25,8 @@ pub fn build_autoscaler(
         context: app.name.clone(),
         source,
     })?;
-    Ok(graphscale_control::build(spec, &facts)?)
+    let spec = spec.clone().with_default_slo(app.slo_ms);
+    Ok(graphscale_control::build(&spec, &facts)?)
 }
 
 /// One run's identity and measurements.

@@ -156,7 +156,7 @@ fn a_surge_is_planned_for_before_the_rate_window_shows_it() {
 #[test]
 fn the_warm_up_leaves_the_cold_start_out_of_the_metrics_not_the_timeline() {
     let app = graphscale_sim::topology::builtin("event-driven").unwrap();
-    let scenario = ScenarioSpec::named("peak").with_duration(1200);
+    let scenario = ScenarioSpec::named("peak").with_duration(1800);
     let hpa = AutoscalerSpec::named("hpa").unwrap();
     let run_with = |warmup_s: Option<u64>| {
         let spec = ExperimentSpec {
@@ -369,4 +369,47 @@ fn memory_is_resized_in_place_from_usage_without_touching_cpu_or_the_slo() {
         vpa.metrics.slo_violation_minutes,
         plain.metrics.slo_violation_minutes
     );
+}
+
+#[test]
+fn the_slo_planner_plans_from_learned_latency_models_within_the_app_slo() {
+    // Online Boutique under its peak load for 30 minutes (the first 5 left out of the metrics):
+    // in the second half the latency models
+    // are healthy and the SLO planner plans, naming the budget, the path and the models.
+    let app = graphscale_sim::topology::builtin("online-boutique").unwrap();
+    let scenario = ScenarioSpec::named("peak").with_duration(1800);
+    let spec = ExperimentSpec {
+        scenarios: vec![scenario.clone()],
+        ..ExperimentSpec::default()
+    };
+    let a = AutoscalerSpec::named("graph-slo").unwrap();
+    let mut recs = Vec::new();
+    let r = run_one_logged(&spec, &app, &scenario, &a, 3, false, &mut |d| recs.push(d)).unwrap();
+    let late: Vec<_> = recs[recs.len() / 2..]
+        .iter()
+        .flat_map(|r| &r.decisions)
+        .collect();
+    let slo = late
+        .iter()
+        .flat_map(|d| &d.reasons)
+        .filter(|x| x.rule == "plan.slo")
+        .count();
+    let fallback = late
+        .iter()
+        .flat_map(|d| &d.reasons)
+        .filter(|x| x.rule == "plan.slo_fallback")
+        .count();
+    assert!(slo > 2 * fallback, "plan.slo {slo}, fallback {fallback}");
+    let why = late
+        .iter()
+        .flat_map(|d| &d.reasons)
+        .find(|x| x.rule == "plan.slo")
+        .unwrap();
+    assert!(
+        why.detail.contains(&format!("SLO {:.0} ms", app.slo_ms))
+            && why.detail.contains("path frontend"),
+        "{}",
+        why.detail
+    );
+    assert_eq!(r.metrics.slo_violation_minutes, 0.0, "{:?}", r.metrics);
 }

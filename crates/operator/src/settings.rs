@@ -168,6 +168,20 @@ pub fn autoscaler(
             );
         }
     }
+    // The SLO planner (`graph-slo`) plans for the resource's latency SLO.
+    if let Some(s) = &spec.slo {
+        if s.p95_ms > graphscale_plan::slo::MAX_SLO_MS {
+            return Err(invalid(
+                "slo.p95Ms",
+                format!(
+                    "must be at most {} ms, got {}",
+                    graphscale_plan::slo::MAX_SLO_MS,
+                    s.p95_ms
+                ),
+            ));
+        }
+        a = a.with_default_slo(s.p95_ms);
+    }
     Ok((a, ignored))
 }
 
@@ -296,6 +310,25 @@ mod tests {
         assert_eq!(config.planner.memory_budget_gib, Some(16.0));
         assert_eq!(config.vertical.update, VerticalUpdate::Memory);
         assert_eq!(config.sync_period_s, 30);
+        assert_eq!(config.planner.slo, None);
+        // The resource's SLO reaches the SLO planner.
+        let s = spec(serde_json::json!({
+            "targets": {"workloads": [{"name": "cart"}]},
+            "autoscaler": "graph-slo", "slo": {"p95Ms": 300.0}
+        }));
+        let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
+        let AutoscalerSpec::Predictive { config, .. } = a else {
+            panic!("not predictive")
+        };
+        assert_eq!(config.planner.slo.unwrap().slo_ms, Some(300.0));
+        let s = spec(serde_json::json!({
+            "targets": {"workloads": [{"name": "cart"}]},
+            "autoscaler": "graph-slo", "slo": {"p95Ms": 1e12}
+        }));
+        let e = autoscaler(&s, Path::new("/models"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("spec.slo.p95Ms: "), "{e}");
     }
 
     #[test]

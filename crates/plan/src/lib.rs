@@ -23,11 +23,13 @@
 pub mod fixed;
 pub mod guarded;
 pub mod hpa;
+pub mod latency;
 pub mod learn;
 pub mod phpa;
 pub mod planner;
 pub mod predictive;
 pub mod safety;
+pub mod slo;
 pub mod vertical;
 
 /// Errors of the plan crate.

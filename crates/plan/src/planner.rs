@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use graphscale_core::{AppGraph, Reason, Relation, Resources};
 use serde::{Deserialize, Serialize};
 
+use crate::latency::LatencyModel;
 use crate::learn::CpuModel;
+use crate::slo::SloConfig;
 use crate::PlanError;
 
 fn d_headroom() -> f64 {
@@ -72,6 +74,10 @@ pub struct PlannerConfig {
     /// CPU requests one service may reach, cores; default none.
     #[serde(default)]
     pub service_cpu_cap_cores: Option<f64>,
+    /// The whole-graph SLO planner ([`crate::slo`]) in place of the per-service rule; default
+    /// none (off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<SloConfig>,
 }
 
 impl Default for PlannerConfig {
@@ -85,11 +91,20 @@ impl Default for PlannerConfig {
             cpu_budget_cores: None,
             memory_budget_gib: None,
             service_cpu_cap_cores: None,
+            slo: None,
         }
     }
 }
 
 impl PlannerConfig {
+    /// The share of the CPU request the pods may use now before the plan must add replicas:
+    /// the SLO planner's `max_request_utilization` when it plans, else `target_utilization`.
+    pub fn floor_utilization(&self) -> f64 {
+        self.slo
+            .as_ref()
+            .map_or(self.target_utilization, |s| s.max_request_utilization)
+    }
+
     /// Checks every field.
     pub fn validate(&self) -> Result<(), PlanError> {
         let bad = |field: &str, reason: String| {
@@ -137,6 +152,9 @@ impl PlannerConfig {
                 }
             }
         }
+        if let Some(slo) = &self.slo {
+            slo.validate()?;
+        }
         Ok(())
     }
 }
@@ -159,6 +177,9 @@ pub struct ServiceInput {
     pub backlog: Option<f64>,
     /// The service's learned CPU model; `None` until learned.
     pub cpu: Option<CpuModel>,
+    /// The service's learned latency model; `None` until learned (only the SLO planner uses
+    /// it).
+    pub latency: Option<LatencyModel>,
     /// One pod's requests.
     pub requests: Resources,
 }
@@ -214,13 +235,47 @@ pub fn flows(graph: &AppGraph) -> Vec<(String, String, f64)> {
 }
 
 /// Plans every service of `inputs`. `ratio(src, dst, relation_default)` gives the call (or
-/// message) ratio to use for a flow: the observed one where known.
+/// message) ratio to use for a flow: the observed one where known. With
+/// [`PlannerConfig::slo`] set, the whole-graph SLO planner ([`crate::slo::plan_slo`]) plans
+/// instead, falling back to this rule (and saying so) when its models are not healthy.
 pub fn plan(
     cfg: &PlannerConfig,
     graph: &AppGraph,
     inputs: &[ServiceInput],
     ratio: &dyn Fn(&str, &str, f64) -> f64,
 ) -> Vec<ServicePlan> {
+    match &cfg.slo {
+        Some(slo) => crate::slo::plan_slo(cfg, slo, graph, inputs, ratio),
+        None => plan_per_service(cfg, graph, inputs, ratio),
+    }
+}
+
+/// The per-service rule: each service's demand (own or propagated) at the target utilisation
+/// with headroom and square-root staffing, then the budgets.
+pub fn plan_per_service(
+    cfg: &PlannerConfig,
+    graph: &AppGraph,
+    inputs: &[ServiceInput],
+    ratio: &dyn Fn(&str, &str, f64) -> f64,
+) -> Vec<ServicePlan> {
+    let (eff, driver) = propagate(cfg, graph, inputs, ratio);
+    let mut plans: Vec<ServicePlan> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| plan_one(cfg, s, eff[i], driver[i].map(|d| inputs[d].name.clone())))
+        .collect();
+    apply_budgets(cfg, inputs, &mut plans);
+    plans
+}
+
+/// The demand each service is planned for, requests/s (without the backlog drain), and the
+/// caller whose demand set it when propagation won.
+pub(crate) fn propagate(
+    cfg: &PlannerConfig,
+    graph: &AppGraph,
+    inputs: &[ServiceInput],
+    ratio: &dyn Fn(&str, &str, f64) -> f64,
+) -> (Vec<Option<f64>>, Vec<Option<usize>>) {
     let n = inputs.len();
     let index: HashMap<&str, usize> = inputs
         .iter()
@@ -277,13 +332,7 @@ pub fn plan(
             }
         }
     }
-    let mut plans: Vec<ServicePlan> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| plan_one(cfg, s, eff[i], driver[i].map(|d| inputs[d].name.clone())))
-        .collect();
-    apply_budgets(cfg, inputs, &mut plans);
-    plans
+    (eff, driver)
 }
 
 fn plan_one(
@@ -398,7 +447,11 @@ fn plan_one(
 }
 
 /// Scales plans down proportionally (never below min replicas) until the totals fit.
-fn apply_budgets(cfg: &PlannerConfig, inputs: &[ServiceInput], plans: &mut [ServicePlan]) {
+pub(crate) fn apply_budgets(
+    cfg: &PlannerConfig,
+    inputs: &[ServiceInput],
+    plans: &mut [ServicePlan],
+) {
     for (budget, unit, get) in [
         (
             cfg.cpu_budget_cores.map(|c| c * 1000.0),
@@ -495,6 +548,7 @@ mod tests {
                 idle_millicores: 0.0,
                 samples: 10,
             }),
+            latency: None,
             requests: Resources::new(100.0, 128.0),
         }
     }

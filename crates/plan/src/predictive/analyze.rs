@@ -15,6 +15,7 @@ use graphscale_core::{
 use super::estimates::{probit, push, robust_location_scale, surge_rps};
 use super::{PredictiveAutoscaler, PredictiveConfig};
 use crate::guarded::metric_health;
+use crate::latency::LatencyEstimator;
 use crate::learn::{CpuEstimator, StartupEstimator};
 use crate::safety::Health;
 use crate::vertical::{ResourceRecommendation, VerticalRecommender};
@@ -37,6 +38,8 @@ pub struct ServiceState {
     /// This decision's observed rate, when valid.
     observed: Option<f64>,
     pub(super) cpu: CpuEstimator,
+    /// The latency model's samples (the SLO planner's input).
+    pub(super) latency: LatencyEstimator,
     startup: StartupEstimator,
     pub(super) vertical: VerticalRecommender,
     fitted: Option<Box<dyn FittedForecaster>>,
@@ -63,6 +66,7 @@ impl Default for ServiceState {
             recent: VecDeque::new(),
             observed: None,
             cpu: CpuEstimator::new(40),
+            latency: LatencyEstimator::new(120),
             startup: StartupEstimator::default(),
             vertical: VerticalRecommender::default(),
             fitted: None,
@@ -83,6 +87,7 @@ impl ServiceState {
     /// windowed rates, the history, and the errors of the forecasts that fall due now.
     pub fn observe(&mut self, cfg: &PredictiveConfig, k: u64, w: &WorkloadObservation) {
         self.cpu.observe(w);
+        self.latency.observe(w);
         self.startup.observe(w);
         self.vertical.observe(&cfg.vertical, w);
         let observed = w.rps.filter(|r| r.is_finite() && *r >= 0.0);
@@ -424,7 +429,7 @@ fn cpu_floor(cfg: &PredictiveConfig, w: &WorkloadObservation) -> Option<u32> {
         .sum();
     let req = ready.first().map_or(0.0, |p| p.requests.cpu_millicores);
     (req > 0.0 && used.is_finite()).then(|| {
-        (used / (cfg.planner.target_utilization * req))
+        (used / (cfg.planner.floor_utilization() * req))
             .ceil()
             .max(0.0) as u32
     })

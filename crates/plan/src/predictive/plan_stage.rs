@@ -31,6 +31,20 @@ pub fn plan_workloads(
             demand_rps: d.demand,
             backlog: w.backlog,
             cpu: a.services.get(&w.name).and_then(|s| s.cpu.model()),
+            latency: a
+                .services
+                .get_mut(&w.name)
+                .filter(|_| cfg.planner.slo.is_some())
+                .and_then(|s| {
+                    // The CPU prior: a replica serves its CPU limit's worth of requests.
+                    let prior = match (s.cpu.model(), w.pods.first()) {
+                        (Some(m), Some(p)) if p.limits.cpu_millicores > 0.0 => {
+                            Some(p.limits.cpu_millicores / m.cpu_ms_per_request)
+                        }
+                        _ => None,
+                    };
+                    s.latency.model_every(prior, 4)
+                }),
             requests: w.pods.first().map(|p| p.requests).unwrap_or_default(),
         })
         .collect();
@@ -49,7 +63,7 @@ pub fn plan_workloads(
                     "plan.cpu_floor",
                     format!(
                         "the ready pods' CPU needs {f} replicas at {:.0} % of the request (plan said {r})",
-                        cfg.planner.target_utilization * 100.0
+                        cfg.planner.floor_utilization() * 100.0
                     ),
                 ));
                 replicas = Some(f.min(cfg.safety.max_replicas));
