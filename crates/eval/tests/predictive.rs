@@ -156,7 +156,7 @@ fn a_surge_is_planned_for_before_the_rate_window_shows_it() {
 #[test]
 fn the_warm_up_leaves_the_cold_start_out_of_the_metrics_not_the_timeline() {
     let app = graphscale_sim::topology::builtin("event-driven").unwrap();
-    let scenario = ScenarioSpec::named("peak").with_duration(1800);
+    let scenario = ScenarioSpec::named("peak").with_duration(1200);
     let hpa = AutoscalerSpec::named("hpa").unwrap();
     let run_with = |warmup_s: Option<u64>| {
         let spec = ExperimentSpec {
