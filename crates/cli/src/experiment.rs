@@ -69,11 +69,23 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     check_out(out)?;
     let total = spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len();
     let pb = progress_bar(total);
+    // Without a terminal the bar is hidden: a line per finished run on stderr instead, so a
+    // long evaluation written to a log shows it is alive.
+    let lines = pb.is_hidden();
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let mut result = run_experiment(spec, &|r| {
-        pb.set_message(format!(
+        let what = format!(
             "{} / {} / {} / seed {}",
             r.app, r.scenario, r.autoscaler, r.seed
-        ));
+        );
+        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if lines {
+            eprintln!(
+                "run {k}/{total} done after {:.0} s: {what}",
+                pb.elapsed().as_secs_f64()
+            );
+        }
+        pb.set_message(what);
         pb.inc(1);
     })?;
     pb.finish_and_clear();

@@ -57,6 +57,12 @@ fn eval_end_to_end_on_a_short_scenario() {
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // stderr is no terminal here: a progress line per run instead of the bar.
+    let log = stderr(&o);
+    assert!(
+        log.contains("run 1/6 done after") && log.contains("run 6/6 done after"),
+        "{log}"
+    );
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
         table.contains("event-driven") && table.contains("static") && table.contains("baseline"),
