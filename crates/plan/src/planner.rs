@@ -259,13 +259,23 @@ pub fn plan_per_service(
     ratio: &dyn Fn(&str, &str, f64) -> f64,
 ) -> Vec<ServicePlan> {
     let (eff, driver) = propagate(cfg, graph, inputs, ratio);
-    let mut plans: Vec<ServicePlan> = inputs
+    let mut plans = plan_each(cfg, inputs, &eff, &driver);
+    apply_budgets(cfg, inputs, &mut plans);
+    plans
+}
+
+/// Each service by the per-service rule at its propagated demand, before the budgets.
+pub(crate) fn plan_each(
+    cfg: &PlannerConfig,
+    inputs: &[ServiceInput],
+    eff: &[Option<f64>],
+    driver: &[Option<usize>],
+) -> Vec<ServicePlan> {
+    inputs
         .iter()
         .enumerate()
         .map(|(i, s)| plan_one(cfg, s, eff[i], driver[i].map(|d| inputs[d].name.clone())))
-        .collect();
-    apply_budgets(cfg, inputs, &mut plans);
-    plans
+        .collect()
 }
 
 /// The demand each service is planned for, requests/s (without the backlog drain), and the

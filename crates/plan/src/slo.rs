@@ -27,8 +27,9 @@ use std::collections::{BTreeSet, HashMap};
 use graphscale_core::{AppGraph, Reason, Relation};
 use serde::{Deserialize, Serialize};
 
+use crate::latency::LatencyModel;
 use crate::planner::{
-    apply_budgets, plan_per_service, propagate, PlannerConfig, ServiceInput, ServicePlan,
+    apply_budgets, plan_each, plan_per_service, propagate, PlannerConfig, ServiceInput, ServicePlan,
 };
 use crate::PlanError;
 
@@ -255,6 +256,7 @@ pub fn plan_slo(
     let (eff, driver) = propagate(cfg, graph, inputs, ratio);
     // Per on-path service: (demand incl. backlog drain, CPU model, latency model, lower bound).
     struct Svc {
+        lat: LatencyModel,
         demand: f64,
         lo: u32,
         hi: u32,
@@ -324,6 +326,7 @@ pub fn plan_slo(
             hi
         };
         svc.push(Some(Svc {
+            lat,
             demand,
             lo,
             hi,
@@ -331,10 +334,9 @@ pub fn plan_slo(
         }));
     }
     let mut c: Vec<u32> = svc.iter().map(|s| s.as_ref().map_or(0, |s| s.lo)).collect();
-    let p95 = |i: usize, c: u32| -> f64 {
-        let s = svc[i].as_ref().expect("on path");
-        inputs[i].latency.expect("checked").p95_ms(c, s.demand)
-    };
+    // Services on no path have no latency budget (and no visits).
+    let p95 =
+        |i: usize, c: u32| -> f64 { svc[i].as_ref().map_or(0.0, |s| s.lat.p95_ms(c, s.demand)) };
     let e2e = |c: &[u32]| -> Vec<f64> {
         p.visits
             .iter()
@@ -383,19 +385,22 @@ pub fn plan_slo(
         }
     }
     let pred = e2e(&c);
-    let base = plan_per_service(cfg, graph, inputs, ratio);
+    // Services on no path keep the per-service rule's plan; the budgets then apply to all.
+    let base = plan_each(cfg, inputs, &eff, &driver);
     let mut plans: Vec<ServicePlan> = base
         .into_iter()
         .enumerate()
         .map(|(i, bp)| {
             let Some(sv) = &svc[i] else { return bp };
             let s = &inputs[i];
-            let lat = s.latency.expect("checked");
+            let lat = sv.lat;
             // The entry this service's replicas answer to: the one nearest its budget.
-            let k = (0..p.entries.len())
+            let Some(k) = (0..p.entries.len())
                 .filter(|&k| p.visits[k][i] > 0.0)
                 .max_by(|&a, &b| pred[a].total_cmp(&pred[b]))
-                .expect("on path");
+            else {
+                return bp;
+            };
             let here = p95(i, c[i]);
             let mut reasons = vec![Reason::new(
                 "plan.slo",
