@@ -156,6 +156,11 @@ pub static CATALOGUE: &[Entry] = &[
         spec: graph_slo,
     },
     Entry {
+        name: "graphscale",
+        help: "graph-slo with a cost per scaling action: a scale-down only when the forecast over the lead plus the break-even time (start-up + 30 s of disruption) and the plans of the last 60 s allow it (docs/planner.md)",
+        spec: graphscale,
+    },
+    Entry {
         name: "graph-ets",
         help: "predictive: AutoETS per service, demand propagated along the graph",
         spec: graph,
@@ -313,6 +318,14 @@ fn graph_slo(name: &str) -> AutoscalerSpec {
     let mut spec = predictive(name, "trend", true);
     if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
         config.planner.slo = Some(graphscale_plan::slo::SloConfig::default());
+    }
+    spec
+}
+
+fn graphscale(name: &str) -> AutoscalerSpec {
+    let mut spec = graph_slo(name);
+    if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+        config.churn = Some(graphscale_plan::churn::ChurnConfig::default());
     }
     spec
 }

@@ -381,3 +381,41 @@ fn a_checkpoint_plans_from_its_first_window_instead_of_a_ten_minute_warm_up() {
         "{e}"
     );
 }
+
+/// Scaling actions (changes of a workload's decided replicas) and whether a scale-down was held
+/// for its action cost, over `seconds` of `scenario` on Online Boutique.
+fn actions(name: &str, scenario: &str, seconds: u64) -> (usize, bool) {
+    let mut s = sim("online-boutique", scenario, seconds);
+    let app = topology::builtin("online-boutique").unwrap();
+    let spec = AutoscalerSpec::named(name)
+        .unwrap()
+        .with_default_slo(app.slo_ms);
+    let a = build(&spec, &app.facts().unwrap()).unwrap();
+    let mut ctl = ControlLoop::simulated(a, Millis::from_secs(7)).unwrap();
+    let mut last = std::collections::BTreeMap::new();
+    let (mut n, mut held) = (0, false);
+    for _ in 0..seconds {
+        s.step();
+        if let Some(r) = ctl.tick(&mut s).unwrap() {
+            for d in &r.decisions {
+                held |= d.reasons.iter().any(|x| x.rule == "plan.hold_down");
+                if let Some(p) = last.insert(d.workload.clone(), d.replicas) {
+                    n += usize::from(p != d.replicas);
+                }
+            }
+        }
+    }
+    (n, held)
+}
+
+#[test]
+fn the_action_cost_removes_flapping_on_a_steady_noisy_load() {
+    let (slo, slo_held) = actions("graph-slo", "fluctuating", 2400);
+    let (ours, held) = actions("graphscale", "fluctuating", 2400);
+    assert!(!slo_held, "graph-slo has no action cost");
+    assert!(held, "a scale-down was held and said why");
+    assert!(
+        ours * 10 < slo * 8,
+        "at least 20 % fewer actions: {ours} against graph-slo's {slo}"
+    );
+}

@@ -11,7 +11,8 @@
 //!
 //! and the predictive side: [`learn`] (CPU per request, start-up time and call ratios learned
 //! from observations), the pure [`planner`] (forecast demand to replicas along the graph),
-//! [`vertical`] (VPA-style requests and limits), the [`safety`] layer, and
+//! [`vertical`] (VPA-style requests and limits), [`churn`] (a cost per scaling action), the
+//! [`safety`] layer, and
 //! [`predictive::PredictiveAutoscaler`] that puts them together.
 //!
 //! ```
@@ -20,6 +21,7 @@
 //! # let _ = hpa;
 //! ```
 
+pub mod churn;
 pub mod fixed;
 pub mod guarded;
 pub mod hpa;

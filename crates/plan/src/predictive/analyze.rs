@@ -14,6 +14,7 @@ use graphscale_core::{
 
 use super::estimates::{probit, push, robust_location_scale, surge_rps};
 use super::{PredictiveAutoscaler, PredictiveConfig};
+use crate::churn::{ChurnConfig, PlanHistory};
 use crate::guarded::metric_health;
 use crate::latency::LatencyEstimator;
 use crate::learn::{CpuEstimator, StartupEstimator};
@@ -57,6 +58,8 @@ pub struct ServiceState {
     abs_errors: VecDeque<f64>,
     smoothed: Option<f64>,
     pub(super) recommendation: Option<ResourceRecommendation>,
+    /// The recent plans, for the action cost's backward test.
+    pub(super) plans: PlanHistory,
 }
 
 impl Default for ServiceState {
@@ -78,6 +81,7 @@ impl Default for ServiceState {
             abs_errors: VecDeque::new(),
             smoothed: None,
             recommendation: None,
+            plans: PlanHistory::default(),
         }
     }
 }
@@ -117,6 +121,12 @@ impl ServiceState {
                 );
             }
         }
+    }
+
+    /// The break-even time of removing one of its pods under the action cost `c`: the learned
+    /// start-up (30 s until one is observed) plus the disruption.
+    pub(super) fn break_even_s(&self, c: &ChurnConfig) -> f64 {
+        c.break_even_s(self.startup.startup().map_or(30.0, |m| m.as_secs_f64()))
     }
 
     /// Whether a fit is due: enough history, none in flight, and no model yet or
@@ -162,18 +172,20 @@ impl ServiceState {
         }
     }
 
-    /// Forecasts `horizon` steps with the installed fit: `(peak, value at the lead)`, or why not.
-    fn forecast_own(&mut self, horizon: usize) -> Result<Option<(f64, f64)>, Reason> {
+    /// Forecasts `long` steps (at least `horizon`) with the installed fit: the peak over the
+    /// first `horizon`, the value at step `horizon`, and the peak over all `long`; or why not.
+    fn forecast_own(&mut self, horizon: usize, long: usize) -> Result<Option<Peaks>, Reason> {
         let Some(f) = &self.fitted else {
             return Ok(None);
         };
         // Models that forecast from new data without refitting (neural networks) see the
         // latest history; the others forecast past the syncs since their fit.
         let y: Vec<f64> = self.history.iter().copied().collect();
-        let out = match f.predict_after(&y, self.since_fit, horizon, &[]) {
+        let long = long.max(horizon);
+        let out = match f.predict_after(&y, self.since_fit, long, &[]) {
             Some(r) => r.map(|o| (o, 0)),
             None => f
-                .predict(self.since_fit + horizon, &[])
+                .predict(self.since_fit + long, &[])
                 .map(|o| (o, self.since_fit)),
         };
         self.since_fit += 1;
@@ -181,10 +193,10 @@ impl ServiceState {
             *n += 1;
         }
         match out {
-            Ok((out, skip)) if out.point.iter().all(|v| v.is_finite()) => {
-                let ahead = &out.point[skip..];
-                let peak = ahead.iter().copied().fold(0.0_f64, f64::max);
-                Ok(Some((peak, ahead[ahead.len() - 1])))
+            Ok((out, skip))
+                if out.point.len() > skip && out.point.iter().all(|v| v.is_finite()) =>
+            {
+                Ok(Some(Peaks::of(&out.point[skip..], horizon)))
             }
             Ok(_) => Err(Reason::new(
                 "forecast.not_finite",
@@ -198,10 +210,38 @@ impl ServiceState {
     }
 }
 
+/// What one forecast says about the steps ahead.
+#[derive(Debug, Clone, Copy)]
+struct Peaks {
+    /// The peak over the lead horizon.
+    peak: f64,
+    /// The value at the end of the lead horizon (scored when it falls due).
+    lead: f64,
+    /// The peak over the longer horizon of the action cost (the lead horizon when it is off).
+    long_peak: f64,
+}
+
+impl Peaks {
+    /// From a forecast `ahead` (not empty) whose lead horizon is its first `horizon` steps.
+    fn of(ahead: &[f64], horizon: usize) -> Peaks {
+        let short = &ahead[..horizon.clamp(1, ahead.len())];
+        let max = |v: &[f64]| v.iter().copied().fold(0.0_f64, f64::max);
+        Peaks {
+            peak: max(short),
+            lead: short[short.len() - 1],
+            long_peak: max(ahead),
+        }
+    }
+}
+
 /// The demand of one service, with what the safety layer needs to judge it.
 pub struct Demand {
     /// Requests per second to provision for; `None` without an observed rate.
     pub demand: Option<f64>,
+    /// With the action cost on: the demand a lower count must serve before a scale-down, the
+    /// forecast peak over the lead and the break-even time (with the interval's uplift and
+    /// the band), and the seconds it looks ahead.
+    pub hold: Option<(f64, f64)>,
     /// Width of the 80 % forecast interval as a share of the forecast.
     pub relative_width: Option<f64>,
     /// Health of the metrics and the model.
@@ -239,6 +279,7 @@ impl Analysis {
                     Some(st) => demand(&a.cfg, k, snapshot.time, w, st, &model_name, &joint),
                     None => Demand {
                         demand: None,
+                        hold: None,
                         relative_width: None,
                         health: Health {
                             missing: Some("no observation recorded".into()),
@@ -254,17 +295,16 @@ impl Analysis {
     }
 }
 
-/// The forecast of one service from the joint model's result: `(peak, value at the lead)`.
+/// The forecast of one service from the joint model's result, over at most `long` steps.
 fn from_joint(
     result: &Result<BTreeMap<String, Vec<f64>>, NoForecast>,
     service: &str,
     horizon: usize,
-) -> Result<(f64, f64), Reason> {
+    long: usize,
+) -> Result<Peaks, Reason> {
     match result.as_ref().map(|m| m.get(service)) {
         Ok(Some(f)) if !f.is_empty() && f.iter().all(|v| v.is_finite()) => {
-            let ahead = &f[..horizon.min(f.len())];
-            let peak = ahead.iter().copied().fold(0.0_f64, f64::max);
-            Ok((peak, ahead[ahead.len() - 1]))
+            Ok(Peaks::of(&f[..long.max(horizon).min(f.len())], horizon))
         }
         Ok(Some(_)) => Err(Reason::new(
             "forecast.not_finite",
@@ -309,16 +349,24 @@ fn demand(
         .lead_time_s
         .unwrap_or_else(|| st.startup.startup().map_or(30.0, |m| m.as_secs_f64()));
     let horizon = (((lead_s + sync_s) / sync_s).ceil() as usize).max(1);
+    // The action cost looks further: the lead plus the break-even time of a removal.
+    let long_s = cfg
+        .churn
+        .as_ref()
+        .map(|c| horizon as f64 * sync_s + st.break_even_s(c));
+    let long = long_s.map_or(horizon, |l| ((l / sync_s).ceil() as usize).max(horizon));
     let mut demand = None;
+    let mut hold = None;
     let mut width = None;
     if let Some(obs) = st.observed {
         let mut point_peak = obs;
         let mut lead_point = obs;
+        let mut long_peak = obs;
         let mut used: Option<&str> = None;
         if let Some((name, result)) = joint {
-            match from_joint(result, &w.name, horizon) {
-                Ok((peak, lead)) => {
-                    (point_peak, lead_point) = (peak, lead);
+            match from_joint(result, &w.name, horizon, long) {
+                Ok(p) => {
+                    (point_peak, lead_point, long_peak) = (p.peak, p.lead, p.long_peak);
                     used = Some(name.as_str());
                 }
                 Err(r) => reasons.push(r),
@@ -330,9 +378,9 @@ fn demand(
                     format!("{f}: planning on the observed rate"),
                 ));
             }
-            match st.forecast_own(horizon) {
-                Ok(Some((peak, lead))) => {
-                    (point_peak, lead_point) = (peak, lead);
+            match st.forecast_own(horizon, long) {
+                Ok(Some(p)) => {
+                    (point_peak, lead_point, long_peak) = (p.peak, p.lead, p.long_peak);
                     used = Some(model_name);
                 }
                 Ok(None) if st.in_flight.is_some() => reasons.push(Reason::new(
@@ -362,7 +410,8 @@ fn demand(
             None => (0.0, None),
         };
         width = w80;
-        let upper = point_peak * (1.0 + rq.clamp(-0.5, cfg.max_uplift));
+        let uplift = 1.0 + rq.clamp(-0.5, cfg.max_uplift);
+        let upper = point_peak * uplift;
         let mut raw = upper.max(obs);
         if let Some(now_rps) = surge.filter(|&x| x > obs * (1.0 + cfg.surge_threshold)) {
             // The windowed rate is centred half a window back: extrapolate the surge at the
@@ -396,6 +445,10 @@ fn demand(
             ),
         ));
         demand = Some(smoothed);
+        if let (Some(c), Some(l)) = (&cfg.churn, long_s) {
+            let held = smoothed.max(long_peak.max(0.0) * uplift) * (1.0 + c.down_band);
+            hold = Some((held, l));
+        }
     }
     let recent_error = (st.abs_errors.len() >= 4)
         .then(|| st.abs_errors.iter().sum::<f64>() / st.abs_errors.len() as f64);
@@ -405,6 +458,7 @@ fn demand(
     };
     Demand {
         demand,
+        hold,
         relative_width: width,
         health,
         reasons,

@@ -14,7 +14,9 @@
 //!    newest period is extrapolated; demand that falls is smoothed;
 //! 3. **plan** ([`plan_stage`]): the planner turns demand into replicas with the learned CPU
 //!    model and call ratios; the CPU-usage floor keeps the plan from going below what the pods
-//!    use now; the vertical recommender proposes memory.
+//!    use now; the vertical recommender proposes memory; with the action cost on
+//!    ([`crate::churn`], `churn`), a scale-down is held to what the forecast over the lead plus
+//!    the break-even time, and the plans of the last `confirm_s` seconds, need.
 //!
 //! The safety layer has the last word, falling back to the HPA rule when the model is unhealthy:
 //! [`PredictiveAutoscaler::guarded`] wraps the autoscaler with its own safety settings.
@@ -27,6 +29,7 @@ use graphscale_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::churn::ChurnConfig;
 use crate::guarded::{GuardConfig, Guarded, Propose, WorkloadPlan};
 use crate::hpa::{HpaControllerConfig, HpaSpec, MetricTarget};
 use crate::learn::RatioEstimator;
@@ -92,6 +95,10 @@ pub struct PredictiveConfig {
     pub safety: SafetyConfig,
     /// Vertical recommender settings.
     pub vertical: VerticalConfig,
+    /// A cost per scaling action ([`crate::churn`]): a scale-down only when the forecast shows
+    /// the pods will not be needed again within the break-even time; default none (scale
+    /// down whenever the plan and the safety layer allow).
+    pub churn: Option<ChurnConfig>,
     /// Modelled training time of one fit, seconds of simulated time: a fit handed out at a
     /// decision is installed this long after it (the next decision at the earliest when it is
     /// not 0). `None` (default): 0 for persistence, trend, seasonal-naive, ETS and MSTL (an
@@ -119,6 +126,7 @@ impl Default for PredictiveConfig {
             planner: PlannerConfig::default(),
             safety: SafetyConfig::default(),
             vertical: VerticalConfig::default(),
+            churn: None,
             training_time_s: None,
         }
     }
@@ -197,6 +205,9 @@ impl PredictiveConfig {
         }
         self.planner.validate()?;
         self.safety.validate()?;
+        if let Some(c) = &self.churn {
+            c.validate()?;
+        }
         self.fallback_spec().validate("*")
     }
 

@@ -1,12 +1,15 @@
 //! The plan stage of the predictive autoscaler: the demand of every service becomes replicas
 //! for the whole graph at once ([`crate::planner::plan`]), raised to the CPU floor, with the
-//! vertical recommender's memory resize; the result is a [`WorkloadPlan`] per workload for the
-//! safety layer.
+//! vertical recommender's memory resize, and with the action cost on ([`crate::churn`]) a
+//! scale-down held to what the demand over the break-even time needs (the planner runs a
+//! second time on that demand); the result is a [`WorkloadPlan`] per workload for the safety
+//! layer.
 
 use graphscale_core::{AppGraph, ClusterSnapshot, Reason};
 
 use super::analyze::Analysis;
 use super::PredictiveAutoscaler;
+use crate::churn::{hold_down, DownCheck};
 use crate::guarded::WorkloadPlan;
 use crate::planner::{plan, ServiceInput};
 use crate::safety::Proposal;
@@ -49,11 +52,34 @@ pub fn plan_workloads(
         })
         .collect();
     let ratios = &a.ratios;
-    let plans = plan(&cfg.planner, graph, &inputs, &|x, y, r| {
-        ratios.ratio(x, y).unwrap_or(r)
-    });
+    let ratio = |x: &str, y: &str, r: f64| ratios.ratio(x, y).unwrap_or(r);
+    let plans = plan(&cfg.planner, graph, &inputs, &ratio);
+    // The action cost's forward test: the same graph planned at the held demand.
+    let hold_plans: Vec<Option<u32>> = match &cfg.churn {
+        Some(_) => {
+            let held: Vec<ServiceInput> = inputs
+                .iter()
+                .zip(&analysis.demands)
+                .map(|(i, d)| ServiceInput {
+                    demand_rps: d.hold.map(|h| h.0),
+                    ..i.clone()
+                })
+                .collect();
+            plan(&cfg.planner, graph, &held, &ratio)
+                .into_iter()
+                .map(|p| p.replicas)
+                .collect()
+        }
+        None => vec![None; plans.len()],
+    };
     let mut out = Vec::with_capacity(plans.len());
-    for ((w, d), pl) in snapshot.workloads.iter().zip(analysis.demands).zip(plans) {
+    for (((w, d), pl), hold_plan) in snapshot
+        .workloads
+        .iter()
+        .zip(analysis.demands)
+        .zip(plans)
+        .zip(hold_plans)
+    {
         let mut reasons = d.reasons;
         reasons.extend(pl.reasons);
         let mut replicas = pl.replicas;
@@ -68,6 +94,21 @@ pub fn plan_workloads(
                 ));
                 replicas = Some(f.min(cfg.safety.max_replicas));
             }
+        }
+        if let (Some(c), Some(r), Some(st)) = (&cfg.churn, replicas, a.services.get_mut(&w.name)) {
+            st.plans.record(snapshot.time, r, c.confirm_s);
+            let check = DownCheck {
+                current: w.spec_replicas,
+                plan: r,
+                hold_plan,
+                recent_max: st.plans.max_since(snapshot.time, c.confirm_s),
+                hold_rps: d.hold.map(|h| h.0),
+                horizon_s: d.hold.map_or(0.0, |h| h.1),
+                break_even_s: st.break_even_s(c),
+            };
+            let (n, why) = hold_down(c, &check);
+            reasons.extend(why);
+            replicas = Some(n);
         }
         let mut resize = None;
         if let Some(st) = a.services.get_mut(&w.name) {

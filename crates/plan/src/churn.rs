@@ -1,0 +1,280 @@
+//! A cost per scaling action: the predictive autoscaler scales down as soon as the forecast
+//! allows, and only when the pods it removes will not be needed again before removing them pays.
+//!
+//! Removing a pod saves its request for as long as it stays removed. If it is needed again
+//! within `T`, the round trip costs its start-up (the new pod holds its request `startup` seconds
+//! before it serves) plus the disruption of the removal (drained connections, cold caches),
+//! counted as `disruption_s` seconds of the pod's request. A removal pays off when `T` exceeds
+//! their sum, the break-even time. So a scale-down to `n` pods is made only when:
+//!
+//! 1. the plan at the forecast's peak over the lead time **plus the break-even time**, raised by
+//!    `down_band`, needs no more than `n` (forward: demand the forecast expects soon keeps its
+//!    pods), and
+//! 2. every plan of the last `confirm_s` seconds needed no more than `n` (backward: one low
+//!    sample of a noisy load is not a trend).
+//!
+//! Otherwise the count is held at the least count that satisfies both ([`hold_down`]), and the
+//! decision says why (`plan.hold_down`). Scale-ups are never held here: the SLO comes first, and
+//! the safety layer's rules still apply to both directions afterwards. The HPA's stabilisation
+//! waits a fixed 300 s after every change of its recommendation instead (shared/HPA.md).
+
+use std::collections::VecDeque;
+
+use graphscale_core::{Millis, Reason};
+use serde::{Deserialize, Serialize};
+
+use crate::PlanError;
+
+/// Settings of the action cost; every field has a documented default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChurnConfig {
+    /// The disruption of removing a pod, in seconds of its request (connections drained,
+    /// caches lost); default 30. With the pods' start-up it makes the break-even time.
+    pub disruption_s: f64,
+    /// A scale-down needs every plan of this many seconds to allow it; default 60 (four sync
+    /// periods; the simulated load's noise is correlated over about 50 s).
+    pub confirm_s: f64,
+    /// The demand a lower count must serve over the break-even time is raised by this share;
+    /// default 0.1 (a load's 2-sigma noise in the built-in scenarios, so noise around a
+    /// replica boundary does not flip the count).
+    pub down_band: f64,
+}
+
+impl Default for ChurnConfig {
+    fn default() -> Self {
+        ChurnConfig {
+            disruption_s: 30.0,
+            confirm_s: 60.0,
+            down_band: 0.1,
+        }
+    }
+}
+
+/// Longest `disruption_s` and `confirm_s` accepted, seconds (one hour).
+pub const MAX_CHURN_S: f64 = 3600.0;
+
+impl ChurnConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        for (field, v, hi) in [
+            ("churn.disruption_s", self.disruption_s, MAX_CHURN_S),
+            ("churn.confirm_s", self.confirm_s, MAX_CHURN_S),
+            ("churn.down_band", self.down_band, 10.0),
+        ] {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(PlanError::InvalidConfig {
+                    workload: "*".into(),
+                    field: field.into(),
+                    reason: format!("must be in 0..={hi}, got {v}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The break-even time of removing a pod that starts in `startup_s`, seconds.
+    pub fn break_even_s(&self, startup_s: f64) -> f64 {
+        startup_s.max(0.0) + self.disruption_s
+    }
+}
+
+/// The plans of one service over the last `confirm_s` seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanHistory {
+    plans: VecDeque<(Millis, u32)>,
+}
+
+/// Plans kept at most (an hour at a 1-s sync period bounds the memory).
+const MAX_PLANS: usize = 3600;
+
+impl PlanHistory {
+    /// Records the plan of `now` and forgets those older than `keep_s`.
+    pub fn record(&mut self, now: Millis, plan: u32, keep_s: f64) {
+        let keep = Millis::from_secs_f64(keep_s);
+        while let Some(&(t, _)) = self.plans.front() {
+            if now.saturating_sub(t) > keep || self.plans.len() >= MAX_PLANS {
+                self.plans.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.plans.push_back((now, plan));
+    }
+
+    /// The largest plan recorded within `keep_s` of `now`, this one included.
+    pub fn max_since(&self, now: Millis, keep_s: f64) -> Option<u32> {
+        let keep = Millis::from_secs_f64(keep_s);
+        self.plans
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) <= keep)
+            .map(|(_, p)| *p)
+            .max()
+    }
+}
+
+/// What [`hold_down`] weighs for one service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DownCheck {
+    /// Replicas now (`spec.replicas`).
+    pub current: u32,
+    /// The plan of this decision.
+    pub plan: u32,
+    /// The plan at the held demand (forecast peak over the lead and the break-even time).
+    pub hold_plan: Option<u32>,
+    /// The largest plan of the last `confirm_s` seconds.
+    pub recent_max: Option<u32>,
+    /// The held demand, rps (for the reason).
+    pub hold_rps: Option<f64>,
+    /// Seconds the held demand looks ahead.
+    pub horizon_s: f64,
+    /// The break-even time, seconds.
+    pub break_even_s: f64,
+}
+
+/// The count to set: `plan` when it does not scale down; otherwise the least count, between
+/// `plan` and `current`, that the forward and backward tests allow, with the reason when it
+/// holds pods the plan would remove.
+pub fn hold_down(cfg: &ChurnConfig, c: &DownCheck) -> (u32, Option<Reason>) {
+    if c.plan >= c.current {
+        return (c.plan, None);
+    }
+    let forward = c.hold_plan.unwrap_or(c.current);
+    let backward = c.recent_max.unwrap_or(c.current);
+    let keep = forward.max(backward).clamp(c.plan, c.current);
+    if keep == c.plan {
+        return (c.plan, None);
+    }
+    let mut why = Vec::new();
+    if forward > c.plan {
+        match (c.hold_plan, c.hold_rps) {
+            (Some(h), Some(rps)) => why.push(format!(
+                "the forecast peak over the next {:.0} s, {rps:.1} rps with a {:.0} % band, needs {h}",
+                c.horizon_s,
+                cfg.down_band * 100.0
+            )),
+            _ => why.push("there is no forecast to show the lower count suffices".into()),
+        }
+    }
+    if backward > c.plan {
+        why.push(format!(
+            "the plans of the last {:.0} s needed up to {backward}",
+            cfg.confirm_s
+        ));
+    }
+    let reason = Reason::new(
+        "plan.hold_down",
+        format!(
+            "the plan allows {} of {} replicas but {keep} are kept: {} (a pod removed and needed again within the break-even time of {:.0} s, start-up plus {:.0} s of disruption, costs more than it saves)",
+            c.plan,
+            c.current,
+            why.join("; "),
+            c.break_even_s,
+            cfg.disruption_s
+        ),
+    );
+    (keep, Some(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(current: u32, plan: u32, hold: Option<u32>, recent: Option<u32>) -> DownCheck {
+        DownCheck {
+            current,
+            plan,
+            hold_plan: hold,
+            recent_max: recent,
+            hold_rps: Some(100.0),
+            horizon_s: 105.0,
+            break_even_s: 60.0,
+        }
+    }
+
+    #[test]
+    fn scale_ups_and_allowed_scale_downs_pass() {
+        let c = ChurnConfig::default();
+        assert_eq!(hold_down(&c, &check(3, 5, Some(2), Some(2))), (5, None));
+        assert_eq!(hold_down(&c, &check(5, 2, Some(2), Some(2))), (2, None));
+        assert_eq!(hold_down(&c, &check(5, 5, None, None)), (5, None));
+    }
+
+    #[test]
+    fn a_forecast_rise_within_the_break_even_time_holds_the_pods() {
+        let c = ChurnConfig::default();
+        let (n, why) = hold_down(&c, &check(6, 2, Some(4), Some(2)));
+        assert_eq!(n, 4);
+        let why = why.unwrap();
+        assert_eq!(why.rule, "plan.hold_down");
+        assert!(why.detail.contains("needs 4"), "{}", why.detail);
+        assert!(why.detail.contains("105 s"), "{}", why.detail);
+    }
+
+    #[test]
+    fn a_recent_higher_plan_holds_the_pods_and_never_above_current() {
+        let c = ChurnConfig::default();
+        let (n, why) = hold_down(&c, &check(6, 2, Some(2), Some(9)));
+        assert_eq!(n, 6, "never above the current count");
+        assert!(why.unwrap().detail.contains("last 60 s"));
+        // No forecast: hold at the current count.
+        assert_eq!(hold_down(&c, &check(6, 2, None, Some(2))).0, 6);
+    }
+
+    #[test]
+    fn the_history_keeps_the_window_and_is_bounded() {
+        let mut h = PlanHistory::default();
+        h.record(Millis::from_secs(0), 9, 60.0);
+        h.record(Millis::from_secs(30), 3, 60.0);
+        assert_eq!(h.max_since(Millis::from_secs(30), 60.0), Some(9));
+        h.record(Millis::from_secs(75), 2, 60.0);
+        assert_eq!(h.max_since(Millis::from_secs(75), 60.0), Some(3));
+        for t in 0..10_000u64 {
+            h.record(Millis(t), 1, MAX_CHURN_S);
+        }
+        assert!(h.plans.len() <= MAX_PLANS);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for c in [
+            ChurnConfig {
+                disruption_s: -1.0,
+                ..ChurnConfig::default()
+            },
+            ChurnConfig {
+                confirm_s: f64::NAN,
+                ..ChurnConfig::default()
+            },
+            ChurnConfig {
+                down_band: 11.0,
+                ..ChurnConfig::default()
+            },
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("churn."), "{e}");
+        }
+        ChurnConfig::default().validate().unwrap();
+        assert_eq!(ChurnConfig::default().break_even_s(30.0), 60.0);
+    }
+
+    proptest! {
+        #[test]
+        fn the_count_is_between_the_plan_and_the_current_count_on_a_scale_down(
+            current in 0u32..100,
+            plan in 0u32..100,
+            hold in proptest::option::of(0u32..200),
+            recent in proptest::option::of(0u32..200),
+        ) {
+            let c = ChurnConfig::default();
+            let (n, why) = hold_down(&c, &check(current, plan, hold, recent));
+            if plan >= current {
+                prop_assert_eq!(n, plan);
+            } else {
+                prop_assert!(n >= plan && n <= current);
+                prop_assert_eq!(why.is_some(), n != plan);
+            }
+        }
+    }
+}
