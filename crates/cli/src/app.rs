@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Operator(a) => crate::operator::operator(a),
         Command::Serve(a) => crate::api::serve(a),
         Command::Eval(a) => crate::experiment::eval(a),
+        Command::TuneHpa(a) => crate::tune::tune_hpa(a),
         Command::Sim {
             command:
                 SimCommand::Serve {

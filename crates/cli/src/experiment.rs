@@ -14,7 +14,7 @@ use crate::flags::{DemoArgs, EvalArgs, Seeds};
 
 /// The git revision in `results.json`: `GRAPHSCALE_GIT_REVISION` when set, else the revision the
 /// binary was built from (`build.rs`; `unknown` when it was built outside a git checkout).
-fn git_revision() -> String {
+pub(crate) fn git_revision() -> String {
     std::env::var("GRAPHSCALE_GIT_REVISION")
         .unwrap_or_else(|_| env!("GRAPHSCALE_BUILD_REVISION").to_string())
 }
@@ -29,6 +29,47 @@ fn progress_bar(total: usize) -> ProgressBar {
     );
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
+}
+
+/// Progress over the runs of an experiment: a bar on a terminal; without one the bar is hidden
+/// and a line per finished run goes to stderr instead, so a long evaluation written to a log
+/// shows it is alive.
+pub(crate) struct Progress {
+    pb: ProgressBar,
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    pub(crate) fn new(total: usize) -> Self {
+        Progress {
+            pb: progress_bar(total),
+            total,
+            done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// One more run is done.
+    pub(crate) fn done(&self, r: &graphscale_eval::RunResult) {
+        let what = format!(
+            "{} / {} / {} / seed {}",
+            r.app, r.scenario, r.autoscaler, r.seed
+        );
+        let k = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if self.pb.is_hidden() {
+            eprintln!(
+                "run {k}/{} done after {:.0} s: {what}",
+                self.total,
+                self.pb.elapsed().as_secs_f64()
+            );
+        }
+        self.pb.set_message(what);
+        self.pb.inc(1);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.pb.finish_and_clear();
+    }
 }
 
 /// The report files an experiment writes into `out`.
@@ -67,28 +108,11 @@ fn demo_out(out: Option<std::path::PathBuf>) -> Result<std::path::PathBuf> {
 fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     spec.validate()?;
     check_out(out)?;
-    let total = spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len();
-    let pb = progress_bar(total);
-    // Without a terminal the bar is hidden: a line per finished run on stderr instead, so a
-    // long evaluation written to a log shows it is alive.
-    let lines = pb.is_hidden();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let mut result = run_experiment(spec, &|r| {
-        let what = format!(
-            "{} / {} / {} / seed {}",
-            r.app, r.scenario, r.autoscaler, r.seed
-        );
-        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if lines {
-            eprintln!(
-                "run {k}/{total} done after {:.0} s: {what}",
-                pb.elapsed().as_secs_f64()
-            );
-        }
-        pb.set_message(what);
-        pb.inc(1);
-    })?;
-    pb.finish_and_clear();
+    let progress = Progress::new(
+        spec.apps.len() * spec.scenarios.len() * spec.autoscalers.len() * spec.seeds.len(),
+    );
+    let mut result = run_experiment(spec, &|r| progress.done(r))?;
+    progress.finish();
     result.git_revision = git_revision();
     crate::say!("{}", report::table(&result))?;
     let (j, h) = report::write_all(&result, out, crate::app::existing())?;

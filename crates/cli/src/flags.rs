@@ -32,6 +32,11 @@ pub(crate) enum Command {
     /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
     #[command(after_help = autoscaler_help())]
     Eval(EvalArgs),
+    /// Tune the HPA per app by a grid search (CPU target, tolerance, scale-down window, scale-up
+    /// policy) on tuning seeds: per app, the least CPU with no more SLO-violation minutes than the
+    /// default HPA in any scenario; writes the report that data/hpa-tuned.json ships for
+    /// `hpa-tuned` (docs/planner.md).
+    TuneHpa(TuneHpaArgs),
     /// Simulate one app under one scenario and autoscaler; optionally export the per-node and
     /// per-edge series as JSON (docs/schema.md).
     Sim {
@@ -252,6 +257,63 @@ pub(crate) struct EvalArgs {
     /// Output folder for results.json and report.html.
     #[arg(long, default_value = "graphscale-out/eval")]
     pub(crate) out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TuneHpaArgs {
+    /// Comma-separated apps (as `eval --apps`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "online-boutique,train-ticket,alibaba,event-driven"
+    )]
+    pub(crate) apps: Vec<String>,
+    /// Comma-separated scenarios (as `eval --scenarios`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "off-peak,peak,rush,fluctuating"
+    )]
+    pub(crate) scenarios: Vec<String>,
+    /// Seeds: N for 1..=N or A-B; keep them apart from the seeds you evaluate on.
+    #[arg(long, value_parser = parse_seeds, default_value = "1-5")]
+    pub(crate) seeds: Seeds,
+    /// Simulated duration per run; default each scenario's own.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Option<u64>,
+    /// Start of each run left out of the metrics (as `eval --warmup`).
+    #[arg(long, value_parser = parse_duration_or_zero)]
+    pub(crate) warmup: Option<u64>,
+    /// CPU targets to try, %.
+    #[arg(long, value_delimiter = ',', default_value = "50,60,70,80,90")]
+    pub(crate) targets: Vec<u32>,
+    /// Controller tolerances to try.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1")]
+    pub(crate) tolerances: Vec<f64>,
+    /// Scale-down stabilisation windows to try (e.g. 0s, 60s, 5m).
+    #[arg(long, value_delimiter = ',', value_parser = parse_duration_or_zero, default_value = "0s,60s,150s,300s")]
+    pub(crate) windows: Vec<u64>,
+    /// Scale-up policies to try, PODS/PERCENT per 15 s (the HPA's default is 4/100).
+    #[arg(long, value_delimiter = ',', value_parser = parse_scale_up, default_value = "4/100,8/200")]
+    pub(crate) scale_up: Vec<(u32, u32)>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+    /// The report (JSON; data/hpa-tuned.json is one).
+    #[arg(long, default_value = "graphscale-out/hpa-tuned.json")]
+    pub(crate) out: PathBuf,
+}
+
+/// `PODS/PERCENT`, each in 1..=1000.
+pub(crate) fn parse_scale_up(s: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("`{s}` is not PODS/PERCENT (e.g. 4/100), each 1..=1000");
+    let (p, q) = s.split_once('/').ok_or_else(bad)?;
+    let p: u32 = p.trim().parse().map_err(|_| bad())?;
+    let q: u32 = q.trim().parse().map_err(|_| bad())?;
+    if !(1..=1000).contains(&p) || !(1..=1000).contains(&q) {
+        return Err(bad());
+    }
+    Ok((p, q))
 }
 
 #[derive(Debug, Subcommand)]

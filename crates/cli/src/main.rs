@@ -31,6 +31,7 @@ mod live;
 mod operator;
 mod serve;
 mod simulate;
+mod tune;
 mod twin;
 
 fn main() -> ExitCode {

@@ -397,6 +397,67 @@ fn symlinks_at_the_old_temporary_names_are_not_followed() {
 }
 
 #[test]
+fn tune_hpa_searches_a_grid_and_writes_what_hpa_tuned_reads() {
+    let dir = tmp("tune-hpa");
+    let out = dir.join("tuned.json");
+    let out_s = out.to_str().unwrap();
+    let args = [
+        "tune-hpa",
+        "--apps",
+        "event-driven",
+        "--scenarios",
+        "rush",
+        "--duration",
+        "10m",
+        "--seeds",
+        "1-2",
+        "--targets",
+        "50,90",
+        "--tolerances",
+        "0.1",
+        "--windows",
+        "5m",
+        "--scale-up",
+        "4/100",
+        "--out",
+        out_s,
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("event-driven: 3 candidates")
+            && table.contains("hpa[cpu80,tol0.1,down300,up4/100]")
+            && table.contains("default hpa")
+            && table.contains("chosen"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(report["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("graphscale tune-hpa --apps event-driven"));
+    let knobs = &report["apps"]["event-driven"];
+    assert!(knobs["target_percent"].as_u64().is_some(), "{report}");
+    assert_eq!(
+        report["tunings"][0]["candidates"].as_array().unwrap().len(),
+        3
+    );
+    // Not replaced unasked; bad knobs are named before anything runs.
+    fails_with(&args, &["tuned.json", "--force"]);
+    let mut bad = args.to_vec();
+    bad[16] = "0/100";
+    fails_with(&bad, &["--scale-up", "0/100"]);
+    let other = dir.join("other.json");
+    let mut bad = args.to_vec();
+    bad[10] = "0,90";
+    bad[18] = other.to_str().unwrap();
+    fails_with(&bad, &["target_percent"]);
+    assert!(!other.exists());
+}
+
+#[test]
 fn help_explains_every_subcommand() {
     let o = run(&["--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
@@ -409,6 +470,7 @@ fn help_explains_every_subcommand() {
         "bench",
         "train",
         "predict",
+        "tune-hpa",
     ] {
         assert!(h.contains(sub), "{sub} missing from --help: {h}");
     }

@@ -12,13 +12,12 @@ use std::collections::BTreeMap;
 use graphscale_core::{Autoscaler, Millis, WorkloadFacts};
 use graphscale_plan::fixed::StaticReplicas;
 use graphscale_plan::guarded::{GuardConfig, Guarded};
-use graphscale_plan::hpa::{
-    Behavior, HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget, ScalingRules, SelectPolicy,
-};
+use graphscale_plan::hpa::{HpaAutoscaler, HpaControllerConfig, HpaSpec, MetricTarget};
 use graphscale_plan::phpa::PhpaAutoscaler;
 use graphscale_plan::predictive::{PredictiveAutoscaler, PredictiveConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::tuned::{self, HpaKnobs};
 use crate::ControlError;
 
 /// An autoscaler under test or in production, as configured.
@@ -93,6 +92,9 @@ pub struct Entry {
     pub spec: fn(&str) -> AutoscalerSpec,
 }
 
+/// The name of the tuned HPA baseline.
+pub const HPA_TUNED: &str = "hpa-tuned";
+
 /// Every named autoscaler, in the order `--help` lists them.
 pub static CATALOGUE: &[Entry] = &[
     Entry {
@@ -101,8 +103,8 @@ pub static CATALOGUE: &[Entry] = &[
         spec: hpa,
     },
     Entry {
-        name: "hpa-tuned",
-        help: "the HPA hand-set to react faster: CPU target 60 %, tolerance 0.05, scale-down window 60 s, scale-up by up to 8 pods or 200 % per 15 s",
+        name: HPA_TUNED,
+        help: "the HPA tuned per app by a grid search on seeds 1-5 (`graphscale tune-hpa`, data/hpa-tuned.json: CPU target, tolerance, scale-down window, scale-up policy); on apps it did not tune, hand-set: CPU target 60 %, tolerance 0.05, scale-down window 60 s, scale-up by up to 8 pods or 200 % per 15 s",
         spec: hpa_tuned,
     },
     Entry {
@@ -240,7 +242,7 @@ pub fn help() -> String {
         .join("\n")
 }
 
-fn default_hpa_spec() -> HpaSpec {
+pub(crate) fn default_hpa_spec() -> HpaSpec {
     HpaSpec {
         min_replicas: 1,
         max_replicas: 50,
@@ -257,27 +259,10 @@ fn hpa(name: &str) -> AutoscalerSpec {
     }
 }
 
+/// `hpa-tuned` before an app is known: the hand-set knobs; [`AutoscalerSpec::for_app`] swaps in
+/// the grid search's knobs for the apps it tuned.
 fn hpa_tuned(name: &str) -> AutoscalerSpec {
-    let mut behavior = Behavior::default();
-    behavior.scale_up.policies[0].value = 8;
-    behavior.scale_up.policies[1].value = 200;
-    behavior.scale_down = ScalingRules {
-        stabilization_window_s: 60,
-        select_policy: SelectPolicy::Max,
-        policies: behavior.scale_down.policies.clone(),
-    };
-    AutoscalerSpec::Hpa {
-        name: name.into(),
-        controller: HpaControllerConfig {
-            tolerance: 0.05,
-            ..HpaControllerConfig::default()
-        },
-        spec: HpaSpec {
-            metrics: vec![MetricTarget::CpuUtilization { target_percent: 60 }],
-            behavior,
-            ..default_hpa_spec()
-        },
-    }
+    HpaKnobs::HAND_SET.spec(name)
 }
 
 fn static_peak(name: &str) -> AutoscalerSpec {
@@ -402,6 +387,16 @@ impl AutoscalerSpec {
             }
         }
         self
+    }
+
+    /// For the app named `app`: `hpa-tuned`, as the catalogue makes it, takes the knobs that
+    /// `graphscale tune-hpa` chose for that app (`data/hpa-tuned.json`) when it tuned it; every
+    /// other spec, and an `hpa-tuned` whose settings were changed, is unchanged.
+    pub fn for_app(self, app: &str) -> Self {
+        match tuned::knobs_for(app) {
+            Some(k) if self == hpa_tuned(HPA_TUNED) => k.spec(HPA_TUNED),
+            _ => self,
+        }
     }
 
     /// Its name in reports.

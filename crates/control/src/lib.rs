@@ -8,7 +8,8 @@
 //!   always behind the safety layer ([`graphscale_plan::guarded::Guarded`]);
 //! - [`schedule`]: when rounds fall (sync period, offset after a scrape);
 //! - [`control_loop`]: the one loop ([`ControlLoop`]) over the seams;
-//! - [`training`]: where fits run, off the decision path.
+//! - [`training`]: where fits run, off the decision path;
+//! - [`tuned`]: the HPA's knobs, and those the grid search chose per app for `hpa-tuned`.
 //!
 //! It depends on the core, plan, forecast and nn crates, not on the simulator or the evaluation.
 //!
@@ -32,6 +33,7 @@ pub mod control_loop;
 mod error;
 pub mod schedule;
 pub mod training;
+pub mod tuned;
 
 pub use catalogue::{build, build_bounded, AutoscalerSpec, CATALOGUE, ONNX_AUTOSCALERS};
 pub use control_loop::{BoxError, Cluster, ControlLoop, Decided, Round, Seams, SyncCluster};

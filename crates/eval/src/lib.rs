@@ -5,7 +5,8 @@
 //! [`graphscale_core::Actuator`]) that a real cluster uses, on apps x scenarios x seeds; each
 //! run is measured by [`metrics::Recorder`]; across seeds [`summarize`] gives means, 95 %
 //! bootstrap confidence intervals and Cliff's delta against the baseline (the HPA), and
-//! [`report`] writes the terminal table, the JSON and the HTML report.
+//! [`report`] writes the terminal table, the JSON and the HTML report; [`tune`] grid-searches
+//! the HPA's knobs per app (`graphscale tune-hpa`).
 //!
 //! ```
 //! use graphscale_eval::{run_experiment, ExperimentSpec, ScenarioSpec};
@@ -28,11 +29,12 @@ pub mod shadow;
 pub mod spec;
 pub mod stats;
 pub mod summary;
+pub mod tune;
 
 pub use error::EvalError;
 pub use graphscale_control::catalogue::{autoscaler_rnn, AutoscalerSpec};
 pub use runner::{
-    build_autoscaler, run_experiment, run_one, run_one_logged, DecisionRecord, RunResult,
+    build_autoscaler, run_all, run_experiment, run_one, run_one_logged, DecisionRecord, RunResult,
 };
 pub use spec::{ExperimentSpec, ScenarioSpec, DEFAULT_WARMUP_S};
 pub use summary::{summarize, ExperimentResult, MetricSummary, SummaryRow};

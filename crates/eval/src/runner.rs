@@ -25,7 +25,7 @@ pub fn build_autoscaler(
         context: app.name.clone(),
         source,
     })?;
-    let spec = spec.clone().with_default_slo(app.slo_ms);
+    let spec = spec.clone().for_app(&app.name).with_default_slo(app.slo_ms);
     Ok(graphscale_control::build(&spec, &facts)?)
 }
 
@@ -160,13 +160,31 @@ pub fn run_experiment(
     spec: &ExperimentSpec,
     progress: &(dyn Fn(&RunResult) + Sync),
 ) -> Result<ExperimentResult, EvalError> {
+    let runs = run_all(spec, true, progress)?;
+    let summary = summarize(&runs, &spec.baseline);
+    Ok(ExperimentResult {
+        graphscale_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: "unknown".into(),
+        spec: spec.clone(),
+        runs,
+        summary,
+    })
+}
+
+/// Every (app, scenario, autoscaler, seed) of `spec` on worker threads, in a fixed order, with
+/// no summary; the first seed of each combination keeps its timeline when `timelines`.
+pub fn run_all(
+    spec: &ExperimentSpec,
+    timelines: bool,
+    progress: &(dyn Fn(&RunResult) + Sync),
+) -> Result<Vec<RunResult>, EvalError> {
     let apps = spec.validate()?;
     let mut jobs = Vec::new();
     for app in &apps {
         for sc in &spec.scenarios {
             for a in &spec.autoscalers {
                 for (k, &seed) in spec.seeds.iter().enumerate() {
-                    jobs.push((app, sc, a, seed, k == 0));
+                    jobs.push((app, sc, a, seed, timelines && k == 0));
                 }
             }
         }
@@ -217,12 +235,5 @@ pub fn run_experiment(
     {
         runs.push(r?);
     }
-    let summary = summarize(&runs, &spec.baseline);
-    Ok(ExperimentResult {
-        graphscale_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_revision: "unknown".into(),
-        spec: spec.clone(),
-        runs,
-        summary,
-    })
+    Ok(runs)
 }
