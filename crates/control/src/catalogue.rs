@@ -628,6 +628,27 @@ mod tests {
     }
 
     #[test]
+    fn hpa_tuned_takes_the_knobs_tuned_for_the_app() {
+        let hand = AutoscalerSpec::named("hpa-tuned").unwrap();
+        assert_eq!(hand, HpaKnobs::HAND_SET.spec("hpa-tuned"));
+        let tuned = tuned::knobs_for("online-boutique").expect("the shipped table tunes OB");
+        assert_eq!(
+            hand.clone().for_app("online-boutique"),
+            tuned.spec("hpa-tuned")
+        );
+        // An app the search did not tune, another autoscaler, or an hpa-tuned whose settings
+        // were changed: unchanged.
+        assert_eq!(hand.clone().for_app("random-7-3"), hand);
+        let hpa = AutoscalerSpec::named("hpa").unwrap();
+        assert_eq!(hpa.clone().for_app("online-boutique"), hpa);
+        let mut mine = hand.clone();
+        if let AutoscalerSpec::Hpa { spec, .. } = &mut mine {
+            spec.max_replicas = 7;
+        }
+        assert_eq!(mine.clone().for_app("online-boutique"), mine);
+    }
+
+    #[test]
     fn every_entry_builds_and_keeps_its_name() {
         let facts = one_workload();
         for e in CATALOGUE {

@@ -161,6 +161,15 @@ mod tests {
     #[test]
     fn the_shipped_table_parses_and_names_built_in_apps() {
         let t = serde_json::from_str::<TunedHpa>(SHIPPED).expect("data/hpa-tuned.json parses");
+        for app in [
+            "online-boutique",
+            "train-ticket",
+            "alibaba",
+            "event-driven",
+            "random-100-1",
+        ] {
+            assert!(t.apps.contains_key(app), "{app} not tuned");
+        }
         for (app, k) in &t.apps {
             k.check().unwrap_or_else(|e| panic!("{app}: {e}"));
         }
