@@ -191,22 +191,53 @@ impl StartupEstimator {
 }
 
 /// Observed ratios of calls (or messages) per request of the source, per edge, smoothed.
+///
+/// A source's rate is what arrives at it, while its outgoing edges carry what it serves: when
+/// it is saturated (requests failing or waiting) the two differ, and the ratio would come out
+/// too small, so that demand propagated from the graph's entries would under-plan every callee
+/// until the source had caught up (one service after another). Such windows are skipped unless
+/// the estimator learns from saturated sources (the ablation of #17 item 3).
 #[derive(Debug, Clone, Default)]
 pub struct RatioEstimator {
     ratios: BTreeMap<(String, String), f64>,
     alpha: f64,
+    from_saturated: bool,
+}
+
+/// The failed share of requests above which a source counts as saturated.
+pub const SATURATED_ERROR_RATE: f64 = 0.01;
+/// Requests waiting, in seconds of the source's arrivals (at least one request), above which a
+/// source counts as saturated.
+pub const SATURATED_BACKLOG_S: f64 = 0.1;
+
+/// Whether `w` (whose arrival rate is `rps`) serves less than arrives: failures above
+/// [`SATURATED_ERROR_RATE`] or a backlog above [`SATURATED_BACKLOG_S`] of arrivals.
+pub fn saturated(w: &WorkloadObservation, rps: f64) -> bool {
+    w.error_rate.is_some_and(|e| e > SATURATED_ERROR_RATE)
+        || w.backlog
+            .is_some_and(|b| b > (SATURATED_BACKLOG_S * rps).max(1.0))
 }
 
 impl RatioEstimator {
-    /// An estimator that smooths with weight `alpha` on each new observation.
+    /// An estimator that smooths with weight `alpha` on each new observation and skips
+    /// saturated sources.
     pub fn new(alpha: f64) -> Self {
         RatioEstimator {
             ratios: BTreeMap::new(),
             alpha: alpha.clamp(0.01, 1.0),
+            from_saturated: false,
         }
     }
 
-    /// Updates from the edges of a snapshot whose source rate is known and non-trivial.
+    /// Learns from saturated sources too (their throughput, not their demand): the behaviour
+    /// before #17 item 3, kept as an ablation.
+    pub fn learning_from_saturated(mut self, yes: bool) -> Self {
+        self.from_saturated = yes;
+        self
+    }
+
+    /// Updates from the edges of a snapshot whose source rate is known and non-trivial, and
+    /// whose source is not saturated ([`saturated`]).
     pub fn observe(&mut self, snap: &ClusterSnapshot) {
         let by_name = snap.by_name();
         for e in &snap.edges {
@@ -216,12 +247,16 @@ impl RatioEstimator {
             ) {
                 continue;
             }
-            let (Some(edge_rps), Some(src_rps)) =
-                (e.rps, by_name.get(e.src.as_str()).and_then(|w| w.rps))
-            else {
+            let Some(src) = by_name.get(e.src.as_str()) else {
+                continue;
+            };
+            let (Some(edge_rps), Some(src_rps)) = (e.rps, src.rps) else {
                 continue;
             };
             if !(edge_rps.is_finite() && src_rps.is_finite() && src_rps > 0.5 && edge_rps >= 0.0) {
+                continue;
+            }
+            if !self.from_saturated && saturated(src, src_rps) {
                 continue;
             }
             let r = edge_rps / src_rps;
@@ -274,6 +309,63 @@ mod tests {
             error_rate: None,
             backlog: None,
         }
+    }
+
+    /// `a` (arrivals `rps`, with `errors` and `backlog`) calling `b` at `edge` per second.
+    fn snap(rps: f64, errors: f64, backlog: f64, edge: f64) -> ClusterSnapshot {
+        ClusterSnapshot {
+            time: Millis::from_secs(600),
+            workloads: vec![
+                WorkloadObservation {
+                    error_rate: Some(errors),
+                    backlog: Some(backlog),
+                    ..workload(2, rps, 100.0)
+                },
+                WorkloadObservation {
+                    name: "b".into(),
+                    ..workload(2, edge, 100.0)
+                },
+            ],
+            edges: vec![graphscale_core::EdgeObservation {
+                src: "a".into(),
+                dst: "b".into(),
+                relation: Relation::Calls,
+                rps: Some(edge),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_saturated_caller_does_not_teach_its_throughput_as_the_ratio() {
+        // Two calls per request while `a` keeps up; then a surge it cannot serve: 300 rps arrive,
+        // it serves 100 (the rest wait or time out), and the edge carries 2 x 100.
+        let calm = snap(100.0, 0.0, 0.0, 200.0);
+        let waiting = snap(300.0, 0.0, 2000.0, 200.0);
+        let failing = snap(300.0, 0.2, 0.0, 200.0);
+        let mut guarded = RatioEstimator::new(0.2);
+        let mut ablation = RatioEstimator::new(0.2).learning_from_saturated(true);
+        for e in [&mut guarded, &mut ablation] {
+            e.observe(&calm);
+            for _ in 0..5 {
+                e.observe(&waiting);
+                e.observe(&failing);
+            }
+        }
+        assert_eq!(guarded.ratio("a", "b"), Some(2.0));
+        let learned = ablation.ratio("a", "b").unwrap();
+        // 10 windows at 200 / 300: most of the way from 2 to 0.67.
+        assert!(
+            learned < 1.0,
+            "the ablation learns the throughput: {learned}"
+        );
+        // A short queue or a few failures are not saturation.
+        assert!(!saturated(&calm.workloads[0], 100.0));
+        let mut light = calm.workloads[0].clone();
+        light.backlog = Some(5.0);
+        light.error_rate = Some(0.005);
+        assert!(!saturated(&light, 100.0));
+        light.backlog = Some(11.0);
+        assert!(saturated(&light, 100.0));
     }
 
     #[test]

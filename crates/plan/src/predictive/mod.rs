@@ -99,6 +99,12 @@ pub struct PredictiveConfig {
     /// the pods will not be needed again within the break-even time; default none (scale
     /// down whenever the plan and the safety layer allow).
     pub churn: Option<ChurnConfig>,
+    /// Learn the call ratios along the graph also from windows in which the calling service is
+    /// saturated (requests failing or waiting), where its edges carry its throughput rather than
+    /// its demand; default false: such windows are skipped, so demand propagated from the entries
+    /// reaches every callee in the same decision (`learn::RatioEstimator`, #17 item 3). `true` is
+    /// the behaviour before, kept to measure what the default changes.
+    pub ratios_from_saturated: bool,
     /// Modelled training time of one fit, seconds of simulated time: a fit handed out at a
     /// decision is installed this long after it (the next decision at the earliest when it is
     /// not 0). `None` (default): 0 for persistence, trend, seasonal-naive, ETS and MSTL (an
@@ -127,6 +133,7 @@ impl Default for PredictiveConfig {
             safety: SafetyConfig::default(),
             vertical: VerticalConfig::default(),
             churn: None,
+            ratios_from_saturated: false,
             training_time_s: None,
         }
     }
@@ -295,13 +302,14 @@ impl PredictiveAutoscaler {
                 cfg.sync_period_s as f64
             }
         }));
+        let ratios = RatioEstimator::new(0.2).learning_from_saturated(cfg.ratios_from_saturated);
         Ok(PredictiveAutoscaler {
             name: name.into(),
             cfg,
             model,
             joint: None,
             services: BTreeMap::new(),
-            ratios: RatioEstimator::new(0.2),
+            ratios,
             decisions: 0,
             observed: None,
             training,
