@@ -147,9 +147,15 @@ impl FittedForecaster for FittedSeasonalNaive {
     }
 }
 
-/// AutoETS (Holt-Winters family; error, trend and season chosen by AICc) from augurs.
-/// With `period` of 1 or none it is non-seasonal (a damped trend is allowed). augurs' ETS
-/// keeps seasons short (up to 24 steps); longer seasons belong to [`Mstl`].
+/// AutoETS from augurs: error and trend (none, additive, damped) chosen by AICc.
+///
+/// augurs-ets 0.10 implements no seasonal ETS model (a seasonal candidate's initial state is
+/// `unimplemented!`, `augurs-ets/src/model.rs:507`): with a season of 2 or 4 its search reached
+/// that and panicked, found by the long checkpoint fuzz run of #19, and with any other season
+/// its parameter check rejected every seasonal candidate first, so the fit was non-seasonal
+/// anyway. So the search is over the non-seasonal models only; with a `period` of 2 to 24 the
+/// damped and undamped trends both compete (as before), without one only the damped trend.
+/// Seasons longer than 24 steps are refused; seasonality belongs to [`Mstl`].
 #[derive(Debug, Clone, Copy)]
 pub struct Ets {
     /// Season length in steps, or `None`.
@@ -172,7 +178,8 @@ impl Forecaster for Ets {
                     format!("season {p} is too long for ETS (<= 24): use mstl"),
                 ))
             }
-            Some(p) => AutoETS::new(p, "ZZZ").map_err(|e| err(&e))?,
+            // "ZZN": no seasonal candidate (see above); the same models as "ZZZ" fitted.
+            Some(p) => AutoETS::new(p, "ZZN").map_err(|e| err(&e))?,
             None => AutoETS::non_seasonal().damped(true).map_err(|e| err(&e))?,
         };
         Ok(Box::new(FittedEts(model.fit(y).map_err(|e| err(&e))?)))
@@ -441,6 +448,27 @@ mod tests {
         for (h, v) in p.iter().enumerate() {
             let want = 50.0 + 10.0 * (std::f64::consts::TAU * (120 + h) as f64 / 12.0).sin();
             assert!((v - want).abs() < 1.5, "step {h}: {v} vs {want}");
+        }
+        // Seasons of 2 and 4 made augurs panic in a seasonal candidate it does not implement;
+        // every season now fits the non-seasonal models, the same fit "ZZZ" gave where it did
+        // not panic.
+        let y: Vec<f64> = (0..96)
+            .map(|i| 100.0 + 20.0 * (std::f64::consts::TAU * i as f64 / 24.0).sin())
+            .collect();
+        for period in 2..=24 {
+            let ours = Ets {
+                period: Some(period),
+            }
+            .fit(&y)
+            .unwrap_or_else(|e| panic!("season {period}: {e}"))
+            .predict(6, &[])
+            .unwrap()
+            .point;
+            if period != 2 && period != 4 {
+                let zzz = AutoETS::new(period, "ZZZ").unwrap().fit(&y).unwrap();
+                let want = augurs::Predict::predict(&zzz, 6, None).unwrap().point;
+                assert_eq!(ours, want, "season {period}");
+            }
         }
         assert!(Ets { period: Some(288) }
             .fit(&y)
