@@ -120,10 +120,10 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
     Ok(result)
 }
 
-/// The demo's autoscalers: the HPA, peak provisioning, and one of the predictive autoscalers that
-/// did best on the flash crowd in docs/benchmarks.md, with memory right-sizing, and without the
-/// graph.
-const DEMO_AUTOSCALERS: &str = "hpa, static, graph-trend, graph-trend-vpa, pred-trend";
+/// The demo's autoscalers: the HPA as Kubernetes ships it and as tuned per app
+/// (`graphscale tune-hpa`), peak provisioning, graphscale's own autoscaler (the whole-graph SLO
+/// planner with a cost per scaling action) and the forecast-fed HPA rule it replaced.
+const DEMO_AUTOSCALERS: &str = "hpa, hpa-tuned, static, graphscale, graph-trend";
 
 pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
     let out = demo_out(a.out)?;

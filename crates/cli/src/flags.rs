@@ -24,10 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd; the HPA, static
-    /// and the predictive graph-trend autoscaler (alone, with memory right-sizing, and its
-    /// graph-blind ablation), 5 seeds; prints
-    /// the comparison and writes the JSON and HTML report.
+    /// The main job: Online Boutique under a WorldCup98 day and a flash crowd; the HPA (default
+    /// and tuned), static, graphscale (the whole-graph SLO planner with a cost per scaling
+    /// action) and graph-trend, 5 seeds; prints the comparison and writes the JSON and HTML
+    /// report.
     Demo(DemoArgs),
     /// Run an experiment: apps x scenarios x autoscalers x seeds, with 95 % CIs and Cliff's delta.
     #[command(after_help = autoscaler_help())]
