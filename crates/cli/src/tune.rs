@@ -80,7 +80,6 @@ fn table(t: &AppTuning) -> String {
             .total_cmp(&t.candidates[j].cpu_core_hours)
     });
     order.extend(rest.into_iter().take(SHOWN));
-    order.dedup();
     let admissible = t.candidates.iter().filter(|c| c.admissible).count();
     let mut out = format!(
         "{}: {} candidates, {} with no more violation minutes than the default HPA in any scenario\n\
@@ -96,6 +95,7 @@ fn table(t: &AppTuning) -> String {
         "note"
     );
     let mut seen = Vec::new();
+    // The chosen candidate may be the default or the hand-set one: each row once.
     for i in order {
         if seen.contains(&i) {
             continue;
