@@ -65,7 +65,7 @@ pub enum AutoscalerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checkpoint: Option<std::path::PathBuf>,
     },
-    /// The PHPA-style baseline: Holt-Winters (AutoETS) on the HPA's replica history.
+    /// The PHPA-style baseline: AutoETS (a damped trend) on the HPA's replica history.
     Phpa {
         /// Name in reports.
         name: String,
@@ -114,7 +114,7 @@ pub static CATALOGUE: &[Entry] = &[
     },
     Entry {
         name: "phpa",
-        help: "PHPA-style: Holt-Winters (AutoETS) on the HPA's replica history, one minute ahead",
+        help: "PHPA-style: AutoETS (a damped trend, non-seasonal) on the HPA's replica history, one minute ahead",
         spec: phpa,
     },
     Entry {

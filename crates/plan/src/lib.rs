@@ -7,7 +7,7 @@
 //! - [`hpa`]: the Kubernetes HPA (autoscaling/v2) reproduced from its algorithm, including
 //!   tolerance, missing and unready pod handling, stabilisation windows and rate policies;
 //! - [`fixed`]: static replicas;
-//! - [`phpa`]: a PHPA-style Holt-Winters forecast of the HPA's own replica history.
+//! - [`phpa`]: a PHPA-style exponential-smoothing forecast of the HPA's own replica history.
 //!
 //! and the predictive side: [`learn`] (CPU per request, start-up time and call ratios learned
 //! from observations), the pure [`planner`] (forecast demand to replicas along the graph),

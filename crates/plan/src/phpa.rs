@@ -1,5 +1,5 @@
 //! A PHPA-style baseline (after the Predictive Horizontal Pod Autoscaler): the HPA computes
-//! its replica count as usual, the counts are kept as a history, and a Holt-Winters-type model
+//! its replica count as usual, the counts are kept as a history, and an exponential-smoothing model
 //! fitted on that history predicts the count `look_ahead` decisions ahead; the larger of the
 //! HPA's count and the prediction is set. It predicts replicas, not load, and knows nothing of
 //! the graph.
