@@ -393,9 +393,13 @@ impl AutoscalerSpec {
     /// `graphscale tune-hpa` chose for that app (`data/hpa-tuned.json`) when it tuned it; every
     /// other spec, and an `hpa-tuned` whose settings were changed, is unchanged.
     pub fn for_app(self, app: &str) -> Self {
+        // The shipped table is read (once) only for `hpa-tuned`.
+        if self != hpa_tuned(HPA_TUNED) {
+            return self;
+        }
         match tuned::knobs_for(app) {
-            Some(k) if self == hpa_tuned(HPA_TUNED) => k.spec(HPA_TUNED),
-            _ => self,
+            Some(k) => k.spec(HPA_TUNED),
+            None => self,
         }
     }
 

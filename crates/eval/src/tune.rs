@@ -203,18 +203,24 @@ pub fn score(app: &str, knobs: &[HpaKnobs], runs: &[RunResult]) -> Vec<Candidate
             }
         })
         .collect();
+    mark_admissible(&mut scores);
+    scores
+}
+
+/// Marks each candidate admissible when its violation minutes are no more than the default
+/// HPA's (`scores[0]`) in every scenario the default ran.
+pub fn mark_admissible(scores: &mut [CandidateScore]) {
     let base = scores
         .first()
         .map(|s| s.scenarios.clone())
         .unwrap_or_default();
-    for s in &mut scores {
+    for s in scores {
         s.admissible = base.iter().all(|(name, b)| {
             s.scenarios
                 .get(name)
                 .is_some_and(|c| c.violation_minutes <= b.violation_minutes + 1e-9)
         });
     }
-    scores
 }
 
 /// The index of the candidate [`RULE`] chooses; the default HPA (always admissible) when no
@@ -245,14 +251,20 @@ pub fn tune_hpa(
         baseline: HpaKnobs::DEFAULT.label(),
         ..spec.clone()
     };
-    let apps = run_spec.validate()?;
+    // `run_all` validates the spec; its runs come app by app, in the spec's order.
     let runs = run_all(&run_spec, false, progress)?;
+    let mut apps: Vec<&str> = Vec::new();
+    for r in &runs {
+        if !apps.contains(&r.app.as_str()) {
+            apps.push(&r.app);
+        }
+    }
     let tunings: Vec<AppTuning> = apps
         .iter()
-        .map(|app| {
-            let candidates = score(&app.name, &knobs, &runs);
+        .map(|&app| {
+            let candidates = score(app, &knobs, &runs);
             AppTuning {
-                app: app.name.clone(),
+                app: app.to_string(),
                 chosen: choose(&candidates),
                 default: 0,
                 candidates,
@@ -312,12 +324,7 @@ mod tests {
     }
 
     fn admit(mut c: Vec<CandidateScore>) -> Vec<CandidateScore> {
-        let base = c[0].scenarios.clone();
-        for s in &mut c {
-            s.admissible = base
-                .iter()
-                .all(|(n, b)| s.scenarios[n].violation_minutes <= b.violation_minutes + 1e-9);
-        }
+        mark_admissible(&mut c);
         c
     }
 
