@@ -115,7 +115,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             against,
             json,
         } => crate::data::shadow_cmd(&record, &against, json.as_deref()),
-        Command::Bench { command } => match command {
+        Command::Bench { quick: true, .. } => crate::bench::quick(),
+        Command::Bench { command: None, .. } => {
+            anyhow::bail!("name a benchmark (`graphscale bench --help`) or pass --quick")
+        }
+        Command::Bench {
+            command: Some(command),
+            ..
+        } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
             BenchCommand::Decide {
                 rounds,

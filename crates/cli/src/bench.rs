@@ -156,6 +156,11 @@ pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
         "{}: fewer than 10,080 points after 1998-06-10",
         csv.display()
     );
+    forecast_series(&y, models)
+}
+
+/// Fit + predict (30 steps) per model on `y`, with a daily season of 1,440 steps: median of 5.
+fn forecast_series(y: &[f64], models: &[String]) -> Result<ExitCode> {
     crate::say!("| model | season | points | fit + predict (30 steps), median of 5, ms |")?;
     crate::say!("|---|---:|---:|---:|")?;
     for name in models {
@@ -163,24 +168,87 @@ pub fn forecast(csv: &std::path::Path, models: &[String]) -> Result<ExitCode> {
         let mut times = Vec::new();
         for _ in 0..5 {
             let start = Instant::now();
-            let f = model.fit(&y)?;
+            let f = model.fit(y)?;
             let p = f.predict(30, &[])?;
             anyhow::ensure!(p.point.len() == 30, "{name}: short forecast");
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         times.sort_by(f64::total_cmp);
-        let season = if name == "ets" {
-            "none (ETS keeps seasons <= 24)".to_string()
-        } else {
-            "1440".to_string()
-        };
-        let season = if name == "persistence" {
-            "-".to_string()
-        } else {
-            season
+        let season = match name.as_str() {
+            "persistence" => "-",
+            "ets" => "none (ETS is non-seasonal)",
+            _ => "1440",
         };
         crate::say!("| {name} | {season} | {} | {:.2} |", y.len(), times[2])?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `graphscale bench --quick`: every benchmark once, at small sizes, so that a test can check
+/// in seconds that each runs and prints its table. The timings of such a run mean nothing.
+pub fn quick() -> Result<ExitCode> {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut failed = Vec::new();
+    let mut check = |bench: &str, r: Result<ExitCode>| -> Result<()> {
+        if r? != ExitCode::SUCCESS {
+            failed.push(bench.to_string());
+        }
+        Ok(())
+    };
+    crate::say!("## bench sim (quick)\n")?;
+    check("sim", sim(600, &names(&["online-boutique"])))?;
+    crate::say!("\n## bench decide (quick)\n")?;
+    check(
+        "decide",
+        decide(
+            12,
+            2,
+            &names(&["online-boutique"]),
+            &names(&["graph-trend"]),
+        ),
+    )?;
+    crate::say!("\n## bench forecast (quick: two synthetic days per minute)\n")?;
+    let rates = WorkloadSpec::named("diurnal", 100.0)?.rates(2 * 86_400, 1)?;
+    let y: Vec<f64> = rates.iter().step_by(60).copied().collect();
+    check(
+        "forecast",
+        forecast_series(&y, &names(&["persistence", "seasonal-naive", "ets"])),
+    )?;
+    crate::say!("\n## bench nn (quick)\n")?;
+    check("nn", nn(4, 8, 8, 1, 1))?;
+    crate::say!("\n## bench hgt (quick)\n")?;
+    check(
+        "hgt",
+        hgt(
+            &names(&["online-boutique", "peer:boutique11", "synthetic:50:200"]),
+            8,
+            2,
+            2,
+            1,
+        ),
+    )?;
+    crate::say!("\n## bench keda (quick)\n")?;
+    check("keda", crate::bench_keda::keda(10, 100, &[1, 4]))?;
+    crate::say!("\n## bench graph-models (quick)\n")?;
+    check(
+        "graph-models",
+        crate::graph::compare_cmd(
+            &names(&["sim:online-boutique:rush:1:1200"]),
+            &names(&["mlp", "hgt"]),
+            None,
+            Some(1),
+            false,
+            None,
+        ),
+    )?;
+    anyhow::ensure!(
+        failed.is_empty(),
+        "benchmarks failed: {}",
+        failed.join(", ")
+    );
+    crate::say!(
+        "\nquick run: every benchmark ran (sim, decide, forecast, nn, hgt, keda, graph-models)"
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -225,7 +293,7 @@ pub fn hgt(
     layers: usize,
     runs: usize,
 ) -> Result<ExitCode> {
-    use graphscale_nn::hgt::{from_app_graph, HgtConfig, NODE_KINDS, RELATIONS};
+    use graphscale_nn::hgt::{from_app_graph, HgtConfig, NODE_KINDS};
     anyhow::ensure!(
         heads > 0 && dim > 0 && dim.is_multiple_of(heads) && layers > 0 && runs > 0,
         "--dim must be a positive multiple of --heads; --layers and --runs must be >= 1"
@@ -237,7 +305,15 @@ pub fn hgt(
     crate::say!("| app | nodes | edges | forward, ms | train step, ms |")?;
     crate::say!("|---|---:|---:|---:|---:|")?;
     for name in apps {
-        let g = if let Some(rest) = name.strip_prefix("synthetic:") {
+        let g = if let Some(size) = name.strip_prefix("peer:") {
+            graphscale_nn::hgt::peer_graph(size, 1).ok_or_else(|| {
+                let known: Vec<&str> = graphscale_nn::hgt::PEER_SIZES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect();
+                anyhow::anyhow!("`{name}`: unknown peer size (known: {})", known.join(", "))
+            })?
+        } else if let Some(rest) = name.strip_prefix("synthetic:") {
             let (n, e) = rest
                 .split_once(':')
                 .and_then(|(n, e)| Some((n.parse::<usize>().ok()?, e.parse::<usize>().ok()?)))
@@ -253,7 +329,7 @@ pub fn hgt(
         };
         let cfg = HgtConfig {
             node_types: NODE_KINDS.len(),
-            relations: RELATIONS.len(),
+            relations: g.relations.len(),
             dim,
             heads,
             edge_features: 4,

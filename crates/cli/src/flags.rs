@@ -126,9 +126,14 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Benchmarks (see docs/benchmarks.md).
+    #[command(arg_required_else_help = true, args_conflicts_with_subcommands = true)]
     Bench {
+        /// Run every benchmark once, at small sizes, in seconds: checks that each one runs and
+        /// prints its table (the timings of such a run mean nothing).
+        #[arg(long)]
+        quick: bool,
         #[command(subcommand)]
-        command: BenchCommand,
+        command: Option<BenchCommand>,
     },
 }
 
@@ -588,8 +593,10 @@ pub(crate) enum BenchCommand {
     /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
     /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
     Hgt {
-        /// Built-in apps, random:N[:SEED], or synthetic:NODES:EDGES (a seeded random graph of
-        /// services, queues and topics with every relation between them).
+        /// Built-in apps, random:N[:SEED], synthetic:NODES:EDGES (a seeded random graph of
+        /// services, queues and topics with every relation between them), or peer:SIZE (the
+        /// schema of the PyTorch Geometric peer, shared/peers/bench_hgt.py: boutique11, svc1k,
+        /// svc10k; 4 node types, 12 relations: 6 and their reverses).
         #[arg(
             long,
             value_delimiter = ',',

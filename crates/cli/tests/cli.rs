@@ -1091,6 +1091,65 @@ fn bench_keda_answers_every_request_and_refuses_bad_flags() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--concurrency"));
 }
 
+#[test]
+fn bench_quick_runs_every_benchmark_and_prints_its_table() {
+    let o = run(&["bench", "--quick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Each benchmark's table header, then at least one row of it under the header line.
+    for (bench, header, rows) in [
+        ("sim", "| app | services | simulated | mode |", 2),
+        ("decide", "| app | services | autoscaler | rounds |", 1),
+        ("forecast", "| model | season | points |", 3),
+        ("nn", "| network | train step", 3),
+        ("hgt", "| app | nodes | edges | forward, ms |", 3),
+        ("keda", "| in flight |", 2),
+        ("graph-models", "model        target", 12),
+    ] {
+        let section = out
+            .split(&format!("## bench {bench} (quick"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {bench}: {out}"));
+        let section = section.split("\n## bench ").next().unwrap_or_default();
+        // A Markdown table: header, rule, rows; graph-models prints a plain one: header, rows.
+        let markdown = header.starts_with('|');
+        let table: Vec<&str> = section
+            .lines()
+            .skip_while(|l| !l.starts_with(header))
+            .take_while(|l| {
+                if markdown {
+                    l.starts_with('|')
+                } else {
+                    !l.trim().is_empty()
+                }
+            })
+            .collect();
+        let skip = if markdown { 2 } else { 1 };
+        assert!(
+            table.len() >= skip + rows,
+            "{bench}: expected a table `{header}` with {rows} rows:\n{section}"
+        );
+        // Every cell of every row is filled in.
+        for row in &table[skip..] {
+            let cells = if markdown {
+                row.trim_matches('|').split('|').count()
+            } else {
+                row.split_whitespace().count()
+            };
+            assert!(cells >= 3, "{bench}: {row}");
+            assert!(
+                !row.contains("||") && !row.contains("| |"),
+                "{bench}: {row}"
+            );
+        }
+    }
+    assert!(out.contains("every benchmark ran"), "{out}");
+    // Neither a benchmark nor --quick: a clear error, no panic.
+    let o = run(&["bench", "--quick", "sim"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
 /// The shipped ONNX model (models/onnx, made by make_wc98_mlp.py).
 #[cfg(feature = "onnx")]
 fn onnx_model() -> String {

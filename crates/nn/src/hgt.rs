@@ -487,14 +487,7 @@ pub fn from_app_graph(
 /// subscribes (10 % each), each between nodes of the right kinds, with 4 random edge features.
 pub fn synthetic(n: usize, e: usize, seed: u64) -> HeteroGraph {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        // SplitMix64.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut next = move || splitmix64(&mut state);
     let node_type: Vec<usize> = (0..n.max(10))
         .map(|i| match i % 10 {
             8 => 1,
@@ -530,5 +523,117 @@ pub fn synthetic(n: usize, e: usize, seed: u64) -> HeteroGraph {
         node_types: NODE_KINDS.len(),
         relations,
         edge_features: 4,
+    }
+}
+
+/// SplitMix64: the next number of the seeded sequence of the benchmark graphs.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The graphs of the PyTorch Geometric peer benchmark (`shared/peers/bench_hgt.py`), by its
+/// size names: `(services, queues, topics, cluster nodes, calls)`.
+pub const PEER_SIZES: [(&str, [usize; 5]); 3] = [
+    ("boutique11", [11, 2, 1, 3, 20]),
+    ("svc1k", [1_000, 100, 50, 100, 5_000]),
+    ("svc10k", [10_000, 1_000, 500, 1_000, 50_000]),
+];
+
+/// The peer benchmark's graph schema, for a like-for-like timing: 4 node types (services,
+/// queues, topics, cluster nodes) and 12 relations, each of the 6 below also reversed —
+/// random calls between distinct services; per queue 2 producers and 2 consumers; per topic 2
+/// publishers and 3 subscribers; every service runs on one node. Seeded random endpoints (the
+/// peer draws its own with PyTorch's generator: the counts per relation are the same, the
+/// endpoints are not), with 4 random edge features (the peer's HGT has none).
+pub fn peer_graph(size: &str, seed: u64) -> Option<HeteroGraph> {
+    let [s, q, t, n, calls] = PEER_SIZES.iter().find(|(name, _)| *name == size)?.1;
+    let mut state = seed ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = move |below: usize| (splitmix64(&mut state) % below as u64) as usize;
+    let (q0, t0, n0) = (s, s + q, s + q + t);
+    let mut node_type = vec![0; s];
+    node_type.extend(std::iter::repeat_n(1, q));
+    node_type.extend(std::iter::repeat_n(2, t));
+    node_type.extend(std::iter::repeat_n(3, n));
+    // (source, destination) pairs of the 6 forward relations.
+    let mut forward: Vec<Vec<(usize, usize)>> = vec![Vec::new(); 6];
+    for _ in 0..calls {
+        let a = next(s);
+        forward[0].push((a, (a + 1 + next(s - 1)) % s));
+    }
+    for b in 0..q {
+        for _ in 0..2 {
+            forward[1].push((next(s), q0 + b));
+            forward[2].push((q0 + b, next(s)));
+        }
+    }
+    for b in 0..t {
+        for _ in 0..2 {
+            forward[3].push((next(s), t0 + b));
+        }
+        for _ in 0..3 {
+            forward[4].push((t0 + b, next(s)));
+        }
+    }
+    for a in 0..s {
+        forward[5].push((a, n0 + next(n)));
+    }
+    let mut relations = Vec::with_capacity(12);
+    for pairs in &forward {
+        for reversed in [false, true] {
+            let mut r = RelationEdges::default();
+            for &(a, b) in pairs {
+                let (x, y) = if reversed { (b, a) } else { (a, b) };
+                r.src.push(x);
+                r.dst.push(y);
+                for _ in 0..4 {
+                    r.features.push(next(1000) as f32 / 1000.0);
+                }
+            }
+            relations.push(r);
+        }
+    }
+    Some(HeteroGraph {
+        node_type,
+        node_types: NODE_KINDS.len(),
+        relations,
+        edge_features: 4,
+    })
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn peer_graphs_have_the_peers_counts() {
+        // Nodes and edges (every edge also reversed) as the peer counts them.
+        for (size, nodes, edges) in [
+            ("boutique11", 17, 88),
+            ("svc1k", 1_250, 13_300),
+            ("svc10k", 12_500, 133_000),
+        ] {
+            let g = peer_graph(size, 1).unwrap();
+            g.validate().unwrap();
+            assert_eq!(g.node_type.len(), nodes, "{size}");
+            assert_eq!(g.relations.len(), 12, "{size}");
+            let total: usize = g.relations.iter().map(|r| r.src.len()).sum();
+            assert_eq!(total, edges, "{size}");
+            // Calls never loop; each relation has its reverse next to it.
+            assert!(g.relations[0]
+                .src
+                .iter()
+                .zip(&g.relations[0].dst)
+                .all(|(a, b)| a != b));
+            for pair in g.relations.chunks(2) {
+                assert_eq!(pair[0].src, pair[1].dst);
+                assert_eq!(pair[0].dst, pair[1].src);
+            }
+        }
+        assert!(peer_graph("svc5k", 1).is_none());
+        assert_eq!(peer_graph("svc1k", 7), peer_graph("svc1k", 7));
     }
 }

@@ -313,11 +313,15 @@ impl<A: Propose> Autoscaler for Guarded<A> {
             // The fallback reconciles every decision, so its stabilisation window stays current.
             let hpa_rule = self.fallback.as_mut().map(|f| {
                 let (config, spec) = (&f.config, &f.spec);
-                let d = f
-                    .controllers
-                    .entry(w.name.clone())
-                    .or_insert_with(|| Hpa::new(config.clone(), spec.clone()))
-                    .reconcile(now, w);
+                // The name is copied only for a workload seen for the first time.
+                let d = match f.controllers.get_mut(&w.name) {
+                    Some(h) => h.reconcile(now, w),
+                    None => f
+                        .controllers
+                        .entry(w.name.clone())
+                        .or_insert_with(|| Hpa::new(config.clone(), spec.clone()))
+                        .reconcile(now, w),
+                };
                 let why = d
                     .reasons
                     .iter()

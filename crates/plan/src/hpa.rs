@@ -746,27 +746,19 @@ impl Autoscaler for HpaAutoscaler {
             .workloads
             .iter()
             .map(|w| {
-                if !self.controllers.contains_key(&w.name) {
-                    let spec = self
-                        .specs
-                        .get(&w.name)
-                        .unwrap_or(&self.default_spec)
-                        .clone();
-                    self.controllers
-                        .insert(w.name.clone(), Hpa::new(self.config.clone(), spec));
+                // One look-up for a known workload; the name is copied only for a new one.
+                if let Some(h) = self.controllers.get_mut(&w.name) {
+                    return h.reconcile(snapshot.time, w);
                 }
-                match self.controllers.get_mut(&w.name) {
-                    Some(h) => h.reconcile(snapshot.time, w),
-                    None => ScalingDecision {
-                        workload: w.name.clone(),
-                        replicas: w.spec_replicas,
-                        reasons: vec![Reason::new(
-                            "hpa.internal",
-                            "no controller for the workload: hold",
-                        )],
-                        resources: None,
-                    },
-                }
+                let spec = self
+                    .specs
+                    .get(&w.name)
+                    .unwrap_or(&self.default_spec)
+                    .clone();
+                self.controllers
+                    .entry(w.name.clone())
+                    .or_insert_with(|| Hpa::new(self.config.clone(), spec))
+                    .reconcile(snapshot.time, w)
             })
             .collect()
     }

@@ -363,7 +363,10 @@ impl Simulator {
                 for (q, v) in e2e.iter_mut().enumerate() {
                     *v += ratio * ts.e2e_ms[q];
                 }
-                success *= ts.e2e_success.powf(ratio);
+                // 1^r = 1: the common case, a callee tree with no failure, skips the `pow`.
+                if ts.e2e_success != 1.0 {
+                    success *= ts.e2e_success.powf(ratio);
+                }
             }
             let st = &mut self.stats[s];
             st.e2e_ms = e2e;
