@@ -59,7 +59,7 @@ export GRAPHSCALE_REQUIRE_PROTOC=1
 promtool="${PROMTOOL:-$(command -v promtool || true)}"
 if [ -z "$promtool" ] && [ -n "${PROMETHEUS:-}" ]; then promtool="$(dirname "$PROMETHEUS")/promtool"; fi
 echo "== promtool check rules, promtool test rules"
-"$promtool" check rules deploy/prometheus/rules.yaml
+"$promtool" check rules deploy/prometheus/rules.yaml deploy/prometheus/latency-rules.yaml
 (cd deploy/prometheus && "$promtool" test rules rules.test.yaml)
 
 echo "== cargo test (all features)"

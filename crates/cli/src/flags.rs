@@ -188,6 +188,11 @@ pub(crate) struct CollectFlags {
     /// (collect) Output folder; (discover) output file, default stdout.
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// (collect) Print the Prometheus recording rules for the p95 latencies of the config's
+    /// window (`templates.window`, default 1m) and exit. With them loaded, collect and discover
+    /// read the recorded p95s instead of evaluating `histogram_quantile` at every step.
+    #[arg(long)]
+    pub(crate) print_recording_rules: bool,
 }
 
 impl CollectFlags {
@@ -205,6 +210,7 @@ impl CollectFlags {
             retries: self.retries,
             deadline_s: self.deadline,
             out: self.out,
+            print_recording_rules: self.print_recording_rules,
         }
     }
 }

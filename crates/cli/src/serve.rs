@@ -158,6 +158,7 @@ pub struct CollectArgs {
     pub retries: Option<u32>,
     pub deadline_s: Option<u64>,
     pub out: Option<PathBuf>,
+    pub print_recording_rules: bool,
 }
 
 /// How long `discover` waits for Prometheus in all, retries included, unless `--deadline`.
@@ -224,6 +225,14 @@ fn now_unix() -> f64 {
 
 /// `graphscale collect`.
 pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
+    if a.print_recording_rules {
+        let (_, templates, _) = load(&a)?;
+        crate::say!(
+            "{}",
+            graphscale_monitor::recorded::rules_yaml(&templates.window)?.trim_end()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.prometheus.is_none() {
         bail!("--prometheus URL is required");
     }
@@ -234,19 +243,25 @@ pub fn collect_cmd(a: CollectArgs) -> Result<ExitCode> {
     }
     let end = a.end.unwrap_or_else(now_unix);
     let grid = Grid::aligned(end - a.range_s as f64, end, a.step_s as i64)?;
-    let (found, series) = within(
+    let (found, series, recorded) = within(
         "collect",
         a.deadline_s.unwrap_or(COLLECT_DEADLINE_S),
         collect(&client, &templates, &disc, grid),
     )?;
     write_dir(&series, &out, crate::app::existing())?;
+    let p95 = match (recorded.node, recorded.edge) {
+        (true, true) => "recorded by the recording rules",
+        (false, false) => "computed from the histograms",
+        _ => "partly recorded (one of the two recording rules is missing)",
+    };
     crate::say!(
-        "collected {} points x {} nodes and {} edges ({} entries) into {}",
+        "collected {} points x {} nodes and {} edges ({} entries) into {}; p95s {p95} (window {})",
         series.len,
         series.nodes.len(),
         series.edges.len(),
         found.entries.len(),
-        out.display()
+        out.display(),
+        templates.window
     )?;
     Ok(ExitCode::SUCCESS)
 }

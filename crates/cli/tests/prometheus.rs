@@ -119,10 +119,18 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
     );
     let prom_port = free_port();
     let cfg = dir.join("prometheus.yml");
+    // graphscale's recording rules for the p95s, for the 5 s window the templates below use.
+    let rules = dir.join("latency-rules.yaml");
+    std::fs::write(
+        &rules,
+        graphscale_monitor::recorded::rules_yaml("5s").unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         &cfg,
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: graphscale-sim\n    static_configs:\n      - targets: ['127.0.0.1:{sim_port}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: graphscale-sim\n    static_configs:\n      - targets: ['127.0.0.1:{sim_port}']\n",
+            rules.display()
         ),
     )
     .unwrap();
@@ -362,5 +370,64 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
     assert!(
         (erps - 800.0).abs() / 800.0 < 0.2,
         "gateway->catalog rps {erps}"
+    );
+
+    // The p95s came from the recording rules; with them turned off, from the histograms. Both
+    // are the same quantile of the same histograms, evaluated at nearby instants.
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("p95s recorded by the recording rules"), "{said}");
+    let raw = dir.join("collected-raw");
+    let mut no_rules = templates.clone();
+    no_rules.recording_rules = false;
+    std::fs::write(
+        &cfg_file,
+        serde_json::json!({"templates": no_rules}).to_string(),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_graphscale"))
+        .args([
+            "collect",
+            "--prometheus",
+            &url,
+            "--range",
+            "8s",
+            "--step",
+            "1s",
+            "--time-scale",
+            &SPEED.to_string(),
+            "--config",
+            cfg_file.to_str().unwrap(),
+            "--out",
+            raw.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("p95s computed from the histograms"), "{said}");
+    let raw = graphscale_monitor::collect::read_dir(&raw).unwrap();
+    let median = |v: &[f64]| {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        assert!(!v.is_empty(), "no p95 values");
+        graphscale_core::stats::median(&mut v)
+    };
+    let recorded = median(&series.nodes["gateway"][&Metric::LatencyP95Ms]);
+    let computed = median(&raw.nodes["gateway"][&Metric::LatencyP95Ms]);
+    assert!(
+        recorded > 0.0 && (recorded - computed).abs() / computed < 0.35,
+        "gateway p95: recorded {recorded} ms, computed {computed} ms"
+    );
+    let edge_p95 = |s: &graphscale_core::GraphSeries| {
+        let e = s
+            .edges
+            .iter()
+            .find(|e| e.src == "gateway" && e.dst == "catalog")
+            .unwrap();
+        median(&e.metrics[&Metric::LatencyP95Ms])
+    };
+    let (recorded, computed) = (edge_p95(&series), edge_p95(&raw));
+    assert!(
+        recorded > 0.0 && (recorded - computed).abs() / computed < 0.35,
+        "gateway->catalog p95: recorded {recorded} ms, computed {computed} ms"
     );
 }

@@ -17,16 +17,18 @@ use graphscale_core::{AppGraph, GraphSeries, Metric, NodeKind, Relation};
 
 use crate::discovery::{discover, DiscoveredGraph, DiscoveryConfig};
 use crate::prom::{Grid, PromClient};
+use crate::recorded::{probe, Recorded};
 use crate::templates::{render, Templates};
 use crate::MonitorError;
 
 /// Collects every node and edge series on `grid`. The graph is discovered at the grid's end.
+/// Also says which p95s came from recording rules.
 pub async fn collect(
     client: &PromClient,
     templates: &Templates,
     cfg: &DiscoveryConfig,
     grid: Grid,
-) -> Result<(DiscoveredGraph, GraphSeries), MonitorError> {
+) -> Result<(DiscoveredGraph, GraphSeries, Recorded), MonitorError> {
     let span = tracing::info_span!("collect", points = grid.len(), namespace = %cfg.namespace);
     let _e = span.enter();
     let found = discover(client, templates, cfg, Some(grid.end as f64)).await?;
@@ -39,10 +41,20 @@ pub async fn collect(
         n,
     );
     let q = |name: &str, t: &str| render(name, t, &cfg.namespace, &templates.window);
+    // Recorded p95s that cover the range's start stand in for `histogram_quantile`.
+    let recorded = probe(client, templates, &cfg.namespace, Some(grid.start as f64)).await?;
     for (i, t) in templates.nodes.iter().enumerate() {
         let started = std::time::Instant::now();
+        let query = if recorded.node
+            && t.metric == Metric::LatencyP95Ms
+            && t.node_label == "destination_workload"
+        {
+            &templates.recorded_latency_p95_ms
+        } else {
+            &t.query
+        };
         let result = client
-            .query_range(&q(&format!("nodes[{i}]"), &t.query)?, grid)
+            .query_range(&q(&format!("nodes[{i}]"), query)?, grid)
             .await?;
         tracing::info!(template = i, metric = %t.metric, series = result.len(), secs = started.elapsed().as_secs_f64(), "range query");
         for s in result {
@@ -66,7 +78,11 @@ pub async fn collect(
         ("edge_rps", &templates.edge_rps, Metric::Rps, true),
         (
             "edge_latency_p95_ms",
-            &templates.edge_latency_p95_ms,
+            if recorded.edge {
+                &templates.recorded_edge_latency_p95_ms
+            } else {
+                &templates.edge_latency_p95_ms
+            },
             Metric::LatencyP95Ms,
             false,
         ),
@@ -115,7 +131,7 @@ pub async fn collect(
     }
     series.edges = edges.into_values().collect();
     series.validate()?;
-    Ok((found, series))
+    Ok((found, series, recorded))
 }
 
 const EDGE_METRICS: [Metric; 3] = [Metric::Rps, Metric::LatencyP95Ms, Metric::ErrorRate];

@@ -144,12 +144,16 @@ pub async fn discover(
     let edge_err = client
         .query(&q("edge_error_rate", &templates.edge_error_rate)?, at)
         .await?;
-    let edge_p95 = client
-        .query(
-            &q("edge_latency_p95_ms", &templates.edge_latency_p95_ms)?,
-            at,
-        )
-        .await?;
+    let recorded = crate::recorded::probe(client, templates, &cfg.namespace, at).await?;
+    let edge_p95 = if recorded.edge {
+        q(
+            "recorded_edge_latency_p95_ms",
+            &templates.recorded_edge_latency_p95_ms,
+        )?
+    } else {
+        q("edge_latency_p95_ms", &templates.edge_latency_p95_ms)?
+    };
+    let edge_p95 = client.query(&edge_p95, at).await?;
     let pods = client
         .query(&q("pod_info", &templates.pod_info)?, at)
         .await?;

@@ -31,6 +31,7 @@ pub mod exporter;
 pub mod http;
 pub mod nezha;
 pub mod prom;
+pub mod recorded;
 pub mod source;
 pub mod templates;
 

@@ -62,6 +62,16 @@ pub struct Templates {
     pub pod_limits: String,
     /// Messages waiting per consuming workload (label `consumergroup`).
     pub workload_backlog: String,
+    /// Read the p95s from graphscale's recording rules when Prometheus has them for `window`
+    /// (`graphscale collect --print-recording-rules`; deploy/prometheus/latency-rules.yaml is
+    /// the file for `1m`); default true. Without them, `histogram_quantile` is evaluated at
+    /// every step.
+    pub recording_rules: bool,
+    /// p95 per workload from the recording rule (label `destination_workload`).
+    pub recorded_latency_p95_ms: String,
+    /// p95 per call edge from the recording rule (labels `source_workload`,
+    /// `destination_workload`).
+    pub recorded_edge_latency_p95_ms: String,
 }
 
 const SEL: &str = r#"reporter="destination",destination_workload_namespace="$namespace""#;
@@ -165,6 +175,15 @@ impl Default for Templates {
             pod_requests: r#"sum by (pod, resource) (kube_pod_container_resource_requests{namespace="$namespace"})"#.into(),
             pod_limits: r#"sum by (pod, resource) (kube_pod_container_resource_limits{namespace="$namespace"})"#.into(),
             workload_backlog: "sum by (consumergroup) (kafka_consumergroup_lag)".into(),
+            recording_rules: true,
+            recorded_latency_p95_ms: format!(
+                r#"max by (destination_workload) ({}$window{{destination_workload_namespace="$namespace"}})"#,
+                crate::recorded::NODE_RULE
+            ),
+            recorded_edge_latency_p95_ms: format!(
+                r#"max by (source_workload, destination_workload) ({}$window{{destination_workload_namespace="$namespace"}})"#,
+                crate::recorded::EDGE_RULE
+            ),
         }
     }
 }
@@ -326,6 +345,11 @@ impl Templates {
             ("pod_requests", &self.pod_requests),
             ("pod_limits", &self.pod_limits),
             ("workload_backlog", &self.workload_backlog),
+            ("recorded_latency_p95_ms", &self.recorded_latency_p95_ms),
+            (
+                "recorded_edge_latency_p95_ms",
+                &self.recorded_edge_latency_p95_ms,
+            ),
         ] {
             render(name, q, namespace, &self.window)?;
         }
