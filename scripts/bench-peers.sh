@@ -15,7 +15,8 @@
 # Like for like: HGT with 2 layers, 4 heads, hidden 64, 8 input features, on the peer's graph
 # schema (`bench hgt --apps peer:SIZE`: 4 node types, 12 relations: 6 and their reverses);
 # LSTM with one layer, hidden 64, window 60, batch 64, one output; Prophet on the peer's own
-# series (a synthetic week per minute, written to CSV for ours), daily season.
+# series (a synthetic week per minute, written to CSV for ours), daily season, one thread; ours
+# is fitted in Rust (the default build's `prophet`).
 set -euo pipefail
 
 setup=0
@@ -88,7 +89,7 @@ for ds, y in zip(df['ds'], df['y']):
   echo "prophet: ours" >&2
   if ! "$bin" bench forecast --csv "$out/prophet-series.csv" --models prophet \
       > "$out/prophet-ours.md" 2> "$out/prophet-ours.err"; then
-    echo "prophet: our binary has no Prophet ($(tail -n 1 "$out/prophet-ours.err")); build it with --features prophet" >&2
+    echo "prophet: ours failed: $(tail -n 1 "$out/prophet-ours.err")" >&2
     rm -f "$out/prophet-ours.md"
   fi
   echo "prophet: peer" >&2

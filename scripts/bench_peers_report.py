@@ -84,7 +84,7 @@ if peer is not None:
     print("| Python Prophet fit + predict 60, ms | ours fit + predict 30, ms | ratio |")
     print("|---:|---:|---:|")
     if o is None:
-        print(f"| {pfit:.0f} | not built (the binary has no `prophet` feature) | - |")
+        print(f"| {pfit:.0f} | failed (see prophet-ours.err) | - |")
     else:
         print(f"| {pfit:.0f} | {float(o[3]):.0f} | {ratio(pfit, float(o[3]))} |")
     print()

@@ -445,7 +445,8 @@ pub(crate) enum ForecastCommand {
         #[command(flatten)]
         series: SeriesFlags,
         /// persistence, trend, seasonal-naive, ets, mstl, lstm, gru, hybrid-mstl, onnx:PATH (an
-        /// ONNX file, docs/forecast.md), and prophet and hybrid-prophet (with the `prophet` feature).
+        /// ONNX file, docs/forecast.md), prophet, hybrid-prophet, and prophet-stan (with the
+        /// `prophet-stan` feature).
         #[arg(long, default_value = "ets")]
         model: String,
         /// JSON file of neural network settings (window, hidden, epochs, ...; see docs/forecast.md).
@@ -491,8 +492,8 @@ pub(crate) enum ForecastCommand {
         #[arg(long, value_parser = parse_duration, default_value = "1h")]
         every: u64,
         /// Comma-separated models: persistence, trend, seasonal-naive, ets, mstl, lstm, gru,
-        /// hybrid-mstl, onnx:PATH (an ONNX file, docs/forecast.md), and prophet and
-        /// hybrid-prophet (with the `prophet` feature).
+        /// hybrid-mstl, onnx:PATH (an ONNX file, docs/forecast.md), prophet, hybrid-prophet, and
+        /// prophet-stan (with the `prophet-stan` feature).
         #[arg(
             long,
             value_delimiter = ',',

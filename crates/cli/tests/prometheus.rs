@@ -375,7 +375,10 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
     // The p95s came from the recording rules; with them turned off, from the histograms. Both
     // are the same quantile of the same histograms, evaluated at nearby instants.
     let said = String::from_utf8_lossy(&o.stdout);
-    assert!(said.contains("p95s recorded by the recording rules"), "{said}");
+    assert!(
+        said.contains("p95s recorded by the recording rules"),
+        "{said}"
+    );
     let raw = dir.join("collected-raw");
     let mut no_rules = templates.clone();
     no_rules.recording_rules = false;

@@ -26,6 +26,7 @@ pub mod conformal;
 pub mod models;
 pub mod onnx;
 pub mod preprocess;
+pub mod prophet_native;
 
 /// Errors of the forecast crate.
 #[derive(Debug, thiserror::Error)]

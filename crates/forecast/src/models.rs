@@ -1,6 +1,7 @@
 //! Point forecasters. Quantiles come from [`crate::conformal`], so every model gets
 //! calibrated intervals the same way; a bare model answers quantile requests with an error.
 
+use crate::prophet_native::NativeOptimizer;
 use augurs::ets::{trend::AutoETSTrendModel, AutoETS};
 use augurs::mstl::MSTLModel;
 use augurs::{Fit, Predict};
@@ -254,47 +255,64 @@ impl FittedForecaster for FittedMstl {
     }
 }
 
-/// Prophet from augurs, optimised by its Stan model compiled to WebAssembly (offline). The
-/// series is placed on a time axis of `step_s` seconds per point; Prophet picks its daily and
-/// weekly seasonalities from that axis. Built with the `prophet` feature.
-#[cfg(feature = "prophet")]
+/// Prophet from augurs. The series is placed on a time axis of `step_s` seconds per point;
+/// Prophet picks its daily and weekly seasonalities from that axis. Its MAP fit is made by
+/// `O`: [`NativeOptimizer`] (L-BFGS in Rust, the default, model `prophet`) or, built with the
+/// `prophet-stan` feature, augurs' Stan model compiled to WebAssembly (model `prophet-stan`).
 #[derive(Debug, Clone)]
-pub struct Prophet {
+pub struct Prophet<O = NativeOptimizer> {
     /// Seconds per step.
     pub step_s: u64,
-    /// The compiled Stan model, built once (its set-up is the expensive part) and cloned per fit.
-    optimizer: augurs::prophet::wasmstan::WasmstanOptimizer,
+    /// The optimiser, built once and cloned per fit.
+    optimizer: O,
+    /// The model's name.
+    name: &'static str,
 }
 
-#[cfg(feature = "prophet")]
 impl Prophet {
-    /// A Prophet model for steps of `step_s` seconds.
+    /// A Prophet model for steps of `step_s` seconds, fitted in Rust.
     pub fn new(step_s: u64) -> Self {
         Prophet {
             step_s,
-            optimizer: augurs::prophet::wasmstan::WasmstanOptimizer::new(),
+            optimizer: NativeOptimizer::default(),
+            name: "prophet",
         }
     }
 }
 
-#[cfg(feature = "prophet")]
-struct FittedProphet {
-    model: augurs::prophet::Prophet<augurs::prophet::wasmstan::WasmstanOptimizer>,
-    n: usize,
-    step_s: i64,
+#[cfg(feature = "prophet-stan")]
+impl Prophet<augurs::prophet::wasmstan::WasmstanOptimizer> {
+    /// A Prophet model for steps of `step_s` seconds, fitted by the Stan model (WebAssembly).
+    pub fn stan(step_s: u64) -> Self {
+        Prophet {
+            step_s,
+            optimizer: augurs::prophet::wasmstan::WasmstanOptimizer::new(),
+            name: "prophet-stan",
+        }
+    }
 }
 
-#[cfg(feature = "prophet")]
-impl Forecaster for Prophet {
+struct FittedProphet<O> {
+    model: augurs::prophet::Prophet<O>,
+    n: usize,
+    step_s: i64,
+    name: &'static str,
+}
+
+impl<O> Forecaster for Prophet<O>
+where
+    O: augurs::prophet::Optimizer + Clone + Send + Sync + 'static,
+{
     fn name(&self) -> String {
-        "prophet".into()
+        self.name.into()
     }
     fn fit(&self, y: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastFailure> {
         use augurs::prophet::TrainingData;
-        let err = |e: &dyn std::fmt::Display| ForecastFailure::new("prophet", e.to_string());
-        check("prophet", y, 3)?;
+        let name = self.name;
+        let err = |e: &dyn std::fmt::Display| ForecastFailure::new(name, e.to_string());
+        check(name, y, 3)?;
         if self.step_s == 0 {
-            return Err(ForecastFailure::new("prophet", "step_s must be > 0"));
+            return Err(ForecastFailure::new(name, "step_s must be > 0"));
         }
         let step = self.step_s as i64;
         let ds: Vec<i64> = (0..y.len() as i64).map(|i| i * step).collect();
@@ -305,12 +323,15 @@ impl Forecaster for Prophet {
             model,
             n: y.len(),
             step_s: step,
+            name,
         }))
     }
 }
 
-#[cfg(feature = "prophet")]
-impl FittedForecaster for FittedProphet {
+impl<O> FittedForecaster for FittedProphet<O>
+where
+    O: augurs::prophet::Optimizer + Send + Sync,
+{
     fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
         use augurs::prophet::PredictionData;
         let ds: Vec<i64> = (0..horizon as i64)
@@ -319,8 +340,8 @@ impl FittedForecaster for FittedProphet {
         let p = self
             .model
             .predict(PredictionData::new(ds))
-            .map_err(|e| ForecastFailure::new("prophet", e.to_string()))?;
-        points_only("prophet", p.yhat.point, q)
+            .map_err(|e| ForecastFailure::new(self.name, e.to_string()))?;
+        points_only(self.name, p.yhat.point, q)
     }
 
     fn fitted_values(&self) -> Option<Vec<f64>> {
@@ -328,9 +349,10 @@ impl FittedForecaster for FittedProphet {
     }
 }
 
-/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`, `prophet` when built
-/// with the `prophet` feature (it uses `step_s`), and `onnx:PATH` (the ONNX file at `PATH`,
-/// [`crate::onnx`]); `period` is the season length in steps where the model uses one.
+/// A model by name: `persistence`, `seasonal-naive`, `ets`, `mstl`, `prophet` (it uses
+/// `step_s`), `prophet-stan` when built with the `prophet-stan` feature, and `onnx:PATH` (the
+/// ONNX file at `PATH`, [`crate::onnx`]); `period` is the season length in steps where the
+/// model uses one.
 pub fn by_name_with_step(
     name: &str,
     period: usize,
@@ -340,22 +362,22 @@ pub fn by_name_with_step(
         return crate::onnx::load(path);
     }
     if name == "prophet" {
-        #[cfg(feature = "prophet")]
         return Ok(Box::new(Prophet::new(step_s)));
-        #[cfg(not(feature = "prophet"))]
-        {
-            let _ = step_s;
-            return Err(ForecastFailure::new(
-                "prophet",
-                "this build has no Prophet: build with `--features prophet` (it adds wasmtime)",
-            ));
-        }
+    }
+    if name == "prophet-stan" {
+        #[cfg(feature = "prophet-stan")]
+        return Ok(Box::new(Prophet::stan(step_s)));
+        #[cfg(not(feature = "prophet-stan"))]
+        return Err(ForecastFailure::new(
+            "prophet-stan",
+            "this build has no Stan optimiser: build with `--features prophet-stan` (it adds wasmtime); `prophet` is the same model fitted in Rust",
+        ));
     }
     by_name(name, period)
 }
 
-/// The names [`by_name_with_step`] accepts (`prophet` only with the `prophet` feature), besides
-/// `onnx:PATH` ([`crate::onnx`]).
+/// The names [`by_name_with_step`] accepts, besides `prophet-stan` (with the `prophet-stan`
+/// feature) and `onnx:PATH` ([`crate::onnx`]).
 pub const MODELS: [&str; 6] = [
     "persistence",
     "trend",
@@ -479,7 +501,6 @@ mod tests {
         assert!(by_name("arima", 12).is_err());
     }
 
-    #[cfg(feature = "prophet")]
     #[test]
     fn prophet_follows_a_trend_and_a_daily_season() {
         // Hourly points over 20 days: a rising line plus a daily wave.
@@ -501,13 +522,14 @@ mod tests {
         }
     }
 
-    #[cfg(not(feature = "prophet"))]
+    #[cfg(not(feature = "prophet-stan"))]
     #[test]
-    fn prophet_says_how_to_get_it() {
-        let e = by_name_with_step("prophet", 24, 60)
+    fn prophet_stan_says_how_to_get_it() {
+        let e = by_name_with_step("prophet-stan", 24, 60)
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("--features prophet"), "{e}");
+        assert!(e.contains("--features prophet-stan"), "{e}");
+        assert!(by_name_with_step("prophet", 24, 60).is_ok());
     }
 }

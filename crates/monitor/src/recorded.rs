@@ -64,16 +64,15 @@ pub async fn probe(
         let q = render(name, t, namespace, &templates.window).map(|q| format!("count({q})"));
         async move {
             let found = client.query(&q?, at).await?;
-            Ok::<bool, MonitorError>(
-                found
-                    .first()
-                    .and_then(|s| s.value)
-                    .is_some_and(|n| n > 0.0),
-            )
+            Ok::<bool, MonitorError>(found.first().and_then(|s| s.value).is_some_and(|n| n > 0.0))
         }
     };
     let found = Recorded {
-        node: has("recorded_latency_p95_ms", &templates.recorded_latency_p95_ms).await?,
+        node: has(
+            "recorded_latency_p95_ms",
+            &templates.recorded_latency_p95_ms,
+        )
+        .await?,
         edge: has(
             "recorded_edge_latency_p95_ms",
             &templates.recorded_edge_latency_p95_ms,
@@ -116,9 +115,15 @@ mod tests {
         let t = Templates::default();
         let q = render("n", &t.recorded_latency_p95_ms, "shop", "1m").unwrap();
         assert!(q.contains(&format!("{NODE_RULE}1m{{")), "{q}");
-        assert!(q.contains(r#"destination_workload_namespace="shop""#), "{q}");
+        assert!(
+            q.contains(r#"destination_workload_namespace="shop""#),
+            "{q}"
+        );
         let q = render("e", &t.recorded_edge_latency_p95_ms, "shop", "30s").unwrap();
         assert!(q.contains(&format!("{EDGE_RULE}30s{{")), "{q}");
-        assert!(q.starts_with("max by (source_workload, destination_workload)"), "{q}");
+        assert!(
+            q.starts_with("max by (source_workload, destination_workload)"),
+            "{q}"
+        );
     }
 }

@@ -1,7 +1,6 @@
-//! A hybrid forecaster: a classical model (MSTL, or Prophet when built with the `prophet`
-//! feature) captures trend and seasonality, and a recurrent network forecasts what it leaves,
-//! the in-sample residuals `y - fitted` (the ARIMA + neural network scheme of Zhang, 2003, with
-//! Prophet or MSTL as the first stage).
+//! A hybrid forecaster: a classical model (MSTL or Prophet) captures trend and seasonality, and
+//! a recurrent network forecasts what it leaves, the in-sample residuals `y - fitted` (the
+//! ARIMA + neural network scheme of Zhang, 2003, with Prophet or MSTL as the first stage).
 //!
 //! Forecast = base forecast + network's forecast of the residuals. The network's validation
 //! errors on the residual series calibrate the intervals; they are in-sample for the base model,

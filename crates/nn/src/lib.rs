@@ -5,7 +5,7 @@
 //!
 //! - [`rnn`]: LSTM and GRU forecasters (direct multi-horizon, residual to the last value, early
 //!   stopping, conformal intervals from the validation range);
-//! - [`hybrid`]: a classical model (MSTL, or Prophet with the `prophet` feature) for trend and
+//! - [`hybrid`]: a classical model (MSTL or Prophet) for trend and
 //!   seasonality, plus a recurrent network on its residuals;
 //! - [`checkpoint`]: fitting and restoring every model, neural or classical, through the
 //!   forecast crate's checkpoint format (weights as safetensors, manifest in JSON).
@@ -103,8 +103,7 @@ pub fn rnn_config(
     cfg
 }
 
-/// Any model by name: `lstm`, `gru`, `hybrid-mstl`, `hybrid-prophet` (with the `prophet`
-/// feature) and every model of [`graphscale_forecast::models::by_name_with_step`], `onnx:PATH`
+/// Any model by name: `lstm`, `gru`, `hybrid-mstl`, `hybrid-prophet` and every model of [`graphscale_forecast::models::by_name_with_step`], `onnx:PATH`
 /// among them. `period` is
 /// the season length in steps, `step_s` the step in seconds and `max_horizon` the longest
 /// horizon that will be asked of a neural model (its output width).
@@ -131,6 +130,7 @@ pub fn by_name(
         other
             if graphscale_forecast::models::MODELS.contains(&other)
                 || other == "snaive"
+                || other == "prophet-stan"
                 || graphscale_forecast::onnx::path_of(other).is_some() =>
         {
             by_name_with_step(other, period, step_s)?
