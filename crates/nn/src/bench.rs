@@ -35,8 +35,12 @@ impl Net {
 pub struct Timing {
     /// One training step at `batch`.
     pub train_step_ms: f64,
-    /// One forward pass at batch 1.
+    /// One forward pass at batch 1: what a prediction runs (for the recurrent networks, the
+    /// host kernel of [`crate::rnn_host`]).
     pub forward_ms: f64,
+    /// One forward pass at batch 1 through burn's modules (the recurrent networks; the same as
+    /// `forward_ms` for the others).
+    pub forward_modules_ms: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -69,7 +73,7 @@ pub fn time(
     let t = Tensor::<2>::random([batch, outputs], Distribution::Default, &ad);
     let x1 = Tensor::<3>::random([1, window, 1], Distribution::Default, &plain);
     let mut optim = AdamConfig::new().init();
-    let (mut train, mut fwd) = (Vec::new(), Vec::new());
+    let (mut train, mut fwd, mut modules) = (Vec::new(), Vec::new(), Vec::new());
     match net {
         Net::Rnn(_) => {
             let mut m = RnnNet::new(&cfg, &ad);
@@ -87,6 +91,16 @@ pub fn time(
             for k in 0..runs + 3 {
                 let start = Instant::now();
                 let _ = v.forward(x1.clone()).into_data();
+                if k >= 3 {
+                    modules.push(start.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            // What a prediction runs: the same weights in the host layout.
+            let host = v.host().expect("a network built by RnnNet::new");
+            let window1: Vec<f32> = x1.into_data().try_into_vec::<f32>().unwrap_or_default();
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                std::hint::black_box(host.forward(std::hint::black_box(&window1)));
                 if k >= 3 {
                     fwd.push(start.elapsed().as_secs_f64() * 1e3);
                 }
@@ -114,11 +128,13 @@ pub fn time(
                     fwd.push(start.elapsed().as_secs_f64() * 1e3);
                 }
             }
+            modules = fwd.clone();
         }
     }
     Timing {
         train_step_ms: median(train),
         forward_ms: median(fwd),
+        forward_modules_ms: median(modules),
     }
 }
 
@@ -168,6 +184,7 @@ pub fn time_hgt(
     }
     Ok(Timing {
         train_step_ms: median(train),
-        forward_ms: median(fwd),
+        forward_ms: median(fwd.clone()),
+        forward_modules_ms: median(fwd),
     })
 }

@@ -200,8 +200,10 @@ pub fn restore(ck: &Checkpoint) -> Result<Box<dyn FittedForecaster>, ForecastErr
     if ck.series.len() < cfg.window {
         return Err(model_err(&path, "series shorter than the window".into()));
     }
+    let net = net_from(&cfg, &ck.weights, &path)?;
     let trained = TrainedRnn {
-        net: net_from(&cfg, &ck.weights, &path)?,
+        host: net.host(),
+        net,
         config: cfg.clone(),
         scale: training.scale,
         errors: ck.calibration_errors.clone(),

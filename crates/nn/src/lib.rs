@@ -22,6 +22,7 @@ pub mod hgt;
 pub mod hybrid;
 pub mod online;
 pub mod rnn;
+pub mod rnn_host;
 
 pub use error::NnError;
 

@@ -11,6 +11,8 @@
 
 use burn::module::Module;
 use burn::nn::{Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
+
+use crate::rnn_host::HostRnn;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use graphscale_core::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
@@ -163,6 +165,16 @@ impl RnnNet {
         self.head.weight.val().sum().into_scalar()
     }
 
+    /// The same weights laid out for one-window forwards on the host ([`HostRnn`]).
+    pub fn host(&self) -> Option<HostRnn> {
+        let cell = if self.lstm.is_some() {
+            Cell::Lstm
+        } else {
+            Cell::Gru
+        };
+        HostRnn::new(cell, self.lstm.as_ref(), self.gru.as_ref(), &self.head)
+    }
+
     /// `x`: `[batch, window, features]` -> `[batch, max_horizon]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<2> {
         let [b, w, _] = x.dims();
@@ -261,6 +273,9 @@ pub struct TrainedRnn {
     pub scale: Scale,
     /// The network (plain device, no autodiff).
     pub net: RnnNet,
+    /// Its weights in the host layout, for predictions ([`RnnNet::host`]); `None` falls back
+    /// to the network's modules.
+    pub host: Option<HostRnn>,
     /// Validation errors `y - yhat` per step ahead.
     pub errors: Vec<Vec<f64>>,
     /// Validation mean squared error (normalised units) per epoch.
@@ -378,6 +393,7 @@ pub fn train(
     Ok(TrainedRnn {
         config: cfg.clone(),
         scale,
+        host: net.host(),
         net,
         errors,
         val_loss,
@@ -424,13 +440,16 @@ impl TrainedRnn {
         }
         let n = history.len();
         let first_index = (last_index + 1).saturating_sub(n);
-        let device = self.device();
-        let x = tensor3(
-            inputs(cfg, self.scale, history, first_index, &[n]),
-            [1, cfg.window, cfg.features()],
-            &device,
-        );
-        let out = to_vec(self.net.forward(x))?;
+        let window = inputs(cfg, self.scale, history, first_index, &[n]);
+        // The host kernel when the weights have its layout (always, for a network of this
+        // module), else burn's modules: the same arithmetic.
+        let out = match &self.host {
+            Some(host) if host.inputs() == cfg.features() => host.forward(&window),
+            _ => {
+                let x = tensor3(window, [1, cfg.window, cfg.features()], &self.device());
+                to_vec(self.net.forward(x))?
+            }
+        };
         let last = history[n - 1];
         Ok(out[..horizon]
             .iter()
