@@ -212,7 +212,10 @@ pub fn quick() -> Result<ExitCode> {
     let y: Vec<f64> = rates.iter().step_by(60).copied().collect();
     check(
         "forecast",
-        forecast_series(&y, &names(&["persistence", "seasonal-naive", "ets"])),
+        forecast_series(
+            &y,
+            &names(&["persistence", "seasonal-naive", "ets", "prophet"]),
+        ),
     )?;
     crate::say!("\n## bench nn (quick)\n")?;
     check("nn", nn(4, 8, 8, 1, 1))?;

@@ -1100,7 +1100,7 @@ fn bench_quick_runs_every_benchmark_and_prints_its_table() {
     for (bench, header, rows) in [
         ("sim", "| app | services | simulated | mode |", 2),
         ("decide", "| app | services | autoscaler | rounds |", 1),
-        ("forecast", "| model | season | points |", 3),
+        ("forecast", "| model | season | points |", 4),
         ("nn", "| network | train step", 3),
         ("hgt", "| app | nodes | edges | forward, ms |", 3),
         ("keda", "| in flight |", 2),

@@ -596,6 +596,46 @@ mod tests {
         assert!(got.delta.iter().all(|d| *d == 0.0) && got.k == 0.0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any finite series, of any scale and shape: Prophet through this optimiser fits and
+        /// predicts finite numbers or says why not, never a panic.
+        #[test]
+        fn any_series_fits_or_fails_cleanly(
+            y in proptest::collection::vec(-1e12f64..1e12, 3..200),
+            step in 1i64..7200,
+        ) {
+            use augurs::prophet::{Prophet, TrainingData};
+            let ds: Vec<i64> = (0..y.len() as i64).map(|i| i * step).collect();
+            let mut model = Prophet::new(Default::default(), NativeOptimizer::default());
+            if let Ok(data) = TrainingData::new(ds, y.clone()) {
+                if model.fit(data, Default::default()).is_ok() {
+                    let p = model.predict(None).unwrap().yhat.point;
+                    proptest::prop_assert!(p.iter().all(|v| v.is_finite()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flat_and_zero_series_fit() {
+        use augurs::prophet::{Prophet, TrainingData};
+        for y in [vec![0.0; 50], vec![5.0; 50], vec![-3.0; 50]] {
+            let ds: Vec<i64> = (0..50).map(|i| i * 60).collect();
+            let mut model = Prophet::new(Default::default(), NativeOptimizer::default());
+            model
+                .fit(
+                    TrainingData::new(ds, y.clone()).unwrap(),
+                    Default::default(),
+                )
+                .unwrap();
+            let p = model.predict(None).unwrap().yhat.point;
+            for (a, b) in p.iter().zip(&y) {
+                assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
+
     #[test]
     fn what_it_cannot_fit_is_an_error() {
         let d = data(50, 3, 2, TrendIndicator::Linear);
