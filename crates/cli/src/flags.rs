@@ -577,7 +577,8 @@ pub(crate) enum BenchCommand {
         autoscalers: Vec<String>,
     },
     /// Forecaster speed: fit + predict (horizon 30) on a 10,080-point series (one week per minute
-    /// of the WorldCup98 tournament, from 1998-06-10), median of 5 runs, one thread.
+    /// of the WorldCup98 tournament, from 1998-06-10, or of another `unix_ts,requests` CSV),
+    /// median of 5 runs, one thread.
     Forecast {
         /// The WorldCup98 CSV.
         #[arg(
@@ -594,8 +595,9 @@ pub(crate) enum BenchCommand {
         models: Vec<String>,
     },
     /// Neural network speed: one training step (forward, backward, Adam) and one batch-1 forward
-    /// pass of the LSTM and GRU forecasters and of a linear baseline, medians in ms. Threads:
-    /// set RAYON_NUM_THREADS (for example 1).
+    /// pass of the LSTM and GRU forecasters and of a linear baseline, medians in ms; the forward
+    /// on the host kernel that predictions run, and through burn's modules. Threads: set
+    /// RAYON_NUM_THREADS (for example 1).
     Nn(NnBenchFlags),
     /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
     /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
