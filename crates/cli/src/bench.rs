@@ -279,7 +279,7 @@ pub fn nn(
     )?;
     crate::say!("|---|---:|---:|---:|")?;
     for net in [Net::Linear, Net::Rnn(Cell::Lstm), Net::Rnn(Cell::Gru)] {
-        let t = time(net, batch, window, hidden, outputs, runs);
+        let t = time(net, batch, window, hidden, outputs, runs)?;
         crate::say!(
             "| {} | {:.3} | {:.3} | {:.3} |",
             net.name(),

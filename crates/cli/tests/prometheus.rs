@@ -311,34 +311,42 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
         .iter()
         .all(|d| !d.reasons.is_empty() && d.replicas >= 1));
 
-    // `graphscale collect` writes the series; read them back and compare with the ground truth.
-    let out = dir.join("collected");
-    let cfg_file = dir.join("collect.json");
-    std::fs::write(
-        &cfg_file,
-        serde_json::json!({"templates": templates}).to_string(),
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_graphscale"))
-        .args([
-            "collect",
-            "--prometheus",
-            &url,
-            "--range",
-            "8s",
-            "--step",
-            "1s",
-            "--time-scale",
-            &SPEED.to_string(),
-            "--config",
-            cfg_file.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
+    // `graphscale collect` with `templates` into `name`: what it printed, and the series read
+    // back.
+    let collect = |name: &str, templates: &Templates| {
+        let out = dir.join(name);
+        let cfg_file = dir.join(format!("{name}.json"));
+        std::fs::write(
+            &cfg_file,
+            serde_json::json!({"templates": templates}).to_string(),
+        )
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let series = graphscale_monitor::collect::read_dir(&out).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_graphscale"))
+            .args([
+                "collect",
+                "--prometheus",
+                &url,
+                "--range",
+                "8s",
+                "--step",
+                "1s",
+                "--time-scale",
+                &SPEED.to_string(),
+                "--config",
+                cfg_file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            graphscale_monitor::collect::read_dir(&out).unwrap(),
+        )
+    };
+    // Read them back and compare with the ground truth.
+    let (said, series) = collect("collected", &templates);
     let last = |node: &str, m: Metric| -> f64 {
         let v = &series.nodes[node][&m];
         v.iter()
@@ -374,41 +382,14 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
 
     // The p95s came from the recording rules; with them turned off, from the histograms. Both
     // are the same quantile of the same histograms, evaluated at nearby instants.
-    let said = String::from_utf8_lossy(&o.stdout);
     assert!(
         said.contains("p95s recorded by the recording rules"),
         "{said}"
     );
-    let raw = dir.join("collected-raw");
     let mut no_rules = templates.clone();
     no_rules.recording_rules = false;
-    std::fs::write(
-        &cfg_file,
-        serde_json::json!({"templates": no_rules}).to_string(),
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_graphscale"))
-        .args([
-            "collect",
-            "--prometheus",
-            &url,
-            "--range",
-            "8s",
-            "--step",
-            "1s",
-            "--time-scale",
-            &SPEED.to_string(),
-            "--config",
-            cfg_file.to_str().unwrap(),
-            "--out",
-            raw.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let said = String::from_utf8_lossy(&o.stdout);
+    let (said, raw) = collect("collected-raw", &no_rules);
     assert!(said.contains("p95s computed from the histograms"), "{said}");
-    let raw = graphscale_monitor::collect::read_dir(&raw).unwrap();
     let median = |v: &[f64]| {
         let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
         assert!(!v.is_empty(), "no p95 values");

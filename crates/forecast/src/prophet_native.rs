@@ -531,12 +531,29 @@ mod tests {
         q
     }
 
+    /// `opt`'s fit of `d` from the default start.
+    fn fit(opt: NativeOptimizer, d: &Data) -> OptimizedParams {
+        opt.optimize(
+            &init(d.t_change.len(), d.sigmas.len()),
+            d,
+            &OptimizeOpts::default(),
+        )
+        .unwrap()
+    }
+
+    /// Prophet through this optimiser on `y` at `step` seconds: its in-sample predictions.
+    fn prophet_fitted(y: &[f64], step: i64) -> Result<Vec<f64>, augurs::prophet::Error> {
+        use augurs::prophet::{Prophet, TrainingData};
+        let ds: Vec<i64> = (0..y.len() as i64).map(|i| i * step).collect();
+        let mut model = Prophet::new(Default::default(), NativeOptimizer::default());
+        model.fit(TrainingData::new(ds, y.to_vec())?, Default::default())?;
+        Ok(model.predict(None)?.yhat.point)
+    }
+
     #[test]
     fn it_reaches_the_minimum() {
         let d = data(300, 6, 4, TrendIndicator::Linear);
-        let got = NativeOptimizer::default()
-            .optimize(&init(6, 4), &d, &OptimizeOpts::default())
-            .unwrap();
+        let got = fit(NativeOptimizer::default(), &d);
         let f = objective(&d, &got);
         // No step of any parameter, up or down, lowers the objective: a minimum of this
         // convex-in-theta, unimodal-in-sigma objective.
@@ -576,12 +593,7 @@ mod tests {
             max_steps: 1,
             ..NativeOptimizer::default()
         };
-        let got = opt
-            .optimize(&init(6, 4), &d, &OptimizeOpts::default())
-            .unwrap();
-        let full = NativeOptimizer::default()
-            .optimize(&init(6, 4), &d, &OptimizeOpts::default())
-            .unwrap();
+        let (got, full) = (fit(opt, &d), fit(NativeOptimizer::default(), &d));
         let (f1, f) = (objective(&d, &got), objective(&d, &full));
         assert!(f1.is_finite() && f1 > f, "{f1} vs {f}");
     }
@@ -589,9 +601,7 @@ mod tests {
     #[test]
     fn a_flat_trend_is_its_offset() {
         let d = data(200, 4, 3, TrendIndicator::Flat);
-        let got = NativeOptimizer::default()
-            .optimize(&init(4, 3), &d, &OptimizeOpts::default())
-            .unwrap();
+        let got = fit(NativeOptimizer::default(), &d);
         assert!(got.trend.iter().all(|t| *t == got.m));
         assert!(got.delta.iter().all(|d| *d == 0.0) && got.k == 0.0);
     }
@@ -609,6 +619,7 @@ mod tests {
             let ds: Vec<i64> = (0..y.len() as i64).map(|i| i * step).collect();
             let mut model = Prophet::new(Default::default(), NativeOptimizer::default());
             if let Ok(data) = TrainingData::new(ds, y.clone()) {
+                // A fit that succeeds predicts, and only finite numbers.
                 if model.fit(data, Default::default()).is_ok() {
                     let p = model.predict(None).unwrap().yhat.point;
                     proptest::prop_assert!(p.iter().all(|v| v.is_finite()));
@@ -619,17 +630,8 @@ mod tests {
 
     #[test]
     fn flat_and_zero_series_fit() {
-        use augurs::prophet::{Prophet, TrainingData};
         for y in [vec![0.0; 50], vec![5.0; 50], vec![-3.0; 50]] {
-            let ds: Vec<i64> = (0..50).map(|i| i * 60).collect();
-            let mut model = Prophet::new(Default::default(), NativeOptimizer::default());
-            model
-                .fit(
-                    TrainingData::new(ds, y.clone()).unwrap(),
-                    Default::default(),
-                )
-                .unwrap();
-            let p = model.predict(None).unwrap().yhat.point;
+            let p = prophet_fitted(&y, 60).unwrap();
             for (a, b) in p.iter().zip(&y) {
                 assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
             }

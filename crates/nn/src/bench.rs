@@ -56,7 +56,7 @@ pub fn time(
     hidden: usize,
     outputs: usize,
     runs: usize,
-) -> Timing {
+) -> Result<Timing, crate::NnError> {
     let ad = Device::flex().autodiff();
     let plain = Device::flex();
     let cfg = RnnConfig {
@@ -96,7 +96,9 @@ pub fn time(
                 }
             }
             // What a prediction runs: the same weights in the host layout.
-            let host = v.host().expect("a network built by RnnNet::new");
+            let host = v.host().ok_or_else(|| crate::NnError::Tensor {
+                reason: "the network's weights have no host layout".into(),
+            })?;
             let window1: Vec<f32> = x1.into_data().try_into_vec::<f32>().unwrap_or_default();
             for k in 0..runs + 3 {
                 let start = Instant::now();
@@ -131,11 +133,11 @@ pub fn time(
             modules = fwd.clone();
         }
     }
-    Timing {
+    Ok(Timing {
         train_step_ms: median(train),
         forward_ms: median(fwd),
         forward_modules_ms: median(modules),
-    }
+    })
 }
 
 /// Times one HGT network (input maps, `layers` layers of `cfg`, a linear head with 4 outputs per

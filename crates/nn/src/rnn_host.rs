@@ -42,17 +42,18 @@ fn matrix(p: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
     )
 }
 
-fn bias(l: &Linear, n: usize) -> Vec<f32> {
-    l.bias
-        .as_ref()
-        .map(|b| {
-            b.val()
-                .into_data()
-                .try_into_vec::<f32>()
-                .unwrap_or_default()
-        })
-        .filter(|v| v.len() == n)
-        .unwrap_or_else(|| vec![0.0; n])
+/// A layer's bias of `n` values (zeros for a layer without one); `None` when it has another
+/// length or cannot be read.
+fn bias(l: &Linear, n: usize) -> Option<Vec<f32>> {
+    match &l.bias {
+        None => Some(vec![0.0; n]),
+        Some(b) => b
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .ok()
+            .filter(|v| v.len() == n),
+    }
 }
 
 /// Appends `gates`' matrices column block by column block: `[d_in, gates * d_out]`.
@@ -86,9 +87,8 @@ fn add_product(acc: &mut [f32], x: &[f32], w: &[f32]) {
         let mut local = [0.0f32; B];
         local.copy_from_slice(&acc[j..j + B]);
         for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
-            let row: &[f32; B] = row[j..j + B].try_into().unwrap_or(&[0.0; B]);
-            for k in 0..B {
-                local[k] += xi * row[k];
+            for (l, wv) in local.iter_mut().zip(&row[j..j + B]) {
+                *l += xi * wv;
             }
         }
         acc[j..j + B].copy_from_slice(&local);
@@ -122,7 +122,10 @@ impl HostRnn {
         head: &Linear,
     ) -> Option<Self> {
         let (head_w, [hidden, outputs]) = matrix(&head.weight);
-        let head_b = bias(head, outputs);
+        if head_w.len() != hidden * outputs {
+            return None;
+        }
+        let head_b = bias(head, outputs)?;
         let gates: Vec<&burn::nn::GateController> = match (cell, lstm, gru) {
             (Cell::Lstm, Some(l), None) => vec![
                 &l.input_gate,
@@ -138,8 +141,11 @@ impl HostRnn {
         let hs: Vec<&Linear> = gates.iter().map(|g| &g.hidden_transform).collect();
         let w_x = side_by_side(&xs, inputs, hidden)?;
         let w_h = side_by_side(&hs, hidden, hidden)?;
-        let bx: Vec<f32> = xs.iter().flat_map(|l| bias(l, hidden)).collect();
-        let bh: Vec<f32> = hs.iter().flat_map(|l| bias(l, hidden)).collect();
+        let biases = |ls: &[&Linear]| -> Option<Vec<f32>> {
+            let each: Option<Vec<Vec<f32>>> = ls.iter().map(|l| bias(l, hidden)).collect();
+            Some(each?.concat())
+        };
+        let (bx, bh) = (biases(&xs)?, biases(&hs)?);
         let (b_x, b_h) = match cell {
             Cell::Lstm => (
                 bx.iter().zip(&bh).map(|(a, b)| a + b).collect(),
