@@ -54,7 +54,7 @@ fn seed_lock() -> MutexGuard<'static, ()> {
 /// would be drawn at the first forward pass, outside the lock, from whatever state the
 /// process-wide generator had reached by then: another network built (or trained) meanwhile, on
 /// this thread or another, would change them. That made two same-seed graph models differ once.
-pub(crate) fn seeded<M: Module>(seed: u64, device: &Device, build: impl FnOnce() -> M) -> M {
+pub fn seeded<M: Module>(seed: u64, device: &Device, build: impl FnOnce() -> M) -> M {
     struct Draw;
     impl ModuleVisitor for Draw {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
