@@ -115,6 +115,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             against,
             json,
         } => crate::data::shadow_cmd(&record, &against, json.as_deref()),
+        Command::Rl { command } => crate::rl::rl(command),
         Command::Bench { quick: true, .. } => crate::bench::quick(),
         Command::Bench { command: None, .. } => {
             anyhow::bail!("name a benchmark (`graphscale bench --help`) or pass --quick")
@@ -124,6 +125,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             ..
         } => match command {
             BenchCommand::Sim { seconds, apps } => crate::bench::sim(seconds, &apps),
+            BenchCommand::Rl {
+                app,
+                env_steps,
+                updates,
+            } => crate::bench_rl::rl(&app, env_steps, updates),
             BenchCommand::Decide {
                 rounds,
                 warmup,

@@ -244,6 +244,8 @@ pub fn quick() -> Result<ExitCode> {
             None,
         ),
     )?;
+    crate::say!("\n## bench rl (quick)\n")?;
+    check("rl", crate::bench_rl::rl("online-boutique", 200, 1))?;
     anyhow::ensure!(
         failed.is_empty(),
         "benchmarks failed: {}",

@@ -224,6 +224,26 @@ pub fn train_cmd(
             (kind.name().into(), m.test_scores(&p)?),
         ])?;
     }
+    if let Some(a) = m.adjacency_agreement() {
+        crate::say!(
+            "\nlearned adjacency vs the call graph (DeepScaler's check): {} services, {} of {} pairs linked; ROC AUC {:.3} (chance 0.5), precision at {} {:.3} (chance {:.3})",
+            a.services,
+            a.links,
+            a.pairs,
+            a.auc,
+            a.links,
+            a.precision_at_links,
+            a.links as f64 / a.pairs as f64
+        )?;
+        if let Some(i) = m.initial_adjacency_agreement() {
+            crate::say!(
+                "the same adjacency before training (same seed): ROC AUC {:.3}, precision at {} {:.3}",
+                i.auc,
+                i.links,
+                i.precision_at_links
+            )?;
+        }
+    }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -1105,6 +1105,7 @@ fn bench_quick_runs_every_benchmark_and_prints_its_table() {
         ("hgt", "| app | nodes | edges | forward, ms |", 3),
         ("keda", "| in flight |", 2),
         ("graph-models", "model        target", 12),
+        ("rl", "| app | what | threads |", 4),
     ] {
         let section = out
             .split(&format!("## bench {bench} (quick"))
@@ -1399,5 +1400,198 @@ fn eval_replays_a_csv_for_each_app_and_records_the_built_revision_anywhere() {
             out.join("r2").to_str().unwrap(),
         ],
         &["/no/such/trace.csv"],
+    );
+}
+
+#[test]
+fn rl_train_resume_eval_and_the_policy_in_eval_behind_the_safety_layer() {
+    let d = tmp("rl");
+    let out = d.join("p.safetensors");
+    let cfg = d.join("c.json");
+    std::fs::write(
+        &cfg,
+        r#"{"ppo": {"rollout_steps": 4, "minibatch": 8, "epochs": 1}, "env": {"episode_s": 120}}"#,
+    )
+    .unwrap();
+    let o = run(&[
+        "rl",
+        "train",
+        "--encoder",
+        "gcn",
+        "--updates",
+        "2",
+        "--envs",
+        "2",
+        "--checkpoint-every",
+        "1",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = d.join("p.safetensors.curve.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.starts_with("update,env_steps,"));
+    assert!(std::fs::read_to_string(d.join("p.safetensors.curve.svg"))
+        .unwrap()
+        .contains("<svg"));
+    // The checkpoint is not replaced unasked.
+    fails_with(
+        &[
+            "rl",
+            "train",
+            "--updates",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["exists", "--force"],
+    );
+    // Resumed: the update count and the curve go on.
+    let more = d.join("q.safetensors");
+    let o = run(&[
+        "rl",
+        "train",
+        "--updates",
+        "1",
+        "--envs",
+        "2",
+        "--resume",
+        out.to_str().unwrap(),
+        "--out",
+        more.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 updates"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let text = std::fs::read_to_string(d.join("q.safetensors.curve.csv")).unwrap();
+    let updates: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(updates, ["1", "2", "3"]);
+    // rl eval prints a row per scenario.
+    let o = run(&[
+        "rl",
+        "eval",
+        "--policy",
+        more.to_str().unwrap(),
+        "--scenarios",
+        "peak,rush",
+        "--seeds",
+        "2",
+        "--duration",
+        "300s",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("gcn policy") && s.contains("\npeak ") && s.contains("\nrush "),
+        "{s}"
+    );
+    // The policy as an autoscaler in `graphscale eval`, beside the HPA.
+    let name = format!("rl-gcn:{}", more.display());
+    let o = run(&[
+        "eval",
+        "--apps",
+        "online-boutique",
+        "--scenarios",
+        "rush",
+        "--duration",
+        "600s",
+        "--seeds",
+        "2",
+        "--autoscalers",
+        &format!("hpa,{name}"),
+        "--out",
+        d.join("ev").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&name));
+    // Bad input: the wrong encoder, another file, another app, a bad setting.
+    fails_with(
+        &[
+            "eval",
+            "--apps",
+            "online-boutique",
+            "--scenarios",
+            "rush",
+            "--duration",
+            "600s",
+            "--seeds",
+            "1",
+            "--autoscalers",
+            &format!("rl-gat:{}", more.display()),
+            "--out",
+            d.join("ev2").to_str().unwrap(),
+        ],
+        &["holds a gcn policy", "gat"],
+    );
+    fails_with(
+        &[
+            "eval",
+            "--apps",
+            "train-ticket",
+            "--scenarios",
+            "rush",
+            "--duration",
+            "600s",
+            "--seeds",
+            "1",
+            "--autoscalers",
+            &name,
+            "--out",
+            d.join("ev3").to_str().unwrap(),
+        ],
+        &["trained on app `online-boutique`"],
+    );
+    fails_with(
+        &["rl", "eval", "--policy", cfg.to_str().unwrap()],
+        &["c.json", "not a safetensors file"],
+    );
+    std::fs::write(&cfg, r#"{"ppo": {"clip": 2}}"#).unwrap();
+    fails_with(
+        &[
+            "rl",
+            "train",
+            "--updates",
+            "1",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            d.join("r.safetensors").to_str().unwrap(),
+        ],
+        &["ppo.clip"],
+    );
+    std::fs::write(&cfg, r#"{"ppo": {"clipp": 0.2}}"#).unwrap();
+    fails_with(
+        &[
+            "rl",
+            "train",
+            "--updates",
+            "1",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            d.join("r.safetensors").to_str().unwrap(),
+        ],
+        &["c.json", "clipp"],
+    );
+    fails_with(
+        &[
+            "rl",
+            "train",
+            "--encoder",
+            "transformer",
+            "--out",
+            d.join("r.safetensors").to_str().unwrap(),
+        ],
+        &["transformer", "gat, gcn, mlp"],
     );
 }

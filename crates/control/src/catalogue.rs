@@ -65,6 +65,16 @@ pub enum AutoscalerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checkpoint: Option<std::path::PathBuf>,
     },
+    /// A policy trained by reinforcement learning (`graphscale rl train`), behind the safety
+    /// layer with its default rules and the HPA rule as the fallback.
+    Rl {
+        /// Name in reports.
+        name: String,
+        /// The encoder the name promises: `gat`, `gcn` or `mlp`; the checkpoint must hold it.
+        encoder: String,
+        /// The policy's checkpoint.
+        checkpoint: std::path::PathBuf,
+    },
     /// The PHPA-style baseline: AutoETS (a damped trend) on the HPA's replica history.
     Phpa {
         /// Name in reports.
@@ -221,12 +231,32 @@ pub const ONNX_AUTOSCALERS: [(&str, &str); 2] = [
     ),
 ];
 
+/// The learned policies (besides the [`CATALOGUE`]), `name: help`.
+pub const RL_AUTOSCALERS: [(&str, &str); 3] = [
+    (
+        "rl-gat:PATH",
+        "a PPO policy with a GAT encoder trained by `graphscale rl train` (its checkpoint in PATH), behind the safety layer (docs/rl.md)",
+    ),
+    (
+        "rl-gcn:PATH",
+        "the same with a GCN encoder",
+    ),
+    (
+        "rl-mlp:PATH",
+        "the same without the graph: an MLP over every workload's features (the ablation)",
+    ),
+];
+
+/// The prefixes of the learned policies and their encoders.
+const RL_PREFIXES: [(&str, &str); 3] = [("rl-gat:", "gat"), ("rl-gcn:", "gcn"), ("rl-mlp:", "mlp")];
+
 /// The catalogue's names, comma-separated.
 pub fn names() -> String {
     CATALOGUE
         .iter()
         .map(|e| e.name)
         .chain(ONNX_AUTOSCALERS.iter().map(|(n, _)| *n))
+        .chain(RL_AUTOSCALERS.iter().map(|(n, _)| *n))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -237,6 +267,7 @@ pub fn help() -> String {
         .iter()
         .map(|e| (e.name, e.help))
         .chain(ONNX_AUTOSCALERS.iter().copied())
+        .chain(RL_AUTOSCALERS.iter().copied())
         .map(|(name, help)| format!("{name}: {help}"))
         .collect::<Vec<_>>()
         .join("\n")
@@ -354,6 +385,15 @@ fn predictive(name: &str, model: &str, graph_aware: bool) -> AutoscalerSpec {
 impl AutoscalerSpec {
     /// The named autoscaler of the [`CATALOGUE`].
     pub fn named(name: &str) -> Result<Self, ControlError> {
+        for (prefix, encoder) in RL_PREFIXES {
+            if let Some(path) = name.strip_prefix(prefix).filter(|p| !p.is_empty()) {
+                return Ok(AutoscalerSpec::Rl {
+                    name: name.to_string(),
+                    encoder: encoder.to_string(),
+                    checkpoint: path.into(),
+                });
+            }
+        }
         for (prefix, graph_aware) in [("pred-", false), ("graph-", true)] {
             if let Some(model) = name.strip_prefix(prefix) {
                 if graphscale_forecast::onnx::path_of(model).is_some() {
@@ -409,6 +449,7 @@ impl AutoscalerSpec {
             AutoscalerSpec::Hpa { name, .. }
             | AutoscalerSpec::Static { name, .. }
             | AutoscalerSpec::Predictive { name, .. }
+            | AutoscalerSpec::Rl { name, .. }
             | AutoscalerSpec::Phpa { name, .. } => name,
         }
     }
@@ -561,6 +602,32 @@ fn build_with(
             let g = p.guarded().and_then(|g| bound(g, facts, bounded));
             Ok(Box::new(g.map_err(plan_err)?))
         }
+        AutoscalerSpec::Rl {
+            name,
+            encoder,
+            checkpoint,
+        } => {
+            let rl_err = |source| ControlError::Policy {
+                name: name.clone(),
+                source,
+            };
+            let p = graphscale_rl::autoscaler::RlPolicy::load(name, checkpoint, facts)
+                .map_err(rl_err)?;
+            let has = p.manifest().encoder.name();
+            if has != encoder {
+                return Err(rl_err(graphscale_rl::RlError::Layout {
+                    what: format!(
+                        "{}: it holds a {has} policy; the autoscaler's encoder is {encoder}",
+                        checkpoint.display()
+                    ),
+                }));
+            }
+            let hpa = default_hpa_spec();
+            let g = Guarded::new(p, GuardConfig::default())
+                .and_then(|g| g.with_fallback(HpaControllerConfig::default(), hpa))
+                .and_then(|g| g.with_bounds(facts));
+            Ok(Box::new(g.map_err(plan_err)?))
+        }
         AutoscalerSpec::Phpa {
             name,
             look_ahead,
@@ -672,9 +739,48 @@ mod tests {
         assert!(names().starts_with("hpa, hpa-tuned, static"));
         assert_eq!(
             help().lines().count(),
-            CATALOGUE.len() + ONNX_AUTOSCALERS.len()
+            CATALOGUE.len() + ONNX_AUTOSCALERS.len() + RL_AUTOSCALERS.len()
         );
-        assert!(names().ends_with("pred-onnx:PATH, graph-onnx:PATH"));
+        assert!(names().ends_with("graph-onnx:PATH, rl-gat:PATH, rl-gcn:PATH, rl-mlp:PATH"));
+    }
+
+    #[test]
+    fn learned_policies_name_their_file_and_encoder() {
+        match AutoscalerSpec::named("rl-gat:p.safetensors").unwrap() {
+            AutoscalerSpec::Rl {
+                name,
+                encoder,
+                checkpoint,
+            } => {
+                assert_eq!(name, "rl-gat:p.safetensors");
+                assert_eq!(encoder, "gat");
+                assert_eq!(checkpoint, std::path::PathBuf::from("p.safetensors"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(AutoscalerSpec::named("rl-gat:").is_err());
+        assert!(AutoscalerSpec::named("rl-ppo:x").is_err());
+        let spec = AutoscalerSpec::named("rl-mlp:/no/such/policy.safetensors").unwrap();
+        let e = format!(
+            "{:#}",
+            anyhow_like(build(&spec, &one_workload()).err().unwrap())
+        );
+        assert!(
+            e.contains("rl-mlp:") && e.contains("/no/such/policy.safetensors"),
+            "{e}"
+        );
+    }
+
+    /// The error with its causes, `: `-separated.
+    fn anyhow_like(e: ControlError) -> String {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(c) = src {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            src = c.source();
+        }
+        s
     }
 
     #[test]

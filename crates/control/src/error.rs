@@ -64,6 +64,15 @@ pub enum ControlError {
         #[source]
         source: graphscale_nn::NnError,
     },
+    /// A learned policy (`rl-gat:PATH`, ...) cannot be used.
+    #[error("autoscaler `{name}`")]
+    Policy {
+        /// The autoscaler.
+        name: String,
+        /// Why.
+        #[source]
+        source: graphscale_rl::RlError,
+    },
     /// A schedule is impossible.
     #[error("schedule: {field} {reason}")]
     Schedule {

@@ -35,7 +35,9 @@ pub mod schedule;
 pub mod training;
 pub mod tuned;
 
-pub use catalogue::{build, build_bounded, AutoscalerSpec, CATALOGUE, ONNX_AUTOSCALERS};
+pub use catalogue::{
+    build, build_bounded, AutoscalerSpec, CATALOGUE, ONNX_AUTOSCALERS, RL_AUTOSCALERS,
+};
 pub use control_loop::{BoxError, Cluster, ControlLoop, Decided, Round, Seams, SyncCluster};
 pub use error::{ControlError, Stage};
 pub use schedule::Schedule;

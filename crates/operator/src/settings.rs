@@ -153,7 +153,7 @@ pub fn autoscaler(
                 &["horizonSeconds", "headroom", "budgets", "vertical"],
             );
         }
-        AutoscalerSpec::Static { .. } | AutoscalerSpec::Phpa { .. } => {
+        AutoscalerSpec::Static { .. } | AutoscalerSpec::Phpa { .. } | AutoscalerSpec::Rl { .. } => {
             note_unused(
                 spec,
                 &mut ignored,

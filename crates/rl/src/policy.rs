@@ -168,7 +168,7 @@ impl Default for NetConfig {
 impl NetConfig {
     /// Checks every field.
     pub fn check(&self) -> Result<(), RlError> {
-        if !(4..=256).contains(&self.hidden) || self.hidden % 2 != 0 {
+        if !(4..=256).contains(&self.hidden) || !self.hidden.is_multiple_of(2) {
             return Err(RlError::Config {
                 field: "net.hidden".into(),
                 reason: format!("{} is not an even number in 4..=256", self.hidden),

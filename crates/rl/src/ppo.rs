@@ -44,7 +44,8 @@ pub struct PpoConfig {
     pub learning_rate: f64,
     /// Gradients are clipped to this global norm; default 0.5.
     pub max_grad_norm: f32,
-    /// Rewards are multiplied by this before the advantages (the value head's scale); default 1.
+    /// Rewards are multiplied by this before the advantages and returns (keeps the value head's
+    /// targets near 1: a step's reward is about -1 to -20); default 0.05.
     pub reward_scale: f64,
     /// Seed of the network, the action draws and the shuffles; default 0.
     pub seed: u64,
@@ -63,7 +64,7 @@ impl Default for PpoConfig {
             entropy_coef: 0.01,
             learning_rate: 3e-4,
             max_grad_norm: 0.5,
-            reward_scale: 1.0,
+            reward_scale: 0.05,
             seed: 0,
         }
     }
@@ -231,8 +232,8 @@ pub struct CurveRow {
     pub service_steps: u64,
     /// Mean reward per step in this update's rollout.
     pub mean_reward: f64,
-    /// Mean return of the episodes that ended in this update (NaN when none did).
-    pub episode_return: f64,
+    /// Mean return of the episodes that ended in this update (none when none did).
+    pub episode_return: Option<f64>,
     /// Episodes that ended in this update.
     pub episodes: usize,
     /// Mean reward terms in this rollout: violation, slack, overshoot, lag.
@@ -258,12 +259,13 @@ impl CurveRow {
     /// One CSV line.
     pub fn csv(&self) -> String {
         format!(
-            "{},{},{},{:.6},{:.6},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3}",
+            "{},{},{},{:.6},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3}",
             self.update,
             self.env_steps,
             self.service_steps,
             self.mean_reward,
-            self.episode_return,
+            self.episode_return
+                .map_or(String::new(), |r| format!("{r:.6}")),
             self.episodes,
             self.terms[0],
             self.terms[1],
@@ -573,11 +575,8 @@ impl<E: Environment> Trainer<E> {
             env_steps: self.env_steps,
             service_steps: self.service_steps,
             mean_reward: rew_buf.iter().sum::<f64>() / steps / self.cfg.reward_scale,
-            episode_return: if finished.is_empty() {
-                f64::NAN
-            } else {
-                finished.iter().sum::<f64>() / finished.len() as f64
-            },
+            episode_return: (!finished.is_empty())
+                .then(|| finished.iter().sum::<f64>() / finished.len() as f64),
             episodes: finished.len(),
             terms: terms.map(|x| x / steps),
             policy_loss: stats[0],

@@ -33,11 +33,19 @@ fn an_episode_is_deterministic_for_its_seed_and_ends() {
         let first = env.reset(seed).unwrap();
         let n = env.graph().len();
         assert_eq!(first.nodes.len(), n * NODE_FEATURES);
-        assert!(first.nodes.iter().chain(&first.global).all(|v| v.is_finite()));
+        assert!(first
+            .nodes
+            .iter()
+            .chain(&first.global)
+            .all(|v| v.is_finite()));
         let mut out = vec![];
         for t in 0..8 {
             // Scale everything up by one, then hold.
-            let a = if t == 0 { vec![HOLD + 1; n] } else { vec![HOLD; n] };
+            let a = if t == 0 {
+                vec![HOLD + 1; n]
+            } else {
+                vec![HOLD; n]
+            };
             let s = env.step(&a).unwrap();
             assert!(s.reward.is_finite() && s.reward <= 0.0);
             out.push((s.obs.nodes.clone(), s.reward, s.done));
@@ -62,10 +70,16 @@ fn actions_out_of_range_or_masked_are_errors_and_change_nothing() {
     let n = env.graph().len();
     // One replica each: -2 and -1 are masked, the rest allowed.
     for i in 0..n {
-        assert_eq!(&obs.mask[i * ACTIONS..(i + 1) * ACTIONS], &[false, false, true, true, true]);
+        assert_eq!(
+            &obs.mask[i * ACTIONS..(i + 1) * ACTIONS],
+            &[false, false, true, true, true]
+        );
     }
     let e = env.step(&vec![0; n]).unwrap_err().to_string();
-    assert!(e.contains("masked") && e.contains(&env.graph().workloads[0]), "{e}");
+    assert!(
+        e.contains("masked") && e.contains(&env.graph().workloads[0]),
+        "{e}"
+    );
     let e = env.step(&vec![ACTIONS; n]).unwrap_err().to_string();
     assert!(e.contains("out of range"), "{e}");
     let e = env.step(&[HOLD]).unwrap_err().to_string();
@@ -93,15 +107,28 @@ fn the_vector_of_environments_gives_the_same_steps_on_any_number_of_threads() {
 
 #[test]
 fn bad_settings_are_refused_with_the_field() {
-    let e = SimEnv::new(ob(), EnvConfig { episode_s: 10, ..EnvConfig::default() })
-        .err()
-        .unwrap()
-        .to_string();
+    let e = SimEnv::new(
+        ob(),
+        EnvConfig {
+            episode_s: 10,
+            ..EnvConfig::default()
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("episode_s"), "{e}");
     let mut cfg = EnvConfig::default();
     cfg.weights.lag = f64::NAN;
-    assert!(SimEnv::new(ob(), cfg).err().unwrap().to_string().contains("weights.lag"));
-    let cfg = EnvConfig { scenarios: vec!["nope".into()], ..EnvConfig::default() };
+    assert!(SimEnv::new(ob(), cfg)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("weights.lag"));
+    let cfg = EnvConfig {
+        scenarios: vec!["nope".into()],
+        ..EnvConfig::default()
+    };
     assert!(SimEnv::new(ob(), cfg).is_err());
     assert!(VecEnv::new(&ob(), &short(), 0, 1, 1).is_err());
 }
@@ -109,7 +136,12 @@ fn bad_settings_are_refused_with_the_field() {
 /// A policy for Online Boutique after one small update, saved.
 fn trained(dir: &std::path::Path, encoder: Encoder) -> (std::path::PathBuf, Manifest) {
     let env = VecEnv::new(&ob(), &short(), 2, 100, 1).unwrap();
-    let ppo = PpoConfig { rollout_steps: 4, minibatch: 8, epochs: 1, ..PpoConfig::default() };
+    let ppo = PpoConfig {
+        rollout_steps: 4,
+        minibatch: 8,
+        epochs: 1,
+        ..PpoConfig::default()
+    };
     let graph = env.graph().clone();
     let mut tr = Trainer::new(env, encoder, &NetConfig::default(), ppo.clone(), None).unwrap();
     tr.update().unwrap();
@@ -127,7 +159,13 @@ fn trained(dir: &std::path::Path, encoder: Encoder) -> (std::path::PathBuf, Mani
         graphscale_version: "test".into(),
     };
     let path = dir.join(format!("{}.safetensors", encoder.name()));
-    checkpoint::save(&path, &tr.net().valid(), &m, graphscale_fsio::Existing::Keep).unwrap();
+    checkpoint::save(
+        &path,
+        &tr.net().valid(),
+        &m,
+        graphscale_fsio::Existing::Keep,
+    )
+    .unwrap();
     (path, m)
 }
 
@@ -168,7 +206,10 @@ fn a_checkpoint_round_trips_and_refuses_what_is_not_a_policy_of_its_shape() {
     let junk = dir.path().join("junk");
     std::fs::write(&junk, b"hello").unwrap();
     let e = checkpoint::load(&junk, &device).unwrap_err().to_string();
-    assert!(e.contains("not a safetensors file") && e.contains("junk"), "{e}");
+    assert!(
+        e.contains("not a safetensors file") && e.contains("junk"),
+        "{e}"
+    );
     let bare = dir.path().join("bare.safetensors");
     let st = safetensors::tensor::serialize(
         Vec::<(String, safetensors::tensor::TensorView)>::new(),
@@ -180,8 +221,14 @@ fn a_checkpoint_round_trips_and_refuses_what_is_not_a_policy_of_its_shape() {
     assert!(e.contains("not a graphscale RL policy"), "{e}");
     // A policy built for other workloads is refused by the autoscaler with both lists.
     let facts = topology::builtin("train-ticket").unwrap().facts().unwrap();
-    let e = RlPolicy::load("rl-mlp", &path, &facts).err().unwrap().to_string();
-    assert!(e.contains("online-boutique") && e.contains("frontend"), "{e}");
+    let e = RlPolicy::load("rl-mlp", &path, &facts)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("online-boutique") && e.contains("frontend"),
+        "{e}"
+    );
     let _ = PolicyNet::new(Encoder::Gat, 2, &NetConfig::default(), &device).num_params();
 }
 
@@ -215,7 +262,12 @@ fn the_safety_layer_bounds_the_policy_and_missing_metrics_do_not_panic() {
             let d = guarded.decide(&snap, &graph);
             assert_eq!(d.len(), facts.len());
             for x in &d {
-                assert!((2..=3).contains(&x.replicas), "{}: {}", x.workload, x.replicas);
+                assert!(
+                    (2..=3).contains(&x.replicas),
+                    "{}: {}",
+                    x.workload,
+                    x.replicas
+                );
                 assert!(!x.reasons.is_empty());
             }
             graphscale_core::Actuator::apply(&mut sim, &d).unwrap();

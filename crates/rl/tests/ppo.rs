@@ -178,8 +178,8 @@ impl Environment for Toy {
     }
     fn step(&mut self, actions: &[Vec<usize>]) -> Result<Vec<Step>, RlError> {
         let mut out = Vec::new();
-        for e in 0..self.r.len() {
-            let to = self.graph.target(0, self.r[e], actions[e][0])?;
+        for (e, a) in actions.iter().enumerate().take(self.r.len()) {
+            let to = self.graph.target(0, self.r[e], a[0])?;
             self.r[e] = to;
             self.t[e] += 1;
             let reward = -(f64::from(to.abs_diff(TARGET))) / 5.0;

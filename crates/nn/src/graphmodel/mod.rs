@@ -34,12 +34,14 @@ use crate::hgt::{
 };
 use crate::NnError;
 
+mod adjacency;
 mod batch;
 mod checkpoint;
 mod predict;
 mod score;
 mod training;
 
+pub use adjacency::{agreement, service_links, AdjacencyAgreement};
 pub use batch::batch;
 use batch::{loss, to_vec};
 pub use checkpoint::Manifest;
