@@ -36,20 +36,26 @@ pub fn checkpoint_path(
     let Some(name) = &spec.checkpoint else {
         return Ok(None);
     };
+    under_models("checkpoint", name, models_dir).map(Some)
+}
+
+/// `name` as a path under `models_dir`, refused (as `field`) unless it is a relative path of
+/// plain components.
+fn under_models(field: &str, name: &str, models_dir: &Path) -> Result<PathBuf, OperatorError> {
     let rel = Path::new(name);
     let plain = rel
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
     if name.is_empty() || name.len() > 255 || !plain {
         return Err(invalid(
-            "checkpoint",
+            field,
             format!(
                 "`{}` is not a relative path of plain names under the models folder",
                 quote(name)
             ),
         ));
     }
-    Ok(Some(models_dir.join(rel)))
+    Ok(models_dir.join(rel))
 }
 
 /// The autoscaler `spec` asks for, with its overrides (a checkpoint is looked for under
@@ -61,6 +67,21 @@ pub fn autoscaler(
 ) -> Result<(AutoscalerSpec, Vec<String>), OperatorError> {
     let mut a = AutoscalerSpec::named(&spec.autoscaler)
         .map_err(|e| invalid("autoscaler", e.to_string()))?;
+    // A learned policy's or an ONNX model's file, like a checkpoint, is read from the models
+    // folder only.
+    match &mut a {
+        AutoscalerSpec::Rl { checkpoint, .. } => {
+            let name = checkpoint.to_string_lossy().into_owned();
+            *checkpoint = under_models("autoscaler", &name, models_dir)?;
+        }
+        AutoscalerSpec::Predictive { model, .. } => {
+            if let Some(path) = model.strip_prefix("onnx:").map(str::to_string) {
+                let p = under_models("autoscaler", &path, models_dir)?;
+                *model = format!("onnx:{}", p.display());
+            }
+        }
+        _ => {}
+    }
     let mut ignored = Vec::new();
     if let (Some(min), Some(max)) = (spec.min_replicas, spec.max_replicas) {
         if min > max {
@@ -387,6 +408,30 @@ mod tests {
             s.checkpoint = Some(bad.into());
             assert!(e(&s).starts_with("spec.checkpoint: "), "{bad}: {}", e(&s));
         }
+        // A learned policy's and an ONNX model's file: under the models folder only.
+        for bad in [
+            "rl-gat:/etc/passwd",
+            "rl-mlp:../x",
+            "graph-onnx:/tmp/m.onnx",
+            "pred-onnx:a/../../b",
+        ] {
+            let mut s = base.clone();
+            s.autoscaler = bad.into();
+            assert!(e(&s).starts_with("spec.autoscaler: "), "{bad}: {}", e(&s));
+        }
+        let mut s = base.clone();
+        s.autoscaler = "rl-gat:ob/gat.safetensors".into();
+        let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
+        let AutoscalerSpec::Rl { checkpoint, .. } = a else {
+            panic!("not rl")
+        };
+        assert_eq!(checkpoint, Path::new("/models/ob/gat.safetensors"));
+        s.autoscaler = "graph-onnx:m.onnx".into();
+        let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
+        let AutoscalerSpec::Predictive { model, .. } = a else {
+            panic!("not predictive")
+        };
+        assert_eq!(model, "onnx:/models/m.onnx");
         let mut s = base.clone();
         s.checkpoint = Some("hgt.safetensors".into());
         assert!(
