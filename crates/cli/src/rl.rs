@@ -48,6 +48,14 @@ fn bar(total: u64, unit: &str) -> ProgressBar {
     pb
 }
 
+/// `OUT.optim`: Adam's state beside a checkpoint.
+fn optim_path(out: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.optim", out.as_os_str().to_string_lossy()))
+}
+
+/// The most bytes of an optimiser state read back.
+const MAX_OPTIM_BYTES: u64 = 256 << 20;
+
 /// `OUT.curve.csv` and `OUT.curve.svg`.
 fn curve_paths(out: &Path) -> (PathBuf, PathBuf) {
     let s = out.as_os_str().to_string_lossy();
@@ -182,6 +190,26 @@ fn train(a: &TrainArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut tr = Trainer::new(venv, encoder, &set.net, set.ppo.clone(), start)?;
+    if let Some(path) = &a.resume {
+        let op = optim_path(path);
+        if op.exists() {
+            let bytes = graphscale_fsio::read_at_most(&op, MAX_OPTIM_BYTES)
+                .with_context(|| format!("reading {}", op.display()))?;
+            tr.load_optimizer_state(bytes)
+                .with_context(|| op.display().to_string())?;
+            crate::say!(
+                "resuming from {} with its optimiser state ({})",
+                path.display(),
+                op.display()
+            )?;
+        } else {
+            crate::say!(
+                "resuming from {}; no {} beside it: the optimiser's moments start afresh",
+                path.display(),
+                op.display()
+            )?;
+        }
+    }
     crate::say!(
         "training a {} policy for {} ({} workloads, {} links): {} updates of {} environments x {} steps ({} s episodes, random loads from seed {})",
         encoder.name(),

@@ -1476,6 +1476,23 @@ fn rl_train_resume_eval_and_the_policy_in_eval_behind_the_safety_layer() {
         .map(|l| l.split(',').next().unwrap())
         .collect();
     assert_eq!(updates, ["1", "2", "3"]);
+    // A damaged optimiser state is refused with its file named.
+    std::fs::write(d.join("q.safetensors.optim"), b"junk").unwrap();
+    fails_with(
+        &[
+            "rl",
+            "train",
+            "--updates",
+            "1",
+            "--envs",
+            "2",
+            "--resume",
+            more.to_str().unwrap(),
+            "--out",
+            d.join("r2.safetensors").to_str().unwrap(),
+        ],
+        &["q.safetensors.optim", "optimiser state"],
+    );
     // rl eval prints a row per scenario.
     let o = run(&[
         "rl",

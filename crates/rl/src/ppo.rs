@@ -353,8 +353,9 @@ pub struct Trainer<E: Environment> {
 
 impl<E: Environment> Trainer<E> {
     /// A new policy with `encoder` and `net` settings for `env`'s graph, or, with `start`, the
-    /// network of a checkpoint and the number of updates it has had (resuming: the optimiser's
-    /// moments and the episodes in progress start afresh).
+    /// network of a checkpoint and the number of updates it has had (resuming: the episodes in
+    /// progress start afresh; the optimiser's moments too unless
+    /// [`Trainer::load_optimizer_state`] restores them).
     pub fn new(
         mut env: E,
         encoder: Encoder,
@@ -419,6 +420,30 @@ impl<E: Environment> Trainer<E> {
     /// The environment.
     pub fn env(&self) -> &E {
         &self.env
+    }
+
+    /// Adam's state (its moments and step count) as bytes, to resume from.
+    pub fn optimizer_state(&self) -> Result<Vec<u8>, RlError> {
+        self.optim
+            .into_bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| RlError::Training {
+                what: format!("saving the optimiser state: {e:?}"),
+            })
+    }
+
+    /// Restores Adam's state saved by [`Trainer::optimizer_state`] for this network.
+    pub fn load_optimizer_state(&mut self, bytes: Vec<u8>) -> Result<(), RlError> {
+        let fresh = AdamConfig::new()
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(self.cfg.max_grad_norm)))
+            .init();
+        let old = std::mem::replace(&mut self.optim, fresh);
+        self.optim = old
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| RlError::Training {
+                what: format!("the optimiser state does not load: {e:?}"),
+            })?;
+        Ok(())
     }
 
     /// One rollout and one update; returns its curve row.
