@@ -235,7 +235,7 @@ pub const ONNX_AUTOSCALERS: [(&str, &str); 2] = [
 pub const RL_AUTOSCALERS: [(&str, &str); 3] = [
     (
         "rl-gat:PATH",
-        "a PPO policy with a GAT encoder trained by `graphscale rl train` (its checkpoint in PATH), behind the safety layer (docs/rl.md)",
+        "a PPO policy with a GAT encoder trained by `graphscale rl train` (its checkpoint in PATH), behind the safety layer without scale-down hysteresis and cooldown (docs/rl.md)",
     ),
     (
         "rl-gcn:PATH",
@@ -623,7 +623,7 @@ fn build_with(
                 }));
             }
             let hpa = default_hpa_spec();
-            let g = Guarded::new(p, GuardConfig::default())
+            let g = Guarded::new(p, rl_guard())
                 .and_then(|g| g.with_fallback(HpaControllerConfig::default(), hpa))
                 .and_then(|g| g.with_bounds(facts));
             Ok(Box::new(g.map_err(plan_err)?))
@@ -655,6 +655,18 @@ fn build_with(
             Ok(Box::new(g.map_err(plan_err)?))
         }
     }
+}
+
+/// The safety rules around a learned policy: the defaults (bounds, no scale-down on missing
+/// data, the HPA rule as the fallback, step limits) without the scale-down hysteresis and
+/// cooldown. The policy changes a workload by at most 2 replicas per sync and was trained without
+/// them: a 10 % hysteresis would block every -1 from 11 replicas up, and a 60-s cooldown after any
+/// action would block the scale-downs it plans in the next rounds.
+pub fn rl_guard() -> GuardConfig {
+    let mut g = GuardConfig::default();
+    g.safety.down_threshold = 0.0;
+    g.safety.cooldown_down_s = 0.0;
+    g
 }
 
 /// The online graph model of autoscaler `name` warm-started from the checkpoint at `path`,
