@@ -127,15 +127,16 @@ pub fn load(path: &Path, device: &Device) -> Result<(PolicyNet, Manifest), RlErr
         serde_json::from_value(raw).map_err(|e| ck(path, format!("manifest: {e}")))?;
     m.net.check().map_err(|e| ck(path, e))?;
     let n = m.graph.workloads.len();
-    if n == 0 || n > 10_000 || m.graph.bounds.len() != n {
+    if n > 10_000 {
         return Err(ck(
             path,
-            format!(
-                "the manifest's graph has {n} workloads and {} bounds",
-                m.graph.bounds.len()
-            ),
+            format!("the manifest's graph has {n} workloads, at most 10000"),
         ));
     }
+    m.graph.check().map_err(|e| match e {
+        RlError::Layout { what } => ck(path, format!("the manifest's graph: {what}")),
+        other => ck(path, other),
+    })?;
     if let Some(name) = non_finite_weight(&data) {
         return Err(ck(path, format!("weight `{name}` holds NaN or infinity")));
     }

@@ -129,6 +129,36 @@ impl PolicyGraph {
         })
     }
 
+    /// Checks that every index names a workload, bounds are ordered and the SLO is positive (a
+    /// graph read from a file is checked before any tensor is built from it).
+    pub fn check(&self) -> Result<(), RlError> {
+        let n = self.workloads.len();
+        let bad = |what: String| Err(RlError::Layout { what });
+        if n == 0 || self.bounds.len() != n {
+            return bad(format!("{n} workloads and {} bounds", self.bounds.len()));
+        }
+        if let Some((i, (lo, hi))) = self.bounds.iter().enumerate().find(|(_, (lo, hi))| lo > hi) {
+            return bad(format!("workload {i}: min replicas {lo} > max {hi}"));
+        }
+        if let Some((a, b)) = self.links.iter().find(|(a, b)| *a >= n || *b >= n) {
+            return bad(format!("link {a}-{b}, but there are {n} workloads"));
+        }
+        if let Some((a, b, r)) = self
+            .calls
+            .iter()
+            .find(|(a, b, r)| *a >= n || *b >= n || !r.is_finite() || *r < 0.0)
+        {
+            return bad(format!("call {a} -> {b} (ratio {r}) with {n} workloads"));
+        }
+        if let Some(e) = self.entries.iter().find(|e| **e >= n) {
+            return bad(format!("entry {e}, but there are {n} workloads"));
+        }
+        if !(self.slo_ms.is_finite() && self.slo_ms > 0.0) {
+            return bad(format!("SLO {} ms is not a positive number", self.slo_ms));
+        }
+        Ok(())
+    }
+
     /// Number of workloads.
     pub fn len(&self) -> usize {
         self.workloads.len()

@@ -197,11 +197,28 @@ fn a_checkpoint_round_trips_and_refuses_what_is_not_a_policy_of_its_shape() {
     other.graph.workloads.truncate(3);
     other.graph.bounds.truncate(3);
     other.graph.links.retain(|(a, b)| *a < 3 && *b < 3);
+    other.graph.calls.retain(|(a, b, _)| *a < 3 && *b < 3);
+    other.graph.entries.retain(|e| *e < 3);
     let (net, _) = checkpoint::load(&path, &device).unwrap();
     let small = dir.path().join("small.safetensors");
     checkpoint::save(&small, &net, &other, graphscale_fsio::Existing::Keep).unwrap();
     let e = checkpoint::load(&small, &device).unwrap_err().to_string();
     assert!(e.contains("do not fit"), "{e}");
+    // A manifest whose graph names a workload that is not there.
+    let mut broken = m.clone();
+    broken.graph.links.push((0, 99));
+    let bad = dir.path().join("links.safetensors");
+    checkpoint::save(&bad, &net, &broken, graphscale_fsio::Existing::Keep).unwrap();
+    let e = checkpoint::load(&bad, &device).unwrap_err().to_string();
+    assert!(e.contains("link 0-99"), "{e}");
+    let mut broken = m.clone();
+    broken.graph.slo_ms = -1.0;
+    let bad = dir.path().join("slo.safetensors");
+    checkpoint::save(&bad, &net, &broken, graphscale_fsio::Existing::Keep).unwrap();
+    assert!(checkpoint::load(&bad, &device)
+        .unwrap_err()
+        .to_string()
+        .contains("SLO"));
     // Not safetensors at all; safetensors without a manifest.
     let junk = dir.path().join("junk");
     std::fs::write(&junk, b"hello").unwrap();
