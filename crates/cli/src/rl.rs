@@ -14,7 +14,7 @@ use graphscale_rl::ppo::{greedy, CurveRow, PpoConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
-use crate::flags::RlCommand;
+use crate::flags_rl::{RlCommand, TrainArgs};
 
 /// The settings file of `rl train --config`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,29 +68,7 @@ fn curve_paths(out: &Path) -> (PathBuf, PathBuf) {
 /// Runs `graphscale rl`.
 pub(crate) fn rl(cmd: RlCommand) -> Result<ExitCode> {
     match cmd {
-        RlCommand::Train {
-            app,
-            encoder,
-            updates,
-            envs,
-            threads,
-            seed,
-            config,
-            checkpoint_every,
-            resume,
-            out,
-        } => train(&TrainArgs {
-            app,
-            encoder,
-            updates,
-            envs,
-            threads,
-            seed,
-            config,
-            checkpoint_every,
-            resume,
-            out,
-        }),
+        RlCommand::Train(a) => train(&a),
         RlCommand::Eval {
             policy,
             scenarios,
@@ -98,19 +76,6 @@ pub(crate) fn rl(cmd: RlCommand) -> Result<ExitCode> {
             duration,
         } => eval(&policy, &scenarios, &seeds.0, duration),
     }
-}
-
-struct TrainArgs {
-    app: String,
-    encoder: String,
-    updates: usize,
-    envs: usize,
-    threads: usize,
-    seed: u64,
-    config: Option<PathBuf>,
-    checkpoint_every: usize,
-    resume: Option<PathBuf>,
-    out: PathBuf,
 }
 
 fn train(a: &TrainArgs) -> Result<ExitCode> {

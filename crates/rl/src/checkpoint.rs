@@ -137,7 +137,7 @@ pub fn load(path: &Path, device: &Device) -> Result<(PolicyNet, Manifest), RlErr
         RlError::Layout { what } => ck(path, format!("the manifest's graph: {what}")),
         other => ck(path, other),
     })?;
-    if let Some(name) = non_finite_weight(&data) {
+    if let Some(name) = graphscale_nn::graphmodel::non_finite_weight(&data) {
         return Err(ck(path, format!("weight `{name}` holds NaN or infinity")));
     }
     let mut net = PolicyNet::new(m.encoder, n, &m.net, device);
@@ -161,15 +161,4 @@ pub fn load(path: &Path, device: &Device) -> Result<(PolicyNet, Manifest), RlErr
         ));
     }
     Ok((net, m))
-}
-
-fn non_finite_weight(data: &[u8]) -> Option<String> {
-    let st = SafeTensors::deserialize(data).ok()?;
-    st.tensors().into_iter().find_map(|(name, t)| {
-        let bad = t.dtype() == safetensors::Dtype::F32
-            && t.data()
-                .chunks_exact(4)
-                .any(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite());
-        bad.then_some(name)
-    })
 }

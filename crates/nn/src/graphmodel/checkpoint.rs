@@ -179,8 +179,9 @@ impl GraphModel {
     }
 }
 
-/// The first floating-point tensor of a safetensors file that holds NaN or infinity.
-fn non_finite_weight(data: &[u8]) -> Option<String> {
+/// The first floating-point tensor of a safetensors file that holds NaN or infinity (every
+/// checkpoint loader refuses such a file: graph models here, RL policies in the rl crate).
+pub fn non_finite_weight(data: &[u8]) -> Option<String> {
     let st = SafeTensors::deserialize(data).ok()?;
     st.tensors().into_iter().find_map(|(name, t)| {
         let bytes = t.data();

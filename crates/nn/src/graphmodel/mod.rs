@@ -44,7 +44,7 @@ mod training;
 pub use adjacency::{agreement, service_links, AdjacencyAgreement};
 pub use batch::batch;
 use batch::{loss, to_vec};
-pub use checkpoint::Manifest;
+pub use checkpoint::{non_finite_weight, Manifest};
 pub use predict::ServicePrediction;
 pub use score::{persistence, rnn_baseline, score, TargetScore};
 pub use training::{split, train, train_points, EpochReport, Prepared};
