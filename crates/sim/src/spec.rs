@@ -72,6 +72,11 @@ pub struct ServiceSpec {
     /// A request that would wait longer than this (ms) in the queue fails; default 10 000.
     #[serde(default = "d_timeout")]
     pub timeout_ms: f64,
+    /// The service calls its callees concurrently (fan-out) instead of one after another;
+    /// default false, as Online Boutique and Train Ticket do (docs/simulator.md). Its
+    /// end-to-end latency then adds the slowest callee's, not their sum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parallel_calls: bool,
 }
 
 impl ServiceSpec {
@@ -103,6 +108,45 @@ pub struct NodeSpec {
     pub memory_mib: f64,
 }
 
+fn d_scan_interval() -> f64 {
+    10.0
+}
+fn d_unneeded() -> f64 {
+    600.0
+}
+
+/// The Kubernetes cluster autoscaler: pods that fit on no node wait for a new one.
+///
+/// Every `scan_interval_s` (the autoscaler's `--scan-interval`, default 10 s) pending pods
+/// that fit on no node, nor on a node already being added, make it add the fewest nodes of
+/// the template that hold them, up to `max_nodes`; a new node is Ready `node_ready_s` after the
+/// scan that asked for it. A node it added that holds no pod for `scale_down_unneeded_s`
+/// (`--scale-down-unneeded-time`, default 10 min) is removed. Not simulated: draining an
+/// under-used node that still holds pods, and the scan's own latency (the autoscaler's FAQ
+/// gives at most 30 s, 5 s on average, on clusters under 100 nodes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterAutoscalerSpec {
+    /// Allocatable CPU of a new node, millicores (> 0).
+    pub node_cpu_millicores: f64,
+    /// Allocatable memory of a new node, MiB (> 0).
+    pub node_memory_mib: f64,
+    /// Most nodes in the cluster, the initial ones included (1..=1000).
+    pub max_nodes: u32,
+    /// Seconds from the scale-up request to a Ready node (the cloud's VM start, the kubelet
+    /// joining): it depends on the provider, so it has no default (0..=3600).
+    pub node_ready_s: f64,
+    /// Seconds between the autoscaler's scans; default 10 (1..=600).
+    #[serde(default = "d_scan_interval")]
+    pub scan_interval_s: f64,
+    /// Seconds an added node must be empty before it is removed; default 600 (0..=86400).
+    #[serde(default = "d_unneeded")]
+    pub scale_down_unneeded_s: f64,
+}
+
+/// Most nodes a cluster autoscaler may run.
+pub const MAX_NODES: u32 = 1000;
+
 /// A simulated application with its cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +176,9 @@ pub struct AppSpec {
     /// Cluster nodes; empty means sized automatically (see [`AppSpec::cluster_nodes`]).
     #[serde(default)]
     pub nodes: Vec<NodeSpec>,
+    /// A cluster autoscaler adding and removing nodes; default none (the nodes are fixed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_autoscaler: Option<ClusterAutoscalerSpec>,
 }
 
 impl AppSpec {
@@ -233,6 +280,9 @@ impl AppSpec {
                 );
             }
         }
+        if let Some(ca) = &self.cluster_autoscaler {
+            ca.validate(self)?;
+        }
         let mut seen = HashSet::new();
         for e in &self.entries {
             if !self.services.iter().any(|s| s.name == e.service) {
@@ -296,8 +346,10 @@ impl AppSpec {
         raw.into_iter().map(|(n, s)| (n, s / total)).collect()
     }
 
-    /// The cluster: the declared nodes, or enough 16-core / 64 GiB nodes to hold ten times the
-    /// CPU and memory requests of the initial replicas (at least 3 nodes).
+    /// The cluster at time zero: the declared nodes, or enough 16-core / 64 GiB nodes to hold
+    /// ten times the CPU and memory requests of the initial replicas (at least 3 nodes). With
+    /// a cluster autoscaler and no declared nodes, the fewest nodes of its template that hold
+    /// the initial replicas' requests (at least 1): the size its scale-down converges to.
     pub fn cluster_nodes(&self) -> Vec<NodeSpec> {
         if !self.nodes.is_empty() {
             return self.nodes.clone();
@@ -308,12 +360,26 @@ impl AppSpec {
             cpu += s.requests.cpu_millicores * n;
             mem += s.requests.memory_mib * n;
         }
-        let count = ((cpu * 10.0 / 16_000.0).max(mem * 10.0 / 65_536.0).ceil() as usize).max(3);
+        let (node_cpu, node_mem, headroom, least) = match &self.cluster_autoscaler {
+            Some(ca) => (ca.node_cpu_millicores, ca.node_memory_mib, 1.0, 1),
+            None => (16_000.0, 65_536.0, 10.0, 3),
+        };
+        let count = ((cpu * headroom / node_cpu)
+            .max(mem * headroom / node_mem)
+            .ceil() as usize)
+            .max(least);
+        // Whole pods per node: requests that add up to a node's size may still not pack.
+        let count = match &self.cluster_autoscaler {
+            Some(ca) => pack_count(self, node_cpu, node_mem)
+                .max(count)
+                .min(ca.max_nodes as usize),
+            None => count,
+        };
         (0..count)
             .map(|i| NodeSpec {
                 name: format!("node-{i}"),
-                cpu_millicores: 16_000.0,
-                memory_mib: 65_536.0,
+                cpu_millicores: node_cpu,
+                memory_mib: node_mem,
             })
             .collect()
     }
@@ -454,5 +520,76 @@ impl AppSpec {
     /// rounded up to 50 ms, at least 100 ms.
     pub fn default_slo_ms(&self) -> f64 {
         ((2.0 * self.zero_load_e2e_p95_ms() / 50.0).ceil() * 50.0).max(100.0)
+    }
+}
+
+/// Nodes of `cpu` x `mem` that first-fit packing needs for the initial replicas.
+fn pack_count(app: &AppSpec, cpu: f64, mem: f64) -> usize {
+    let mut free: Vec<(f64, f64)> = Vec::new();
+    for s in &app.services {
+        let (c, m) = (s.requests.cpu_millicores, s.requests.memory_mib);
+        if c > cpu || m > mem {
+            continue;
+        }
+        for _ in 0..s.initial_replicas.max(1) {
+            match free.iter_mut().find(|(fc, fm)| *fc >= c && *fm >= m) {
+                Some(slot) => {
+                    slot.0 -= c;
+                    slot.1 -= m;
+                }
+                None => free.push((cpu - c, mem - m)),
+            }
+        }
+    }
+    free.len().max(1)
+}
+
+impl ClusterAutoscalerSpec {
+    fn validate(&self, app: &AppSpec) -> Result<(), SimError> {
+        let bad = |field: &str, reason: String| {
+            Err(SimError::InvalidSpec {
+                field: format!("cluster_autoscaler.{field}"),
+                reason,
+            })
+        };
+        for (name, v) in [
+            ("node_cpu_millicores", self.node_cpu_millicores),
+            ("node_memory_mib", self.node_memory_mib),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 1e9) {
+                return bad(name, format!("must be in (0, 1e9], got {v}"));
+            }
+        }
+        if !(1..=MAX_NODES).contains(&self.max_nodes) {
+            return bad(
+                "max_nodes",
+                format!("must be in 1..={MAX_NODES}, got {}", self.max_nodes),
+            );
+        }
+        if app.nodes.len() > self.max_nodes as usize {
+            return bad(
+                "max_nodes",
+                format!(
+                    "{} nodes are declared, more than max_nodes ({})",
+                    app.nodes.len(),
+                    self.max_nodes
+                ),
+            );
+        }
+        for (name, v, lo, hi) in [
+            ("node_ready_s", self.node_ready_s, 0.0, 3600.0),
+            ("scan_interval_s", self.scan_interval_s, 1.0, 600.0),
+            (
+                "scale_down_unneeded_s",
+                self.scale_down_unneeded_s,
+                0.0,
+                86_400.0,
+            ),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return bad(name, format!("must be in {lo}..={hi} s, got {v}"));
+            }
+        }
+        Ok(())
     }
 }

@@ -75,6 +75,7 @@ fn svc(name: &str, cpu_ms: f64, base_ms: f64, mem: f64) -> ServiceSpec {
         initial_replicas: 1,
         max_replicas: 50,
         timeout_ms: 10_000.0,
+        parallel_calls: false,
     }
 }
 
@@ -124,6 +125,7 @@ pub fn event_driven() -> AppSpec {
             share: 1.0,
         }],
         nodes: vec![],
+        cluster_autoscaler: None,
     };
     AppSpec {
         slo_ms: app.default_slo_ms(),
@@ -214,6 +216,7 @@ pub fn random_app(n: usize, seed: u64) -> Result<AppSpec, SimError> {
         edges,
         entries: vec![],
         nodes: vec![],
+        cluster_autoscaler: None,
     };
     let app = AppSpec {
         slo_ms: app.default_slo_ms(),

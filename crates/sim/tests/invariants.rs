@@ -143,8 +143,8 @@ fn new_pods_become_ready_after_startup_and_are_missing_a_cpu_sample_at_first() {
         .position(|x| x.name == "frontend")
         .unwrap();
     assert_eq!(s.stats()[i].ready, 1);
-    // Start-up is 30 s +/- 20 %: not ready at 20 s, ready by 40 s.
-    for _ in 0..20 {
+    // The frontend's start-up is 10 s +/- 20 % (its manifest): not ready at 7 s, ready by 13 s.
+    for _ in 0..7 {
         s.step();
     }
     assert_eq!(s.stats()[i].ready, 1);
@@ -152,7 +152,7 @@ fn new_pods_become_ready_after_startup_and_are_missing_a_cpu_sample_at_first() {
     let w = snap.workload("frontend").unwrap();
     assert_eq!(w.pods.len(), 3);
     assert_eq!(w.pods.iter().filter(|p| p.ready == Some(false)).count(), 2);
-    for _ in 0..20 {
+    for _ in 0..6 {
         s.step();
     }
     assert_eq!(s.stats()[i].ready, 3);

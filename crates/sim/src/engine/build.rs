@@ -110,11 +110,7 @@ impl Simulator {
         let nodes = app
             .cluster_nodes()
             .into_iter()
-            .map(|spec| NodeState {
-                spec,
-                cpu_alloc: 0.0,
-                mem_alloc: 0.0,
-            })
+            .map(|spec| NodeState::new(spec, false, Millis::ZERO))
             .collect();
         let edge_count = graph.edges.len();
         let mut sim = Simulator {
@@ -161,6 +157,9 @@ impl Simulator {
             req_counters: Vec::new(),
             req_of_edge: vec![None; edge_count],
             placement: 0,
+            cpu_share: vec![1.0; n],
+            contended: false,
+            ca: app.cluster_autoscaler.clone().map(cluster::CaState::new),
             app,
         };
         sim.drain_consumed = sim.drains.iter().map(|d| vec![0; d.len()]).collect();

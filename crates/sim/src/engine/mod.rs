@@ -52,6 +52,8 @@ use crate::spec::{AppSpec, NodeSpec};
 use crate::SimError;
 
 mod build;
+mod cluster;
+mod contention;
 mod exposition;
 mod pods;
 mod queueing;
@@ -74,6 +76,10 @@ pub struct SimConfig {
     pub startup_jitter: f64,
     /// Seed of every random draw.
     pub seed: u64,
+    /// Pods on a node share its CPU by their requests when their limits add up to more
+    /// (`contention.rs`); default on. Off, every pod bursts to its limit whatever its node
+    /// holds: the model before issue #17's fidelity work, kept for ablations.
+    pub node_contention: bool,
     /// Keep the per-edge request counters and latency histograms that
     /// [`Simulator::counters`] exports (for `graphscale sim serve`); default off, for speed.
     pub exposition: bool,
@@ -87,6 +93,7 @@ impl Default for SimConfig {
             rate_window_s: 60,
             startup_jitter: 0.2,
             seed: 0,
+            node_contention: true,
             exposition: false,
         }
     }
@@ -207,6 +214,31 @@ struct NodeState {
     spec: NodeSpec,
     cpu_alloc: f64,
     mem_alloc: f64,
+    /// CPU limits of the pods bound here: with at most the node's CPU, nobody contends.
+    limit_sum: f64,
+    /// Removed by the cluster autoscaler (the slot stays so that pod node indices hold).
+    gone: bool,
+    /// Added by the cluster autoscaler (only these are removed again).
+    added: bool,
+    /// Pods bound here.
+    pods: u32,
+    /// Since when the node holds no pod.
+    empty_since: Option<Millis>,
+}
+
+impl NodeState {
+    fn new(spec: NodeSpec, added: bool, now: Millis) -> Self {
+        NodeState {
+            spec,
+            cpu_alloc: 0.0,
+            mem_alloc: 0.0,
+            limit_sum: 0.0,
+            gone: false,
+            added,
+            pods: 0,
+            empty_since: Some(now),
+        }
+    }
 }
 
 /// A backlog: a queue (shared by its consumers) or one subscriber's position on a topic.
@@ -252,6 +284,13 @@ pub struct Simulator {
     req_of_edge: Vec<Option<usize>>,
     /// Bumped whenever a pod is bound to a node or removed: the topology's version.
     placement: u64,
+    /// Per service, the share of its ready pods' CPU limit that node contention leaves them
+    /// this step (1: none).
+    cpu_share: Vec<f64>,
+    /// Whether a node's bound limits exceed its CPU (the contention pass runs only then).
+    contended: bool,
+    /// The cluster autoscaler's state, when the app has one.
+    ca: Option<cluster::CaState>,
 }
 
 impl Simulator {
@@ -317,6 +356,9 @@ impl Simulator {
         let dt = self.cfg.step_ms as f64 / 1000.0;
         self.now = self.now + Millis(self.cfg.step_ms);
         let now = self.now;
+        if self.ca.is_some() {
+            self.cluster_autoscale();
+        }
         if self.unbound > 0 && now >= self.sched_retry_at {
             self.schedule();
         }
@@ -341,6 +383,9 @@ impl Simulator {
             self.entry_arrivals[k] = n;
             self.svcs[s].inflow += n;
         }
+        if self.cfg.node_contention {
+            self.contend();
+        }
         for k in 0..self.order.len() {
             let s = self.order[k];
             self.process(s, dt);
@@ -358,15 +403,27 @@ impl Simulator {
                 }
             };
             let mut success = 1.0 - own_fail;
+            let parallel = self.app.services[s].parallel_calls;
+            let mut slowest = [0.0f64; 3];
             for &(t, ratio, _) in &self.calls_out[s] {
                 let ts = &self.stats[t];
-                for (q, v) in e2e.iter_mut().enumerate() {
-                    *v += ratio * ts.e2e_ms[q];
+                if parallel {
+                    // Concurrent calls: the caller waits for the slowest callee.
+                    for (q, v) in slowest.iter_mut().enumerate() {
+                        *v = v.max(ratio.min(1.0) * ts.e2e_ms[q]);
+                    }
+                } else {
+                    for (q, v) in e2e.iter_mut().enumerate() {
+                        *v += ratio * ts.e2e_ms[q];
+                    }
                 }
                 // 1^r = 1: the common case, a callee tree with no failure, skips the `pow`.
                 if ts.e2e_success != 1.0 {
                     success *= ts.e2e_success.powf(ratio);
                 }
+            }
+            for (v, w) in e2e.iter_mut().zip(slowest) {
+                *v += w;
             }
             let st = &mut self.stats[s];
             st.e2e_ms = e2e;

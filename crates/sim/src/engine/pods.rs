@@ -33,6 +33,7 @@ impl Simulator {
                 continue;
             }
             let req = self.svcs[s].res.requests;
+            let limit_cpu = self.svcs[s].res.limits.cpu_millicores;
             let startup_s = self.app.services[s].startup_s;
             for pi in 0..self.svcs[s].pods.len() {
                 if self.svcs[s].pods[pi].node.is_some() {
@@ -43,7 +44,8 @@ impl Simulator {
                     .iter()
                     .enumerate()
                     .filter(|(_, n)| {
-                        n.spec.cpu_millicores - n.cpu_alloc >= req.cpu_millicores
+                        !n.gone
+                            && n.spec.cpu_millicores - n.cpu_alloc >= req.cpu_millicores
                             && n.spec.memory_mib - n.mem_alloc >= req.memory_mib
                     })
                     .max_by(|(_, a), (_, b)| {
@@ -58,6 +60,7 @@ impl Simulator {
                     Some(ni) => {
                         self.nodes[ni].cpu_alloc += req.cpu_millicores;
                         self.nodes[ni].mem_alloc += req.memory_mib;
+                        self.bind_limit(ni, limit_cpu);
                         let startup = jittered(startup_s, self.cfg.startup_jitter, &mut self.rng);
                         let sv = &mut self.svcs[s];
                         let p = &mut sv.pods[pi];
@@ -77,6 +80,27 @@ impl Simulator {
         self.unbound = left;
         if left > 0 && !placed_any {
             self.sched_retry_at = now + Millis::from_secs(10);
+        }
+    }
+
+    /// Books a pod with CPU limit `limit` on node `ni`.
+    pub(super) fn bind_limit(&mut self, ni: usize, limit: f64) {
+        let n = &mut self.nodes[ni];
+        n.limit_sum += limit;
+        n.pods += 1;
+        n.empty_since = None;
+        self.contended |= n.limit_sum > n.spec.cpu_millicores + 1e-9;
+    }
+
+    /// Releases a pod with CPU limit `limit` from node `ni`.
+    pub(super) fn unbind_limit(&mut self, ni: usize, limit: f64) {
+        let now = self.now;
+        let n = &mut self.nodes[ni];
+        n.limit_sum -= limit;
+        n.pods = n.pods.saturating_sub(1);
+        if n.pods == 0 {
+            n.limit_sum = 0.0;
+            n.empty_since = Some(now);
         }
     }
 

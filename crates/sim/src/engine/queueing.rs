@@ -6,7 +6,8 @@ impl Simulator {
     pub(super) fn process(&mut self, s: usize, dt: f64) {
         let spec = &self.app.services[s];
         let sv = &mut self.svcs[s];
-        let mu = sv.res.limits.cpu_millicores / spec.cpu_ms_per_request;
+        // Node contention may leave a pod less than its limit (contention.rs).
+        let mu = sv.res.limits.cpu_millicores * self.cpu_share[s] / spec.cpu_ms_per_request;
         let c = sv.ready;
         let arrivals = std::mem::take(&mut sv.inflow);
         sv.waiting += arrivals;

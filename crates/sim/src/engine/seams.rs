@@ -109,7 +109,7 @@ impl TopologySource for Simulator {
     fn topology(&self) -> Result<AppGraph, SimError> {
         let mut nodes = self.graph.nodes.clone();
         let mut edges: Vec<Edge> = self.graph.edges.clone();
-        for n in &self.nodes {
+        for n in self.nodes.iter().filter(|n| !n.gone) {
             nodes.push(Node::new(&n.spec.name, NodeKind::ClusterNode));
         }
         for (s, sv) in self.svcs.iter().enumerate() {
@@ -167,9 +167,12 @@ impl Simulator {
         if !fits {
             return false;
         }
+        let dl = to.limits.cpu_millicores - from.limits.cpu_millicores;
         for (n, &k) in self.nodes.iter_mut().zip(&per_node) {
             n.cpu_alloc += k as f64 * dc;
             n.mem_alloc += k as f64 * dm;
+            n.limit_sum += k as f64 * dl;
+            self.contended |= n.limit_sum > n.spec.cpu_millicores + 1e-9;
         }
         self.svcs[s].res = to;
         if dc < 0.0 || dm < 0.0 {
@@ -242,6 +245,8 @@ impl Actuator for Simulator {
                 let mut remove: Vec<usize> = idx[..(have - want) as usize].to_vec();
                 remove.sort_unstable_by(|a, b| b.cmp(a));
                 let req = sv.res.requests;
+                let limit = sv.res.limits.cpu_millicores;
+                let mut freed = Vec::new();
                 for i in remove {
                     let p = sv.pods.swap_remove(i);
                     self.placement += 1;
@@ -249,6 +254,7 @@ impl Actuator for Simulator {
                         Some(ni) => {
                             self.nodes[ni].cpu_alloc -= req.cpu_millicores;
                             self.nodes[ni].mem_alloc -= req.memory_mib;
+                            freed.push(ni);
                             self.sched_retry_at = Millis::ZERO;
                         }
                         None => self.unbound = self.unbound.saturating_sub(1),
@@ -256,6 +262,9 @@ impl Actuator for Simulator {
                 }
                 // Deterministic order after swap_remove.
                 sv.pods.sort_by_key(|p| p.id);
+                for ni in freed {
+                    self.unbind_limit(ni, limit);
+                }
                 self.refresh_counts(s);
             }
             let sv = &self.svcs[s];

@@ -1,0 +1,341 @@
+//! The simulator's fidelity rules of issue #17: node CPU contention, concurrent fan-out, the
+//! cluster autoscaler's delay, and the start-up times read from the apps' manifests.
+
+use graphscale_core::{Actuator, Edge, Relation, Resources, ScalingDecision};
+use graphscale_sim::engine::{SimConfig, Simulator};
+use graphscale_sim::spec::{AppSpec, ClusterAutoscalerSpec, EntrySpec, NodeSpec, ServiceSpec};
+use graphscale_sim::topology;
+
+fn service(name: &str, cpu_ms: f64, request_m: f64, limit_m: f64) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        cpu_ms_per_request: cpu_ms,
+        base_latency_ms: 2.0,
+        memory_base_mib: 32.0,
+        memory_per_inflight_mib: 0.0,
+        idle_cpu_millicores: 0.0,
+        requests: Resources::new(request_m, 64.0),
+        limits: Resources::new(limit_m, 128.0),
+        startup_s: 0.0,
+        initial_replicas: 1,
+        max_replicas: 50,
+        timeout_ms: 10_000.0,
+        parallel_calls: false,
+    }
+}
+
+fn app(services: Vec<ServiceSpec>, edges: Vec<Edge>, entries: &[&str]) -> AppSpec {
+    AppSpec {
+        name: "fidelity".into(),
+        description: String::new(),
+        slo_ms: 1000.0,
+        nominal_peak_rps: 100.0,
+        services,
+        queues: vec![],
+        topics: vec![],
+        edges,
+        entries: entries
+            .iter()
+            .map(|s| EntrySpec {
+                service: s.to_string(),
+                share: 1.0,
+            })
+            .collect(),
+        nodes: vec![NodeSpec {
+            name: "n0".into(),
+            cpu_millicores: 1000.0,
+            memory_mib: 4096.0,
+        }],
+        cluster_autoscaler: None,
+    }
+}
+
+fn run(app: AppSpec, rate: f64, secs: usize, contention: bool) -> Simulator {
+    let mut sim = Simulator::new(
+        app,
+        SimConfig {
+            seed: 3,
+            startup_jitter: 0.0,
+            node_contention: contention,
+            ..SimConfig::default()
+        },
+        vec![rate; secs + 1],
+    )
+    .unwrap();
+    for _ in 0..secs {
+        sim.step();
+    }
+    sim
+}
+
+/// Served requests per second over the last `secs` seconds of service `i`, from the totals.
+fn served_rate(sim: &Simulator, i: usize, secs: f64) -> f64 {
+    sim.totals(i).served as f64 / secs
+}
+
+#[test]
+fn pods_on_a_full_node_share_its_cpu_by_request() {
+    // Two overloaded services, each one pod with limit 1000 m, on a 1000 m node: alone each
+    // could use the whole node; together they get 250 m and 750 m (requests 100 : 300).
+    let two = app(
+        vec![
+            service("a", 10.0, 100.0, 1000.0),
+            service("b", 10.0, 300.0, 1000.0),
+        ],
+        vec![],
+        &["a", "b"],
+    );
+    let secs = 120;
+    let with = run(two.clone(), 400.0, secs, true);
+    let without = run(two, 400.0, secs, false);
+    // Without contention each pod serves at its limit: 1000 m / 10 ms = 100 rps.
+    for i in 0..2 {
+        let r = served_rate(&without, i, secs as f64);
+        assert!((r - 100.0).abs() < 3.0, "no contention: service {i} {r}");
+    }
+    // With it: 25 and 75 rps (after the first step, which has no demand to go on).
+    let a = served_rate(&with, 0, secs as f64);
+    let b = served_rate(&with, 1, secs as f64);
+    assert!((a - 25.0).abs() < 3.0, "a gets its 1/4 share: {a}");
+    assert!((b - 75.0).abs() < 3.0, "b gets its 3/4 share: {b}");
+    assert!(with.stats()[0].capacity_rps < 26.0);
+}
+
+#[test]
+fn a_quiet_neighbour_leaves_its_cpu_to_a_busy_one() {
+    // `a` wants only 10 rps (100 m); `b`, overloaded, gets the other 900 m.
+    let mut quiet = app(
+        vec![
+            service("a", 10.0, 300.0, 1000.0),
+            service("b", 10.0, 300.0, 1000.0),
+        ],
+        vec![],
+        &["a", "b"],
+    );
+    quiet.entries[0].share = 10.0;
+    quiet.entries[1].share = 200.0;
+    // 210 rps in all: a gets 10, b 200 (it can serve at most 90).
+    let secs = 200;
+    let sim = run(quiet, 210.0, secs, true);
+    let a = served_rate(&sim, 0, secs as f64);
+    let b = served_rate(&sim, 1, secs as f64);
+    assert!((a - 10.0).abs() < 1.5, "a is served in full: {a}");
+    assert!((b - 90.0).abs() < 4.0, "b takes what a leaves: {b}");
+}
+
+#[test]
+fn a_node_with_room_changes_nothing() {
+    // The limits fit in the node: the runs are identical with and without contention.
+    let roomy = app(
+        vec![
+            service("a", 10.0, 100.0, 400.0),
+            service("b", 10.0, 100.0, 400.0),
+        ],
+        vec![],
+        &["a", "b"],
+    );
+    let x = run(roomy.clone(), 100.0, 60, true);
+    let y = run(roomy, 100.0, 60, false);
+    for i in 0..2 {
+        assert_eq!(x.totals(i), y.totals(i));
+        assert_eq!(x.stats()[i].latency_ms, y.stats()[i].latency_ms);
+    }
+}
+
+fn fan_out(parallel: bool) -> Simulator {
+    let mut root = service("root", 1.0, 100.0, 1000.0);
+    root.parallel_calls = parallel;
+    let mut slow = service("slow", 1.0, 100.0, 1000.0);
+    slow.base_latency_ms = 80.0;
+    let mut fast = service("fast", 1.0, 100.0, 1000.0);
+    fast.base_latency_ms = 30.0;
+    let mut a = app(
+        vec![root, slow, fast],
+        vec![
+            Edge::new("root", "slow", Relation::Calls, 1.0),
+            Edge::new("root", "fast", Relation::Calls, 1.0),
+        ],
+        &["root"],
+    );
+    a.nodes[0].cpu_millicores = 8000.0;
+    run(a, 20.0, 30, true)
+}
+
+#[test]
+fn concurrent_calls_wait_for_the_slowest_callee_only() {
+    let seq = fan_out(false);
+    let par = fan_out(true);
+    let own = par.stats()[0].latency_ms[1];
+    let slow = par.stats()[1].e2e_ms[1];
+    let fast = par.stats()[2].e2e_ms[1];
+    assert!(slow > fast);
+    let p = par.stats()[0].e2e_ms[1];
+    assert!(
+        (p - (own + slow)).abs() < 1e-9,
+        "parallel: own + slowest, got {p}"
+    );
+    let s = seq.stats()[0].e2e_ms[1];
+    let (own_s, slow_s, fast_s) = (
+        seq.stats()[0].latency_ms[1],
+        seq.stats()[1].e2e_ms[1],
+        seq.stats()[2].e2e_ms[1],
+    );
+    assert!(
+        (s - (own_s + slow_s + fast_s)).abs() < 1e-9,
+        "sequential: the sum"
+    );
+    assert!(p < s - 25.0);
+}
+
+fn ca_app(node_ready_s: f64, max_nodes: u32) -> AppSpec {
+    let mut a = app(vec![service("web", 10.0, 500.0, 500.0)], vec![], &["web"]);
+    a.nodes.clear();
+    a.cluster_autoscaler = Some(ClusterAutoscalerSpec {
+        node_cpu_millicores: 1000.0,
+        node_memory_mib: 4096.0,
+        max_nodes,
+        node_ready_s,
+        scan_interval_s: 10.0,
+        scale_down_unneeded_s: 120.0,
+    });
+    a
+}
+
+fn scale(sim: &mut Simulator, n: u32) {
+    sim.apply(&[ScalingDecision {
+        workload: "web".into(),
+        replicas: n,
+        reasons: vec![],
+        resources: None,
+    }])
+    .unwrap();
+}
+
+#[test]
+fn pods_that_fit_nowhere_wait_for_the_cluster_autoscaler_and_its_nodes_go_when_empty() {
+    let mut sim = Simulator::new(
+        ca_app(60.0, 4),
+        SimConfig {
+            startup_jitter: 0.0,
+            ..SimConfig::default()
+        },
+        vec![10.0; 1000],
+    )
+    .unwrap();
+    // The smallest cluster for one 500 m pod: one 1000 m node.
+    assert_eq!(sim.node_count(), 1);
+    sim.step();
+    scale(&mut sim, 6);
+    // Two pods fit on the first node; four need two more nodes, asked for at the next scan
+    // (11 s) and Ready 60 s later.
+    let mut bound_at = None;
+    for t in 2..=120u64 {
+        sim.step();
+        let st = &sim.stats()[0];
+        if t < 70 {
+            assert_eq!(st.bound, 2, "at {t} s only the first node holds pods");
+            if t >= 11 {
+                assert_eq!(sim.nodes_provisioning(), 2, "two nodes asked for at {t} s");
+            }
+        }
+        if st.bound == 6 && bound_at.is_none() {
+            bound_at = Some(t);
+        }
+    }
+    let t = bound_at.expect("every pod bound once the new nodes are Ready");
+    assert!((70..=73).contains(&t), "bound at {t} s");
+    assert_eq!(sim.node_count(), 3);
+    // Down to one pod: the added nodes empty out and go after 120 s (plus a scan).
+    scale(&mut sim, 1);
+    for _ in 0..100 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 3, "still within the unneeded time");
+    for _ in 0..40 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 1, "empty added nodes removed");
+    assert_eq!(sim.stats()[0].bound, 1);
+}
+
+#[test]
+fn the_cluster_autoscaler_stops_at_max_nodes() {
+    let mut sim = Simulator::new(
+        ca_app(5.0, 2),
+        SimConfig {
+            startup_jitter: 0.0,
+            ..SimConfig::default()
+        },
+        vec![10.0; 200],
+    )
+    .unwrap();
+    sim.step();
+    scale(&mut sim, 10);
+    for _ in 0..100 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 2);
+    assert_eq!(sim.stats()[0].bound, 4);
+    assert_eq!(sim.stats()[0].pending, 6);
+}
+
+#[test]
+fn bad_cluster_autoscaler_fields_are_named() {
+    for (edit, field) in [
+        (
+            (|c: &mut ClusterAutoscalerSpec| c.node_ready_s = f64::NAN)
+                as fn(&mut ClusterAutoscalerSpec),
+            "cluster_autoscaler.node_ready_s",
+        ),
+        (|c| c.node_ready_s = 1e9, "cluster_autoscaler.node_ready_s"),
+        (|c| c.max_nodes = 0, "cluster_autoscaler.max_nodes"),
+        (|c| c.max_nodes = 100_000, "cluster_autoscaler.max_nodes"),
+        (
+            |c| c.node_cpu_millicores = -1.0,
+            "cluster_autoscaler.node_cpu_millicores",
+        ),
+        (
+            |c| c.scan_interval_s = 0.0,
+            "cluster_autoscaler.scan_interval_s",
+        ),
+    ] {
+        let mut a = ca_app(60.0, 4);
+        if let Some(c) = a.cluster_autoscaler.as_mut() {
+            edit(c);
+        }
+        let err = a.validate().unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    // Unknown fields and a missing node_ready_s are refused by the parser.
+    let json = serde_json::to_string(&ca_app(60.0, 4)).unwrap();
+    let typo = json.replace("\"scan_interval_s\"", "\"scan_interval\"");
+    let err = AppSpec::from_json(&typo, "app.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("app.json") && err.contains("scan_interval"),
+        "{err}"
+    );
+    let missing = json.replace("\"node_ready_s\":60.0,", "");
+    let err = AppSpec::from_json(&missing, "app.json")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node_ready_s"), "{err}");
+}
+
+#[test]
+fn bundled_apps_start_as_their_manifests_say() {
+    let ob = topology::builtin("online-boutique").unwrap();
+    let start = |a: &AppSpec, n: &str| {
+        a.services
+            .iter()
+            .find(|s| s.name == n)
+            .map(|s| s.startup_s)
+            .unwrap()
+    };
+    assert_eq!(start(&ob, "adservice"), 20.0);
+    assert_eq!(start(&ob, "frontend"), 10.0);
+    assert_eq!(start(&ob, "emailservice"), 5.0);
+    let tt = topology::builtin("train-ticket").unwrap();
+    assert!(tt.services.iter().all(|s| s.startup_s == 160.0));
+}
