@@ -63,17 +63,21 @@ impl FittedForecaster for FittedPersistence {
 }
 
 /// Local linear trend: the least-squares line through the last `window` points, extended
-/// (never below zero). It follows a ramp at once, at the price of noise: a short-range model
-/// for control loops, not for long horizons.
+/// (never below zero) for as many steps as it was fitted on, then held level. It follows a ramp
+/// at once, at the price of noise: a short-range model for control loops. A line through
+/// `window` noisy points says nothing about the slope beyond that span, and extending it
+/// further multiplies the noise of its slope by the horizon (with Train Ticket's 160 s start-ups
+/// the planner looks 12 steps ahead of a 4-point fit and over-provisioned by half).
 #[derive(Debug, Clone, Copy)]
 pub struct LocalTrend {
-    /// Points the line is fitted on (>= 2).
+    /// Points the line is fitted on (>= 2); also the farthest step the slope is extended to.
     pub window: usize,
 }
 
 struct FittedTrend {
     level: f64,
     slope: f64,
+    reach: usize,
 }
 
 impl Forecaster for LocalTrend {
@@ -97,6 +101,7 @@ impl Forecaster for LocalTrend {
         Ok(Box::new(FittedTrend {
             level: ym + slope * (n - 1.0 - xm),
             slope,
+            reach: tail.len(),
         }))
     }
 }
@@ -104,7 +109,7 @@ impl Forecaster for LocalTrend {
 impl FittedForecaster for FittedTrend {
     fn predict(&self, horizon: usize, q: &[f64]) -> Result<ForecastOutput, ForecastFailure> {
         let point = (1..=horizon)
-            .map(|h| (self.level + self.slope * h as f64).max(0.0))
+            .map(|h| (self.level + self.slope * h.min(self.reach) as f64).max(0.0))
             .collect();
         points_only("trend", point, q)
     }
@@ -425,6 +430,10 @@ mod tests {
         let p = t.predict(2, &[]).unwrap().point;
         assert!((p[0] - (23.0 / 6.0 + 1.5)).abs() < 1e-12, "{p:?}");
         assert!((p[1] - (23.0 / 6.0 + 3.0)).abs() < 1e-12, "{p:?}");
+        // Extended for the 3 steps it was fitted on, then level.
+        let p = t.predict(5, &[]).unwrap().point;
+        assert!((p[2] - (23.0 / 6.0 + 4.5)).abs() < 1e-12, "{p:?}");
+        assert_eq!((p[3], p[4]), (p[2], p[2]));
         let down = LocalTrend { window: 2 }.fit(&[10.0, 2.0]).unwrap();
         assert_eq!(down.predict(1, &[]).unwrap().point, vec![0.0]);
         let f = SeasonalNaive { period: 3 }.fit(&y).unwrap();
