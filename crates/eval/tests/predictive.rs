@@ -154,6 +154,35 @@ fn a_surge_is_planned_for_before_the_rate_window_shows_it() {
 }
 
 #[test]
+fn a_surge_is_extrapolated_no_further_than_its_rate_window() {
+    // With a 160 s lead the surge's slope, measured over a 60 s window, is carried 60 s ahead,
+    // not 175 s; with a 20 s lead, over the lead and a sync period (35 s).
+    let app = chain();
+    let reaches = |lead_s: f64| {
+        let mut a = AutoscalerSpec::named("graph-persistence").unwrap();
+        if let AutoscalerSpec::Predictive { config, .. } = &mut a {
+            config.rate_window_s = 60.0;
+            config.lead_time_s = Some(lead_s);
+        }
+        let details: Vec<String> = run_rush(&app, 20.0, 45.0, &a)
+            .iter()
+            .flat_map(|r| &r.decisions)
+            .flat_map(|d| &d.reasons)
+            .filter(|r| r.rule == "forecast.surge")
+            .map(|r| r.detail.clone())
+            .collect();
+        assert!(!details.is_empty(), "lead {lead_s} s: no surge planned for");
+        details
+    };
+    for d in reaches(160.0) {
+        assert!(d.ends_with("in 60 s: planning on it"), "{d}");
+    }
+    for d in reaches(20.0) {
+        assert!(d.ends_with("in 35 s: planning on it"), "{d}");
+    }
+}
+
+#[test]
 fn the_warm_up_leaves_the_cold_start_out_of_the_metrics_not_the_timeline() {
     let app = graphscale_sim::topology::builtin("event-driven").unwrap();
     let scenario = ScenarioSpec::named("peak").with_duration(1200);

@@ -415,16 +415,19 @@ fn demand(
         let mut raw = upper.max(obs);
         if let Some(now_rps) = surge.filter(|&x| x > obs * (1.0 + cfg.surge_threshold)) {
             // The windowed rate is centred half a window back: extrapolate the surge at the
-            // slope from there to now, over the lead and one sync period.
+            // slope from there to now, over the lead and one sync period, but no further than
+            // the rate window the slope was measured on (a ramp seen for a minute says nothing
+            // of where it is three minutes on: with 160 s start-ups the full lead cost 20-40 %
+            // more CPU on Train Ticket, docs/benchmarks.md).
             let slope = (now_rps - obs) / (0.5 * cfg.rate_window_s);
-            let ahead = now_rps + slope * (lead_s + sync_s);
+            let reach = (lead_s + sync_s).min(cfg.rate_window_s);
+            let ahead = now_rps + slope * reach;
             if ahead > raw {
                 reasons.push(Reason::new(
                     "forecast.surge",
                     format!(
-                        "the last {sync_s:.0} s carried about {now_rps:.1} rps against {obs:.1} over the {:.0} s rate window; at that slope {ahead:.1} rps in {:.0} s: planning on it",
+                        "the last {sync_s:.0} s carried about {now_rps:.1} rps against {obs:.1} over the {:.0} s rate window; at that slope {ahead:.1} rps in {reach:.0} s: planning on it",
                         cfg.rate_window_s,
-                        lead_s + sync_s
                     ),
                 ));
                 raw = ahead;
