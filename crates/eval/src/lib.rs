@@ -34,7 +34,8 @@ pub mod tune;
 pub use error::EvalError;
 pub use graphscale_control::catalogue::{autoscaler_rnn, AutoscalerSpec};
 pub use runner::{
-    build_autoscaler, run_all, run_experiment, run_one, run_one_logged, DecisionRecord, RunResult,
+    build_autoscaler, resolve_autoscaler, run_all, run_experiment, run_one, run_one_logged,
+    DecisionRecord, RunResult,
 };
 pub use spec::{ExperimentSpec, ScenarioSpec, DEFAULT_WARMUP_S};
-pub use summary::{summarize, ExperimentResult, MetricSummary, SummaryRow};
+pub use summary::{summarize, ExperimentResult, MetricSummary, ResolvedAutoscaler, SummaryRow};

@@ -11,7 +11,7 @@ use graphscale_sim::spec::AppSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{MinutePoint, Recorder, RunMetrics};
-use crate::summary::{summarize, ExperimentResult};
+use crate::summary::{summarize, ExperimentResult, ResolvedAutoscaler};
 use crate::{AutoscalerSpec, EvalError, ExperimentSpec, ScenarioSpec};
 
 /// Builds the autoscaler an [`AutoscalerSpec`] describes for `app` (its static facts from the
@@ -25,8 +25,16 @@ pub fn build_autoscaler(
         context: app.name.clone(),
         source,
     })?;
-    let spec = spec.clone().for_app(&app.name).with_default_slo(app.slo_ms);
-    Ok(graphscale_control::build(&spec, &facts)?)
+    Ok(graphscale_control::build(
+        &resolve_autoscaler(spec, app),
+        &facts,
+    )?)
+}
+
+/// The spec `spec` runs with on `app`: `hpa-tuned` takes the knobs tuned for the app, and an SLO
+/// planner without an SLO takes the app's.
+pub fn resolve_autoscaler(spec: &AutoscalerSpec, app: &AppSpec) -> AutoscalerSpec {
+    spec.clone().for_app(&app.name).with_default_slo(app.slo_ms)
 }
 
 /// One run's identity and measurements.
@@ -162,12 +170,26 @@ pub fn run_experiment(
 ) -> Result<ExperimentResult, EvalError> {
     let runs = run_all(spec, true, progress)?;
     let summary = summarize(&runs, &spec.baseline);
+    let mut resolved = Vec::new();
+    for app in spec.validate()? {
+        for a in &spec.autoscalers {
+            let r = resolve_autoscaler(a, &app);
+            if &r != a {
+                resolved.push(ResolvedAutoscaler {
+                    app: app.name.clone(),
+                    autoscaler: a.name().to_string(),
+                    spec: r,
+                });
+            }
+        }
+    }
     Ok(ExperimentResult {
         graphscale_version: env!("CARGO_PKG_VERSION").to_string(),
         git_revision: "unknown".into(),
         spec: spec.clone(),
         runs,
         summary,
+        resolved,
     })
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::runner::RunResult;
 use crate::stats::{bootstrap_ci, cliffs_delta, mean, Magnitude};
-use crate::ExperimentSpec;
+use crate::{AutoscalerSpec, ExperimentSpec};
 
 /// Mean, CI and effect size of one metric for one (app, scenario, autoscaler).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +62,21 @@ pub struct ExperimentResult {
     pub runs: Vec<RunResult>,
     /// Aggregates across seeds.
     pub summary: Vec<SummaryRow>,
+    /// The spec each autoscaler ran with on each app, where it differs from the experiment's
+    /// entry: `hpa-tuned` with the knobs tuned for that app, an SLO planner with the app's SLO.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<ResolvedAutoscaler>,
+}
+
+/// What an autoscaler of the experiment became on one app ([`crate::resolve_autoscaler`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedAutoscaler {
+    /// App name.
+    pub app: String,
+    /// Autoscaler name, as in the runs.
+    pub autoscaler: String,
+    /// The spec it ran with.
+    pub spec: AutoscalerSpec,
 }
 
 /// Aggregates runs across seeds: mean, 95 % bootstrap CI (10,000 resamples, seeded) and Cliff's

@@ -442,3 +442,43 @@ fn the_slo_planner_plans_from_learned_latency_models_within_the_app_slo() {
     );
     assert_eq!(r.metrics.slo_violation_minutes, 0.0, "{:?}", r.metrics);
 }
+
+#[test]
+fn results_record_the_spec_each_autoscaler_ran_with_on_each_app() {
+    use graphscale_eval::{resolve_autoscaler, run_experiment, ExperimentResult};
+    let spec = ExperimentSpec {
+        apps: vec!["online-boutique".into(), "event-driven".into()],
+        scenarios: vec![ScenarioSpec::named("off-peak").with_duration(60)],
+        autoscalers: vec!["hpa".into(), "hpa-tuned".into(), "graphscale".into()],
+        seeds: vec![1],
+        ..ExperimentSpec::default()
+    };
+    let r = run_experiment(&spec, &|_| {}).unwrap();
+    // The HPA ran as written: not listed.
+    assert!(r.resolved.iter().all(|x| x.autoscaler != "hpa"));
+    for app in ["online-boutique", "event-driven"] {
+        let a = graphscale_sim::topology::builtin(app).unwrap();
+        let find = |name: &str| {
+            r.resolved
+                .iter()
+                .find(|x| x.app == app && x.autoscaler == name)
+                .unwrap_or_else(|| panic!("{app}/{name} not recorded"))
+        };
+        // `hpa-tuned` with the knobs tuned for the app, not the catalogue's hand-set entry.
+        let tuned = find("hpa-tuned");
+        let named = AutoscalerSpec::named("hpa-tuned").unwrap();
+        assert_ne!(tuned.spec, named);
+        assert_eq!(tuned.spec, resolve_autoscaler(&named, &a));
+        // `graphscale` with the app's SLO.
+        match &find("graphscale").spec {
+            AutoscalerSpec::Predictive { config, .. } => assert_eq!(
+                config.planner.slo.as_ref().and_then(|s| s.slo_ms),
+                Some(a.slo_ms)
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    // It survives results.json.
+    let back: ExperimentResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(back.resolved, r.resolved);
+}
