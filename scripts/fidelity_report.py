@@ -53,6 +53,23 @@ def main(root):
             short = scaler.split(":")[0]
             print(f"| {app} | {name} | {short} | " + " | ".join(cells) + " |")
     print()
+    print("Node core-hours with the cluster autoscaler (ca120), against the HPA's:")
+    print()
+    print("| app | scenario | autoscaler | node core-h | vs `hpa` |")
+    print("|---|---|---|---|---|")
+    for app in ["online-boutique", "train-ticket"]:
+        p = os.path.join(root, f"{app}-ca120", "results.json")
+        if not os.path.exists(p):
+            continue
+        _, runs = load(p)
+        for (scen, scaler), m in runs.items():
+            hpa = runs[(scen, "hpa")]
+            v, h = m.get("node_core_hours"), hpa.get("node_core_hours")
+            if v is None or not h:
+                continue
+            name = "alibaba trace" if "alibaba" in scen else scen
+            print(f"| {app} | {name} | {scaler.split(':')[0]} | {v:.2f} | {100.0 * (v / h - 1.0):+.1f} % |")
+    print()
     print("git revisions:", ", ".join(sorted(str(r) for r in revs)))
 
 

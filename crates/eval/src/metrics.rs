@@ -82,6 +82,10 @@ pub struct RunMetrics {
     pub cpu_core_hours: f64,
     /// Memory GiB-hours requested.
     pub memory_gib_hours: f64,
+    /// Allocatable CPU of the cluster's nodes, core-hours: what the nodes cost when a cluster
+    /// autoscaler adds and removes them (constant otherwise).
+    #[serde(default)]
+    pub node_core_hours: f64,
     /// CPU slack, % of requested.
     pub cpu_slack_pct: f64,
     /// Memory slack, % of requested.
@@ -130,6 +134,7 @@ impl RunMetrics {
             ("error_pct", self.error_pct, true),
             ("cpu_core_hours", self.cpu_core_hours, true),
             ("memory_gib_hours", self.memory_gib_hours, true),
+            ("node_core_hours", self.node_core_hours, true),
             ("cpu_slack_pct", self.cpu_slack_pct, true),
             ("memory_slack_pct", self.memory_slack_pct, true),
             ("scaling_lag_mean_s", self.scaling_lag_mean_s, true),
@@ -205,6 +210,7 @@ pub struct Recorder {
     cpu_used: f64,
     mem_req: f64,
     mem_used: f64,
+    node_cpu: f64,
     last_spec: Vec<u32>,
     last_action: Vec<Option<(Millis, i8)>>,
     actions: u64,
@@ -270,6 +276,7 @@ impl Recorder {
             cpu_used: 0.0,
             mem_req: 0.0,
             mem_used: 0.0,
+            node_cpu: 0.0,
             last_spec: sim.stats().iter().map(|s| s.spec_replicas).collect(),
             last_action: vec![None; n],
             actions: 0,
@@ -344,6 +351,7 @@ impl Recorder {
             }
         }
         // Cost, usage, actions.
+        self.node_cpu += sim.node_cpu_millicores() * self.dt;
         let mut pending = 0;
         for (i, st) in stats.iter().enumerate() {
             self.cpu_req += st.requested.cpu_millicores * self.dt;
@@ -483,6 +491,7 @@ impl Recorder {
             error_pct: pct(self.failed, self.finished),
             cpu_core_hours: core_hours,
             memory_gib_hours: self.mem_req / 1024.0 / 3600.0,
+            node_core_hours: self.node_cpu / 1000.0 / 3600.0,
             cpu_slack_pct: pct(self.cpu_req - self.cpu_used, self.cpu_req),
             memory_slack_pct: pct(self.mem_req - self.mem_used, self.mem_req),
             scaling_lag_mean_s: if self.episodes.is_empty() {

@@ -482,3 +482,54 @@ fn results_record_the_spec_each_autoscaler_ran_with_on_each_app() {
     let back: ExperimentResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
     assert_eq!(back.resolved, r.resolved);
 }
+
+#[test]
+fn node_core_hours_follow_the_cluster_autoscaler() {
+    use graphscale_eval::run_one;
+    // The chain on fixed nodes: the nodes' CPU times the measured hours.
+    let mut app = chain();
+    app.nodes = vec![graphscale_sim::spec::NodeSpec {
+        name: "n0".into(),
+        cpu_millicores: 4000.0,
+        memory_mib: 8192.0,
+    }];
+    // 50 rps, then 8x from 60 s on: the HPA scales `front` to several pods.
+    let scenario = ScenarioSpec {
+        name: "step".into(),
+        workload: Some(WorkloadSpec::Rush {
+            base_rps: 50.0,
+            factor: 8.0,
+            start_s: 60.0,
+            ramp_s: 10.0,
+            hold_s: 600.0,
+            decay_s: 60.0,
+        }),
+        duration_s: Some(600),
+        peak_share: None,
+    };
+    let spec = ExperimentSpec {
+        scenarios: vec![scenario.clone()],
+        warmup_s: Some(0),
+        ..ExperimentSpec::default()
+    };
+    let hpa = AutoscalerSpec::named("hpa").unwrap();
+    let fixed = run_one(&spec, &app, &scenario, &hpa, 1, false).unwrap();
+    assert!((fixed.metrics.node_core_hours - 4.0 * 600.0 / 3600.0).abs() < 1e-9);
+    // With a cluster autoscaler on nodes of three pods the bill follows the pods.
+    app.nodes.clear();
+    app.cluster_autoscaler = Some(graphscale_sim::spec::ClusterAutoscalerSpec {
+        node_cpu_millicores: 300.0,
+        node_memory_mib: 8192.0,
+        max_nodes: 20,
+        node_ready_s: 60.0,
+        scan_interval_s: 10.0,
+        scale_down_unneeded_s: 600.0,
+    });
+    let ca = run_one(&spec, &app, &scenario, &hpa, 1, false).unwrap();
+    let hours = 600.0 / 3600.0;
+    // One node to start with; more once the pods pend.
+    assert!(ca.metrics.node_core_hours > 0.3 * hours, "{:?}", ca.metrics);
+    assert!(ca.metrics.node_core_hours >= ca.metrics.cpu_core_hours);
+    assert!(ca.metrics.node_core_hours <= 20.0 * 0.3 * hours);
+    assert!(ca.metrics.max_pending_pods > 0.0);
+}

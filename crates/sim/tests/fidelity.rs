@@ -245,6 +245,7 @@ fn pods_that_fit_nowhere_wait_for_the_cluster_autoscaler_and_its_nodes_go_when_e
     let t = bound_at.expect("every pod bound once the new nodes are Ready");
     assert!((70..=73).contains(&t), "bound at {t} s");
     assert_eq!(sim.node_count(), 3);
+    assert_eq!(sim.node_cpu_millicores(), 3000.0);
     // Down to one pod: the added nodes empty out and go after 120 s (plus a scan).
     scale(&mut sim, 1);
     for _ in 0..100 {
@@ -255,6 +256,7 @@ fn pods_that_fit_nowhere_wait_for_the_cluster_autoscaler_and_its_nodes_go_when_e
         sim.step();
     }
     assert_eq!(sim.node_count(), 1, "empty added nodes removed");
+    assert_eq!(sim.node_cpu_millicores(), 1000.0);
     assert_eq!(sim.stats()[0].bound, 1);
 }
 

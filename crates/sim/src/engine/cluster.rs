@@ -32,6 +32,15 @@ impl Simulator {
         self.nodes.iter().filter(|n| !n.gone).count()
     }
 
+    /// Allocatable CPU of the cluster's nodes now, millicores.
+    pub fn node_cpu_millicores(&self) -> f64 {
+        self.nodes
+            .iter()
+            .filter(|n| !n.gone)
+            .map(|n| n.spec.cpu_millicores)
+            .sum()
+    }
+
     /// Nodes the cluster autoscaler has asked for that are not Ready yet.
     pub fn nodes_provisioning(&self) -> usize {
         self.ca.as_ref().map_or(0, |ca| ca.provisioning.len())
