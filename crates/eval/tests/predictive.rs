@@ -524,6 +524,8 @@ fn node_core_hours_follow_the_cluster_autoscaler() {
         node_ready_s: 60.0,
         scan_interval_s: 10.0,
         scale_down_unneeded_s: 600.0,
+        scale_down_utilization: 0.5,
+        scale_down_delay_after_add_s: 600.0,
     });
     let ca = run_one(&spec, &app, &scenario, &hpa, 1, false).unwrap();
     let hours = 600.0 / 3600.0;

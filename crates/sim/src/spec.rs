@@ -114,16 +114,23 @@ fn d_scan_interval() -> f64 {
 fn d_unneeded() -> f64 {
     600.0
 }
+fn d_utilization() -> f64 {
+    0.5
+}
 
 /// The Kubernetes cluster autoscaler: pods that fit on no node wait for a new one.
 ///
 /// Every `scan_interval_s` (the autoscaler's `--scan-interval`, default 10 s) pending pods
 /// that fit on no node, nor on a node already being added, make it add the fewest nodes of
 /// the template that hold them, up to `max_nodes`; a new node is Ready `node_ready_s` after the
-/// scan that asked for it. A node it added that holds no pod for `scale_down_unneeded_s`
-/// (`--scale-down-unneeded-time`, default 10 min) is removed. Not simulated: draining an
-/// under-used node that still holds pods, and the scan's own latency (the autoscaler's FAQ
-/// gives at most 30 s, 5 s on average, on clusters under 100 nodes).
+/// scan that asked for it. A node is unneeded while its pods request less than
+/// `scale_down_utilization` of its CPU and of its memory (`--scale-down-utilization-threshold`,
+/// 0.5) and they all fit on the other nodes; one unneeded for `scale_down_unneeded_s`
+/// (`--scale-down-unneeded-time`, 10 min) is removed, its pods evicted and recreated elsewhere
+/// (they start again), empty nodes all at once and others one per scan, never the last node and
+/// not within `scale_down_delay_after_add_s` (`--scale-down-delay-after-add`, 10 min) of a
+/// scale-up. Not simulated: the scan's own latency (the autoscaler's FAQ gives at most 30 s,
+/// 5 s on average, on clusters under 100 nodes), PodDisruptionBudgets and graceful termination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterAutoscalerSpec {
@@ -139,9 +146,16 @@ pub struct ClusterAutoscalerSpec {
     /// Seconds between the autoscaler's scans; default 10 (1..=600).
     #[serde(default = "d_scan_interval")]
     pub scan_interval_s: f64,
-    /// Seconds an added node must be empty before it is removed; default 600 (0..=86400).
+    /// Seconds a node must be unneeded before it is removed; default 600 (0..=86400).
     #[serde(default = "d_unneeded")]
     pub scale_down_unneeded_s: f64,
+    /// A node whose pods request less than this share of its CPU and of its memory may be
+    /// unneeded; default 0.5 (0..=1).
+    #[serde(default = "d_utilization")]
+    pub scale_down_utilization: f64,
+    /// Seconds after a scale-up during which no node is removed; default 600 (0..=86400).
+    #[serde(default = "d_unneeded")]
+    pub scale_down_delay_after_add_s: f64,
 }
 
 /// Most nodes a cluster autoscaler may run.
@@ -585,9 +599,21 @@ impl ClusterAutoscalerSpec {
                 0.0,
                 86_400.0,
             ),
+            (
+                "scale_down_utilization",
+                self.scale_down_utilization,
+                0.0,
+                1.0,
+            ),
+            (
+                "scale_down_delay_after_add_s",
+                self.scale_down_delay_after_add_s,
+                0.0,
+                86_400.0,
+            ),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
-                return bad(name, format!("must be in {lo}..={hi} s, got {v}"));
+                return bad(name, format!("must be in {lo}..={hi}, got {v}"));
             }
         }
         Ok(())

@@ -197,6 +197,8 @@ fn ca_app(node_ready_s: f64, max_nodes: u32) -> AppSpec {
         node_ready_s,
         scan_interval_s: 10.0,
         scale_down_unneeded_s: 120.0,
+        scale_down_utilization: 0.5,
+        scale_down_delay_after_add_s: 0.0,
     });
     a
 }
@@ -300,6 +302,10 @@ fn bad_cluster_autoscaler_fields_are_named() {
             |c| c.scan_interval_s = 0.0,
             "cluster_autoscaler.scan_interval_s",
         ),
+        (
+            |c| c.scale_down_utilization = 1.5,
+            "cluster_autoscaler.scale_down_utilization",
+        ),
     ] {
         let mut a = ca_app(60.0, 4);
         if let Some(c) = a.cluster_autoscaler.as_mut() {
@@ -340,4 +346,95 @@ fn bundled_apps_start_as_their_manifests_say() {
     assert_eq!(start(&ob, "emailservice"), 5.0);
     let tt = topology::builtin("train-ticket").unwrap();
     assert!(tt.services.iter().all(|s| s.startup_s == 160.0));
+}
+
+#[test]
+fn an_underused_node_is_drained_and_its_pods_start_again_elsewhere() {
+    // Two 1000 m nodes with one 300 m pod each: both under half used, and either pod fits on
+    // the other node. After the unneeded time one node goes and its pod is recreated.
+    let mut web = service("web", 10.0, 300.0, 300.0);
+    web.initial_replicas = 2;
+    web.startup_s = 30.0;
+    let mut a = app(vec![web], vec![], &["web"]);
+    a.nodes = vec![
+        NodeSpec {
+            name: "n0".into(),
+            cpu_millicores: 1000.0,
+            memory_mib: 4096.0,
+        },
+        NodeSpec {
+            name: "n1".into(),
+            cpu_millicores: 1000.0,
+            memory_mib: 4096.0,
+        },
+    ];
+    a.cluster_autoscaler = Some(ClusterAutoscalerSpec {
+        node_cpu_millicores: 1000.0,
+        node_memory_mib: 4096.0,
+        max_nodes: 4,
+        node_ready_s: 60.0,
+        scan_interval_s: 10.0,
+        scale_down_unneeded_s: 120.0,
+        scale_down_utilization: 0.5,
+        scale_down_delay_after_add_s: 600.0,
+    });
+    let mut sim = Simulator::new(
+        a,
+        SimConfig {
+            startup_jitter: 0.0,
+            ..SimConfig::default()
+        },
+        vec![5.0; 400],
+    )
+    .unwrap();
+    assert_eq!(sim.node_count(), 2);
+    let mut drained_at = None;
+    for t in 1..=200u64 {
+        sim.step();
+        if drained_at.is_none() && sim.nodes_drained() == 1 {
+            drained_at = Some(t);
+            assert_eq!(sim.node_count(), 1);
+            // The evicted pod is recreated and bound on the other node, starting again.
+            let st = &sim.stats()[0];
+            assert_eq!((st.bound, st.ready), (2, 1));
+        }
+    }
+    let t = drained_at.expect("one node drained");
+    assert!((120..=131).contains(&t), "drained at {t} s");
+    assert_eq!(sim.node_count(), 1, "the last node stays");
+    assert_eq!(sim.nodes_drained(), 1);
+    assert_eq!(sim.stats()[0].ready, 2, "ready again after its start-up");
+}
+
+#[test]
+fn no_node_goes_within_the_delay_after_a_scale_up() {
+    let mut a = ca_app(20.0, 4);
+    if let Some(c) = a.cluster_autoscaler.as_mut() {
+        c.scale_down_delay_after_add_s = 600.0;
+    }
+    let mut sim = Simulator::new(
+        a,
+        SimConfig {
+            startup_jitter: 0.0,
+            ..SimConfig::default()
+        },
+        vec![10.0; 2000],
+    )
+    .unwrap();
+    sim.step();
+    scale(&mut sim, 6);
+    for _ in 0..60 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 3);
+    scale(&mut sim, 1);
+    // Asked for at 11 s: the empty nodes stay until 611 s, then go at the next scan.
+    for _ in 61..600 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 3);
+    for _ in 600..630 {
+        sim.step();
+    }
+    assert_eq!(sim.node_count(), 1);
 }

@@ -110,7 +110,7 @@ impl Simulator {
         let nodes = app
             .cluster_nodes()
             .into_iter()
-            .map(|spec| NodeState::new(spec, false, Millis::ZERO))
+            .map(NodeState::new)
             .collect();
         let edge_count = graph.edges.len();
         let mut sim = Simulator {
@@ -160,6 +160,7 @@ impl Simulator {
             cpu_share: vec![1.0; n],
             contended: false,
             ca: app.cluster_autoscaler.clone().map(cluster::CaState::new),
+            evictions: 0,
             app,
         };
         sim.drain_consumed = sim.drains.iter().map(|d| vec![0; d.len()]).collect();

@@ -218,25 +218,22 @@ struct NodeState {
     limit_sum: f64,
     /// Removed by the cluster autoscaler (the slot stays so that pod node indices hold).
     gone: bool,
-    /// Added by the cluster autoscaler (only these are removed again).
-    added: bool,
     /// Pods bound here.
     pods: u32,
-    /// Since when the node holds no pod.
-    empty_since: Option<Millis>,
+    /// Since when the cluster autoscaler has found the node unneeded.
+    unneeded_since: Option<Millis>,
 }
 
 impl NodeState {
-    fn new(spec: NodeSpec, added: bool, now: Millis) -> Self {
+    fn new(spec: NodeSpec) -> Self {
         NodeState {
             spec,
             cpu_alloc: 0.0,
             mem_alloc: 0.0,
             limit_sum: 0.0,
             gone: false,
-            added,
             pods: 0,
-            empty_since: Some(now),
+            unneeded_since: None,
         }
     }
 }
@@ -291,6 +288,8 @@ pub struct Simulator {
     contended: bool,
     /// The cluster autoscaler's state, when the app has one.
     ca: Option<cluster::CaState>,
+    /// Nodes the cluster autoscaler drained.
+    evictions: u64,
 }
 
 impl Simulator {

@@ -88,19 +88,16 @@ impl Simulator {
         let n = &mut self.nodes[ni];
         n.limit_sum += limit;
         n.pods += 1;
-        n.empty_since = None;
         self.contended |= n.limit_sum > n.spec.cpu_millicores + 1e-9;
     }
 
     /// Releases a pod with CPU limit `limit` from node `ni`.
     pub(super) fn unbind_limit(&mut self, ni: usize, limit: f64) {
-        let now = self.now;
         let n = &mut self.nodes[ni];
         n.limit_sum -= limit;
         n.pods = n.pods.saturating_sub(1);
         if n.pods == 0 {
             n.limit_sum = 0.0;
-            n.empty_since = Some(now);
         }
     }
 
