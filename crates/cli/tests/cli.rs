@@ -266,7 +266,7 @@ fn bad_names_and_impossible_configs_fail_clearly() {
     fails_with(&["eval", "--seeds", "x"], &["`x` is not a seed count"]);
     fails_with(
         &["eval", "--warmup", "90s", "--duration", "10m"],
-        &["warmup_s must be a whole number of minutes"],
+        &["warmup_s: must be a whole number of minutes"],
     );
     fails_with(
         &["eval", "--warmup", "10m", "--duration", "10m"],

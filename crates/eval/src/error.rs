@@ -21,9 +21,22 @@ pub enum EvalError {
         #[source]
         source: graphscale_plan::PlanError,
     },
-    /// The experiment spec is invalid.
-    #[error("invalid experiment: {0}")]
-    Invalid(String),
+    /// A field of the experiment spec (or of the HPA grid) is invalid.
+    #[error("invalid experiment: {field}: {reason}")]
+    Invalid {
+        /// The field, e.g. `seeds` or `scenarios[rush].duration_s`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A recorded decision (a line of a decision log) cannot be replayed.
+    #[error("{at}: {reason}")]
+    Record {
+        /// Where: the file and line, or the record's number.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An autoscaler could not be built or a control round failed.
     #[error(transparent)]
     Control(#[from] graphscale_control::ControlError),
@@ -39,4 +52,14 @@ pub enum EvalError {
     /// A file could not be written (or exists and replacing it was not asked for).
     #[error(transparent)]
     Write(#[from] graphscale_fsio::WriteError),
+}
+
+impl EvalError {
+    /// An invalid field of the experiment spec.
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        EvalError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
 }

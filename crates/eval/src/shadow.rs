@@ -79,8 +79,10 @@ pub fn graph_of(rec: &DecisionRecord) -> Result<AppGraph, EvalError> {
         }
         edges.push(Edge::new(&e.src, &e.dst, e.relation, 1.0));
     }
-    AppGraph::new("recorded", nodes, edges)
-        .map_err(|e| EvalError::Invalid(format!("the record's graph: {e}")))
+    AppGraph::new("recorded", nodes, edges).map_err(|e| EvalError::Record {
+        at: "the record's graph".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Replays `records` through `other` (open loop, its fits installed after their modelled
@@ -89,21 +91,24 @@ pub fn shadow(
     records: &[DecisionRecord],
     other: Box<dyn Autoscaler + Send>,
 ) -> Result<ShadowReport, EvalError> {
-    let first = records
-        .first()
-        .ok_or_else(|| EvalError::Invalid("the record has no decisions".into()))?;
+    let first = records.first().ok_or_else(|| EvalError::Record {
+        at: "the record".into(),
+        reason: "it has no decisions".into(),
+    })?;
     let graph = graph_of(first)?;
     // Learn each workload's CPU model and start-up from the whole record.
     let mut cpu: BTreeMap<String, CpuEstimator> = BTreeMap::new();
     let mut startup: BTreeMap<String, StartupEstimator> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
         if i > 0 && r.snapshot.time <= records[i - 1].snapshot.time {
-            return Err(EvalError::Invalid(format!(
-                "record {}: time {} is not after the previous {}",
-                i + 1,
-                r.snapshot.time,
-                records[i - 1].snapshot.time
-            )));
+            return Err(EvalError::Record {
+                at: format!("record {}", i + 1),
+                reason: format!(
+                    "time {} is not after the previous {}",
+                    r.snapshot.time,
+                    records[i - 1].snapshot.time
+                ),
+            });
         }
         for w in &r.snapshot.workloads {
             cpu.entry(w.name.clone())
@@ -230,8 +235,10 @@ pub fn parse_records(text: &str, path: &str) -> Result<Vec<DecisionRecord>, Eval
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| EvalError::Invalid(format!("{path}:{}: {e}", i + 1)))
+            serde_json::from_str(l).map_err(|e| EvalError::Record {
+                at: format!("{path}:{}", i + 1),
+                reason: e.to_string(),
+            })
         })
         .collect()
 }

@@ -112,50 +112,65 @@ impl ExperimentSpec {
             || self.autoscalers.is_empty()
             || self.seeds.is_empty()
         {
-            return Err(EvalError::Invalid(
-                "apps, scenarios, autoscalers and seeds must each be non-empty".into(),
+            let empty = [
+                ("apps", self.apps.is_empty()),
+                ("scenarios", self.scenarios.is_empty()),
+                ("autoscalers", self.autoscalers.is_empty()),
+                ("seeds", self.seeds.is_empty()),
+            ];
+            let field = empty.iter().find(|(_, e)| *e).map_or("apps", |(f, _)| f);
+            return Err(EvalError::invalid(
+                field,
+                "apps, scenarios, autoscalers and seeds must each be non-empty",
             ));
         }
         if self.seeds.len() > MAX_SEEDS {
-            return Err(EvalError::Invalid(format!(
-                "{} seeds, at most {MAX_SEEDS}",
-                self.seeds.len()
-            )));
+            return Err(EvalError::invalid(
+                "seeds",
+                format!("{} seeds, at most {MAX_SEEDS}", self.seeds.len()),
+            ));
         }
         if let Some(w) = self.warmup_s {
             if !w.is_multiple_of(60) {
-                return Err(EvalError::Invalid(format!(
-                    "warmup_s must be a whole number of minutes, got {w} s"
-                )));
+                return Err(EvalError::invalid(
+                    "warmup_s",
+                    format!("must be a whole number of minutes, got {w} s"),
+                ));
             }
         }
         if let Some(slo) = self.slo_ms {
             if !(slo.is_finite() && slo > 0.0) {
-                return Err(EvalError::Invalid(format!("slo_ms must be > 0, got {slo}")));
+                return Err(EvalError::invalid(
+                    "slo_ms",
+                    format!("must be > 0, got {slo}"),
+                ));
             }
         }
         if !self.autoscalers.iter().any(|a| a.name() == self.baseline) {
-            return Err(EvalError::Invalid(format!(
-                "baseline `{}` is not one of the autoscalers ({}): every comparison would be empty",
-                graphscale_core::error::quote(&self.baseline),
-                self.autoscalers
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            return Err(EvalError::invalid(
+                "baseline",
+                format!(
+                    "`{}` is not one of the autoscalers ({}): every comparison would be empty",
+                    graphscale_core::error::quote(&self.baseline),
+                    self.autoscalers
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for a in &self.autoscalers {
             if !names.insert(a.name()) {
-                return Err(EvalError::Invalid(format!(
-                    "autoscaler name `{}` appears twice",
-                    a.name()
-                )));
+                return Err(EvalError::invalid(
+                    "autoscalers",
+                    format!("the name `{}` appears twice", a.name()),
+                ));
             }
             if let Some(n) = a.name().strip_prefix("unknown:") {
                 return Err(AutoscalerSpec::named(n).err().map_or_else(
-                    || EvalError::Invalid(format!("unknown autoscaler `{n}`")),
+                    || EvalError::invalid("autoscalers", format!("unknown autoscaler `{n}`")),
                     EvalError::from,
                 ));
             }
@@ -190,21 +205,22 @@ impl ExperimentSpec {
             context: format!("scenario `{}`", sc.name),
             source,
         };
+        let field = |f: &str| format!("scenarios[{}].{f}", sc.name);
         let share = match sc.peak_share {
             None => 1.0,
             Some(x) if x.is_finite() && x > 0.0 && x <= MAX_PEAK_SHARE => x,
             Some(x) => {
-                return Err(EvalError::Invalid(format!(
-                    "scenario `{}`: peak_share {x} is not in (0, {MAX_PEAK_SHARE}]",
-                    sc.name
-                )))
+                return Err(EvalError::invalid(
+                    field("peak_share"),
+                    format!("{x} is not in (0, {MAX_PEAK_SHARE}]"),
+                ))
             }
         };
         if sc.peak_share.is_some() && sc.workload.is_some() {
-            return Err(EvalError::Invalid(format!(
-                "scenario `{}`: peak_share sizes a named or replayed scenario; an explicit workload gives its own rates",
-                sc.name
-            )));
+            return Err(EvalError::invalid(
+                field("peak_share"),
+                "sizes a named or replayed scenario; an explicit workload gives its own rates",
+            ));
         }
         let peak = app.nominal_peak_rps * share;
         let w = match &sc.workload {
@@ -225,28 +241,25 @@ impl ExperimentSpec {
             None => WorkloadSpec::named(&sc.name, peak).map_err(ctx)?,
         };
         let d = match sc.duration_s {
-            Some(0) => {
-                return Err(EvalError::Invalid(format!(
-                    "scenario `{}`: duration must be > 0",
-                    sc.name
-                )))
-            }
+            Some(0) => return Err(EvalError::invalid(field("duration_s"), "must be > 0")),
             Some(d) if d > MAX_DURATION_S => {
-                return Err(EvalError::Invalid(format!(
-                    "scenario `{}`: duration_s {d} is more than {MAX_DURATION_S} (366 days)",
-                    sc.name
-                )))
+                return Err(EvalError::invalid(
+                    field("duration_s"),
+                    format!("{d} is more than {MAX_DURATION_S} (366 days)"),
+                ))
             }
             Some(d) => d,
             None => w.natural_duration_s().map_err(ctx)?,
         };
         if let Some(warm) = self.warmup_s {
             if d <= warm {
-                return Err(EvalError::Invalid(format!(
-                    "scenario `{}`: a {d} s run leaves nothing after the {warm} s warm-up \
-                     (lower the warm-up or lengthen the run)",
-                    sc.name
-                )));
+                return Err(EvalError::invalid(
+                    field("duration_s"),
+                    format!(
+                        "a {d} s run leaves nothing after the {warm} s warm-up \
+                         (lower the warm-up or lengthen the run)"
+                    ),
+                ));
             }
         }
         Ok((w, d))
@@ -291,14 +304,17 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("duration must be > 0"));
+            .contains("scenarios[rush].duration_s: must be > 0"));
         // u64::MAX seconds would be allocated as workload rates: refused with the limit.
         let e = ExperimentSpec {
             scenarios: vec![ScenarioSpec::named("rush").with_duration(u64::MAX)],
             ..ExperimentSpec::default()
         };
         let msg = e.validate().unwrap_err().to_string();
-        assert!(msg.contains("more than 31622400"), "{msg}");
+        assert!(
+            msg.contains("scenarios[rush].duration_s: 18446744073709551615 is more than 31622400"),
+            "{msg}"
+        );
         let e = ExperimentSpec {
             seeds: (0..20_000).collect(),
             ..ExperimentSpec::default()
@@ -307,14 +323,14 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("at most 10000"));
+            .contains("seeds: 20000 seeds, at most 10000"));
         let e = ExperimentSpec {
             baseline: "hpa2".into(),
             ..ExperimentSpec::default()
         };
         let msg = e.validate().unwrap_err().to_string();
         assert!(
-            msg.contains("baseline `hpa2` is not one of the autoscalers"),
+            msg.contains("baseline: `hpa2` is not one of the autoscalers"),
             "{msg}"
         );
     }

@@ -53,14 +53,16 @@ impl HpaGrid {
             * self.scale_down_window_s.len()
             * self.scale_up.len();
         if count == 0 {
-            return Err(EvalError::Invalid(
-                "the HPA grid needs at least one value for every knob".into(),
+            return Err(EvalError::invalid(
+                "grid",
+                "the HPA grid needs at least one value for every knob",
             ));
         }
         if count > MAX_CANDIDATES {
-            return Err(EvalError::Invalid(format!(
-                "the HPA grid makes {count} candidates; at most {MAX_CANDIDATES}"
-            )));
+            return Err(EvalError::invalid(
+                "grid",
+                format!("the HPA grid makes {count} candidates; at most {MAX_CANDIDATES}"),
+            ));
         }
         let mut out = vec![HpaKnobs::DEFAULT];
         for &target_percent in &self.target_percent {
@@ -75,7 +77,7 @@ impl HpaGrid {
                             scale_up_percent,
                         };
                         k.check()
-                            .map_err(|e| EvalError::Invalid(format!("HPA grid: {e}")))?;
+                            .map_err(|e| EvalError::invalid("grid", e.to_string()))?;
                         if !out.contains(&k) {
                             out.push(k);
                         }
