@@ -274,7 +274,7 @@ fn bad_names_and_impossible_configs_fail_clearly() {
     );
     fails_with(
         &["eval", "--slo-ms", "0", "--duration", "60s"],
-        &["slo_ms must be > 0"],
+        &["slo_ms: must be > 0"],
     );
     fails_with(&["eval", "--duration=-3m"], &["duration must be > 0"]);
     let out = tmp("spec");
