@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 
 #[test]
 fn gat_shapes_isolated_nodes_and_gradients() {
+    let _rng = common::rng_lock();
     let d = Device::flex().autodiff();
     d.seed(3);
     // Node 3 has no incoming edge (only its self-loop); node 2 has two.
@@ -41,6 +42,7 @@ fn gat_shapes_isolated_nodes_and_gradients() {
 
 #[test]
 fn stgnn_shapes_learned_adjacency_and_gradients() {
+    let _rng = common::rng_lock();
     let d = Device::flex().autodiff();
     d.seed(4);
     let (n, w, f, types) = (3, 4, 2, 4);
@@ -130,6 +132,7 @@ fn b_error(m: &GraphModel, p: &Prepared) -> f64 {
 
 #[test]
 fn graph_models_learn_the_upstream_neighbour_and_the_edge_blind_mlp_cannot() {
+    let _rng = common::rng_lock();
     let cfg = small();
     let p = Prepared::new(&cfg, &[delayed_pair(500, 7)]).unwrap();
     let mlp = b_error(&train(Kind::Mlp, &cfg, &p, &mut |_| {}).unwrap(), &p);
@@ -149,6 +152,7 @@ fn graph_models_learn_the_upstream_neighbour_and_the_edge_blind_mlp_cannot() {
 
 #[test]
 fn checkpoints_round_trip_and_bad_input_is_named() {
+    let _rng = common::rng_lock();
     let dir = std::env::temp_dir().join(format!("gs-graph-ck-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = GraphModelConfig {
@@ -294,6 +298,7 @@ fn checkpoints_round_trip_and_bad_input_is_named() {
 /// decides them, whatever else draws from burn's process-wide generator meanwhile.
 #[test]
 fn weights_come_from_the_seed_alone() {
+    let _rng = common::rng_lock();
     use graphscale_nn::graphdata::Layout;
     use graphscale_nn::graphmodel::GraphNet;
     use graphscale_nn::rnn::{RnnConfig, RnnNet};

@@ -54,6 +54,7 @@ fn cfg(relations: usize) -> HgtConfig {
 
 #[test]
 fn segment_softmax_sums_to_one_per_destination() {
+    let _rng = common::rng_lock();
     let d = Device::flex();
     let logits = Tensor::<2>::from_data(
         TensorData::new(vec![1.0f32, 0.0, 2.0, 5.0, -3.0, 1.0, 40.0, -40.0], [4, 2]),
@@ -78,6 +79,7 @@ fn segment_softmax_sums_to_one_per_destination() {
 
 #[test]
 fn shapes_and_masking_with_isolated_nodes_and_empty_relations() {
+    let _rng = common::rng_lock();
     let d = Device::flex();
     d.seed(1);
     let g = DeviceGraph::new(&graph(true), &d).unwrap();
@@ -108,6 +110,7 @@ fn shapes_and_masking_with_isolated_nodes_and_empty_relations() {
 
 #[test]
 fn gradients_reach_every_parameter() {
+    let _rng = common::rng_lock();
     let d = Device::flex().autodiff();
     d.seed(2);
     let g = DeviceGraph::new(&graph(false), &d).unwrap();
@@ -127,6 +130,7 @@ fn gradients_reach_every_parameter() {
 
 #[test]
 fn bad_graphs_are_named() {
+    let _rng = common::rng_lock();
     let d = Device::flex();
     let mut g = graph(false);
     g.relations[1].dst = vec![3, 9];
@@ -186,6 +190,7 @@ fn fit_mse(g: &HeteroGraph, x: &[f32], y: &[f32], scored: &[usize], steps: usize
 
 #[test]
 fn learns_a_task_that_needs_the_neighbour_and_an_edge_blind_network_cannot() {
+    let _rng = common::rng_lock();
     // 16 pairs: a source with a random value, and a destination whose target is that value and
     // whose own input is zero. Only the edge carries the answer.
     let pairs = 16;

@@ -50,3 +50,13 @@ pub fn weights<M: Module>(net: &M) -> Vec<f32> {
     net.visit(&mut c);
     c.0
 }
+
+/// burn draws every random number (seeded or not, and the lazy initial weights) from one
+/// generator per process, and the test harness runs a file's tests on several threads: a test
+/// that seeds it would see another test's draws interleaved with its own, and an unlucky
+/// interleaving once left one HGT parameter without a gradient. Every test of a file that draws
+/// holds this lock for its whole body, so each sees the sequence its own seed gives.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
