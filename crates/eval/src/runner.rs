@@ -168,12 +168,13 @@ pub fn run_experiment(
     spec: &ExperimentSpec,
     progress: &(dyn Fn(&RunResult) + Sync),
 ) -> Result<ExperimentResult, EvalError> {
-    let runs = run_all(spec, true, progress)?;
+    let apps = spec.validate()?;
+    let runs = run_jobs(spec, &apps, true, progress)?;
     let summary = summarize(&runs, &spec.baseline);
     let mut resolved = Vec::new();
-    for app in spec.validate()? {
+    for app in &apps {
         for a in &spec.autoscalers {
-            let r = resolve_autoscaler(a, &app);
+            let r = resolve_autoscaler(a, app);
             if &r != a {
                 resolved.push(ResolvedAutoscaler {
                     app: app.name.clone(),
@@ -200,9 +201,18 @@ pub fn run_all(
     timelines: bool,
     progress: &(dyn Fn(&RunResult) + Sync),
 ) -> Result<Vec<RunResult>, EvalError> {
-    let apps = spec.validate()?;
+    run_jobs(spec, &spec.validate()?, timelines, progress)
+}
+
+/// [`run_all`] on the apps `spec.validate()` returned.
+fn run_jobs(
+    spec: &ExperimentSpec,
+    apps: &[AppSpec],
+    timelines: bool,
+    progress: &(dyn Fn(&RunResult) + Sync),
+) -> Result<Vec<RunResult>, EvalError> {
     let mut jobs = Vec::new();
-    for app in &apps {
+    for app in apps {
         for sc in &spec.scenarios {
             for a in &spec.autoscalers {
                 for (k, &seed) in spec.seeds.iter().enumerate() {

@@ -537,6 +537,19 @@ impl AppSpec {
     }
 }
 
+/// Books a pod of `c` millicores and `m` MiB on the first of `free` (CPU, memory left per
+/// node) that holds it; false when none does.
+pub(crate) fn first_fit(free: &mut [(f64, f64)], c: f64, m: f64) -> bool {
+    match free.iter_mut().find(|(fc, fm)| *fc >= c && *fm >= m) {
+        Some(slot) => {
+            slot.0 -= c;
+            slot.1 -= m;
+            true
+        }
+        None => false,
+    }
+}
+
 /// Nodes of `cpu` x `mem` that first-fit packing needs for the initial replicas.
 fn pack_count(app: &AppSpec, cpu: f64, mem: f64) -> usize {
     let mut free: Vec<(f64, f64)> = Vec::new();
@@ -546,12 +559,8 @@ fn pack_count(app: &AppSpec, cpu: f64, mem: f64) -> usize {
             continue;
         }
         for _ in 0..s.initial_replicas.max(1) {
-            match free.iter_mut().find(|(fc, fm)| *fc >= c && *fm >= m) {
-                Some(slot) => {
-                    slot.0 -= c;
-                    slot.1 -= m;
-                }
-                None => free.push((cpu - c, mem - m)),
+            if !first_fit(&mut free, c, m) {
+                free.push((cpu - c, mem - m));
             }
         }
     }

@@ -68,6 +68,19 @@ fn run(app: AppSpec, rate: f64, secs: usize, contention: bool) -> Simulator {
     sim
 }
 
+/// A simulator of `app` with exact start-up times (no jitter) and external load `rates`.
+fn steady(app: AppSpec, rates: Vec<f64>) -> Simulator {
+    Simulator::new(
+        app,
+        SimConfig {
+            startup_jitter: 0.0,
+            ..SimConfig::default()
+        },
+        rates,
+    )
+    .unwrap()
+}
+
 /// Served requests per second over the last `secs` seconds of service `i`, from the totals.
 fn served_rate(sim: &Simulator, i: usize, secs: f64) -> f64 {
     sim.totals(i).served as f64 / secs
@@ -215,15 +228,7 @@ fn scale(sim: &mut Simulator, n: u32) {
 
 #[test]
 fn pods_that_fit_nowhere_wait_for_the_cluster_autoscaler_and_its_nodes_go_when_empty() {
-    let mut sim = Simulator::new(
-        ca_app(60.0, 4),
-        SimConfig {
-            startup_jitter: 0.0,
-            ..SimConfig::default()
-        },
-        vec![10.0; 1000],
-    )
-    .unwrap();
+    let mut sim = steady(ca_app(60.0, 4), vec![10.0; 1000]);
     // The smallest cluster for one 500 m pod: one 1000 m node.
     assert_eq!(sim.node_count(), 1);
     sim.step();
@@ -264,15 +269,7 @@ fn pods_that_fit_nowhere_wait_for_the_cluster_autoscaler_and_its_nodes_go_when_e
 
 #[test]
 fn the_cluster_autoscaler_stops_at_max_nodes() {
-    let mut sim = Simulator::new(
-        ca_app(5.0, 2),
-        SimConfig {
-            startup_jitter: 0.0,
-            ..SimConfig::default()
-        },
-        vec![10.0; 200],
-    )
-    .unwrap();
+    let mut sim = steady(ca_app(5.0, 2), vec![10.0; 200]);
     sim.step();
     scale(&mut sim, 10);
     for _ in 0..100 {
@@ -378,15 +375,7 @@ fn an_underused_node_is_drained_and_its_pods_start_again_elsewhere() {
         scale_down_utilization: 0.5,
         scale_down_delay_after_add_s: 600.0,
     });
-    let mut sim = Simulator::new(
-        a,
-        SimConfig {
-            startup_jitter: 0.0,
-            ..SimConfig::default()
-        },
-        vec![5.0; 400],
-    )
-    .unwrap();
+    let mut sim = steady(a, vec![5.0; 400]);
     assert_eq!(sim.node_count(), 2);
     let mut drained_at = None;
     for t in 1..=200u64 {
@@ -412,15 +401,7 @@ fn no_node_goes_within_the_delay_after_a_scale_up() {
     if let Some(c) = a.cluster_autoscaler.as_mut() {
         c.scale_down_delay_after_add_s = 600.0;
     }
-    let mut sim = Simulator::new(
-        a,
-        SimConfig {
-            startup_jitter: 0.0,
-            ..SimConfig::default()
-        },
-        vec![10.0; 2000],
-    )
-    .unwrap();
+    let mut sim = steady(a, vec![10.0; 2000]);
     sim.step();
     scale(&mut sim, 6);
     for _ in 0..60 {

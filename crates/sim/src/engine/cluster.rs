@@ -2,7 +2,7 @@
 //! nodes removed again (see [`crate::spec::ClusterAutoscalerSpec`]).
 
 use super::*;
-use crate::spec::ClusterAutoscalerSpec;
+use crate::spec::{first_fit, ClusterAutoscalerSpec};
 
 /// What the cluster autoscaler is doing.
 #[derive(Debug, Clone)]
@@ -112,6 +112,7 @@ impl Simulator {
         let unneeded_for = Millis::from_secs_f64(ca.spec.scale_down_unneeded_s);
         let mut removed: Vec<usize> = Vec::new();
         let mut drained_one = false;
+        let live = self.node_count();
         for ni in 0..self.nodes.len() {
             if self.nodes[ni].gone {
                 continue;
@@ -124,8 +125,8 @@ impl Simulator {
                 continue;
             }
             let since = *n.unneeded_since.get_or_insert(now);
-            let left = self.nodes.iter().filter(|n| !n.gone).count() - removed.len();
-            if !may_remove || left <= 1 || now.saturating_sub(since) < unneeded_for {
+            if !may_remove || live - removed.len() <= 1 || now.saturating_sub(since) < unneeded_for
+            {
                 continue;
             }
             if self.nodes[ni].pods > 0 {
@@ -168,12 +169,8 @@ impl Simulator {
         for sv in &self.svcs {
             let (c, m) = (sv.res.requests.cpu_millicores, sv.res.requests.memory_mib);
             for _ in sv.pods.iter().filter(|p| p.node == Some(ni)) {
-                match free.iter_mut().find(|(fc, fm)| *fc >= c && *fm >= m) {
-                    Some(slot) => {
-                        slot.0 -= c;
-                        slot.1 -= m;
-                    }
-                    None => return false,
+                if !first_fit(&mut free, c, m) {
+                    return false;
                 }
             }
         }
@@ -225,12 +222,8 @@ impl Simulator {
                 continue;
             }
             for _ in sv.pods.iter().filter(|p| p.node.is_none()) {
-                match free.iter_mut().find(|(fc, fm)| *fc >= c && *fm >= m) {
-                    Some(slot) => {
-                        slot.0 -= c;
-                        slot.1 -= m;
-                    }
-                    None => free.push((spec.node_cpu_millicores - c, spec.node_memory_mib - m)),
+                if !first_fit(&mut free, c, m) {
+                    free.push((spec.node_cpu_millicores - c, spec.node_memory_mib - m));
                 }
             }
         }
