@@ -487,3 +487,62 @@ fn resources_are_resized_in_place_deferred_when_they_do_not_fit_and_refused_when
     assert_eq!(s.resources("gateway").unwrap().requests.memory_mib, 512.0);
     assert_eq!(s.stats()[i].spec_replicas, 2);
 }
+
+#[test]
+fn the_topology_version_changes_when_and_only_when_runs_on_does() {
+    // One node: every pod of a service lands where its first one is, so scaling never
+    // changes the topology. Three nodes: pods spread, and the topology changes now and then.
+    for (nodes, expect_one) in [(1, true), (3, false)] {
+        let versions = topology_versions(nodes);
+        assert_eq!(
+            versions == 1,
+            expect_one,
+            "{nodes} nodes: {versions} versions"
+        );
+    }
+}
+
+/// Scales one service up and down on `nodes` nodes, checks that one version always shows one
+/// topology, and returns how many versions it saw.
+fn topology_versions(nodes: usize) -> usize {
+    let runs_on = |s: &Simulator| {
+        let mut e: Vec<(String, String)> = s
+            .topology()
+            .unwrap()
+            .edges
+            .into_iter()
+            .filter(|e| e.relation == graphscale_core::Relation::RunsOn)
+            .map(|e| (e.src, e.dst))
+            .collect();
+        e.sort();
+        e
+    };
+    let mut app = topology::builtin("event-driven").unwrap();
+    app.nodes = (0..nodes)
+        .map(|i| NodeSpec {
+            name: format!("n{i}"),
+            cpu_millicores: 12000.0 / nodes as f64,
+            memory_mib: 49152.0 / nodes as f64,
+        })
+        .collect();
+    let mut s = Simulator::new(app, SimConfig::default(), vec![50.0; 900]).unwrap();
+    let mut seen: std::collections::HashMap<u64, Vec<(String, String)>> = Default::default();
+    let plan = [(5, 4), (120, 9), (300, 2), (420, 1), (600, 6), (750, 1)];
+    for t in 0..900 {
+        if let Some(&(_, n)) = plan.iter().find(|(at, _)| *at == t) {
+            s.apply(&[ScalingDecision {
+                workload: "gateway".into(),
+                replicas: n,
+                reasons: vec![],
+                resources: None,
+            }])
+            .unwrap();
+        }
+        s.step();
+        let v = s.version().unwrap();
+        let now = runs_on(&s);
+        let before = seen.entry(v).or_insert_with(|| now.clone());
+        assert_eq!(before, &now, "{nodes} nodes: version {v} at {t} s");
+    }
+    seen.len()
+}

@@ -279,7 +279,8 @@ pub struct Simulator {
     edge_step: Vec<u64>,
     req_counters: Vec<RequestCounters>,
     req_of_edge: Vec<Option<usize>>,
-    /// Bumped whenever a pod is bound to a node or removed: the topology's version.
+    /// The topology's version: bumped when a service's pods come to a node or leave one, or a
+    /// node comes or goes.
     placement: u64,
     /// Per service, the share of its ready pods' CPU limit that node contention leaves them
     /// this step (1: none).

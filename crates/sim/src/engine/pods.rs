@@ -63,9 +63,12 @@ impl Simulator {
                         self.bind_limit(ni, limit_cpu);
                         let startup = jittered(startup_s, self.cfg.startup_jitter, &mut self.rng);
                         let sv = &mut self.svcs[s];
+                        // The topology changes only with the first pod of the service here.
+                        if !sv.pods.iter().any(|q| q.node == Some(ni)) {
+                            self.placement += 1;
+                        }
                         let p = &mut sv.pods[pi];
                         p.node = Some(ni);
-                        self.placement += 1;
                         p.started = Some(now);
                         p.ready_at = now + startup;
                         p.ready_transition = Some(now);

@@ -131,7 +131,8 @@ impl TopologySource for Simulator {
         })
     }
 
-    /// Changes whenever a pod is bound to a node or removed (the app's graph never changes).
+    /// Changes whenever a service's pods come to a node or leave one, or a node comes or
+    /// goes: what the `runs_on` edges show (the app's graph never changes).
     fn version(&self) -> Option<u64> {
         Some(self.placement)
     }
@@ -192,21 +193,28 @@ impl Actuator for Simulator {
     /// pods in place (see [`Simulator::resources`]); resources that are not finite and
     /// positive, or limits below requests, are refused with the workload's name.
     fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), SimError> {
-        for d in decisions {
-            let s = *self
-                .index
-                .get(&d.workload)
-                .ok_or_else(|| SimError::UnknownName {
-                    what: "workload",
-                    name: d.workload.clone(),
-                    known: self
-                        .app
-                        .services
-                        .iter()
-                        .map(|x| x.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
+        for (i, d) in decisions.iter().enumerate() {
+            // Decisions usually come in the snapshot's order, which is the services' order.
+            let at_i = self
+                .app
+                .services
+                .get(i)
+                .is_some_and(|x| x.name == d.workload);
+            let s = match at_i {
+                true => Some(i),
+                false => self.index.get(&d.workload).copied(),
+            }
+            .ok_or_else(|| SimError::UnknownName {
+                what: "workload",
+                name: d.workload.clone(),
+                known: self
+                    .app
+                    .services
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
             if let Some(r) = d.resources {
                 if let Some(why) = r.problem() {
                     return Err(SimError::InvalidDecision {
@@ -249,9 +257,12 @@ impl Actuator for Simulator {
                 let mut freed = Vec::new();
                 for i in remove {
                     let p = sv.pods.swap_remove(i);
-                    self.placement += 1;
                     match p.node {
                         Some(ni) => {
+                            // The topology changes only with the service's last pod here.
+                            if !sv.pods.iter().any(|q| q.node == Some(ni)) {
+                                self.placement += 1;
+                            }
                             self.nodes[ni].cpu_alloc -= req.cpu_millicores;
                             self.nodes[ni].mem_alloc -= req.memory_mib;
                             freed.push(ni);
