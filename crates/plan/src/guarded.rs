@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hpa::{Hpa, HpaControllerConfig, HpaSpec};
 use crate::safety::{guard, Health, Proposal, SafetyConfig, SafetyState};
+use crate::table::WorkloadTable;
 use crate::PlanError;
 
 /// One workload's plan before the safety layer.
@@ -170,7 +171,7 @@ impl GuardConfig {
 struct Fallback {
     config: HpaControllerConfig,
     spec: HpaSpec,
-    controllers: BTreeMap<String, Hpa>,
+    controllers: WorkloadTable<Hpa>,
 }
 
 /// Any [`Propose`] (every [`Autoscaler`] among them) behind the safety layer. See the module
@@ -180,7 +181,8 @@ pub struct Guarded<A> {
     inner: A,
     cfg: GuardConfig,
     bounds: BTreeMap<String, (u32, u32)>,
-    states: BTreeMap<String, SafetyState>,
+    /// Each workload's safety state and its bounds from `bounds` (looked up once).
+    states: WorkloadTable<(SafetyState, Option<(u32, u32)>)>,
     fallback: Option<Fallback>,
 }
 
@@ -192,7 +194,7 @@ impl<A: Propose> Guarded<A> {
             inner,
             cfg,
             bounds: BTreeMap::new(),
-            states: BTreeMap::new(),
+            states: WorkloadTable::new(),
             fallback: None,
         })
     }
@@ -210,6 +212,11 @@ impl<A: Propose> Guarded<A> {
             self.bounds
                 .insert(f.name.clone(), (f.min_replicas, f.max_replicas));
         }
+        // States made before these bounds take them from the map again.
+        let bounds = &self.bounds;
+        self.states
+            .values_mut()
+            .for_each(|(name, (_, b))| *b = bounds.get(name).copied());
         Ok(self)
     }
 
@@ -224,7 +231,7 @@ impl<A: Propose> Guarded<A> {
         self.fallback = Some(Fallback {
             config,
             spec,
-            controllers: BTreeMap::new(),
+            controllers: WorkloadTable::new(),
         });
         Ok(self)
     }
@@ -313,15 +320,11 @@ impl<A: Propose> Autoscaler for Guarded<A> {
             // The fallback reconciles every decision, so its stabilisation window stays current.
             let hpa_rule = self.fallback.as_mut().map(|f| {
                 let (config, spec) = (&f.config, &f.spec);
-                // The name is copied only for a workload seen for the first time.
-                let d = match f.controllers.get_mut(&w.name) {
-                    Some(h) => h.reconcile(now, w),
-                    None => f
-                        .controllers
-                        .entry(w.name.clone())
-                        .or_insert_with(|| Hpa::new(config.clone(), spec.clone()))
-                        .reconcile(now, w),
-                };
+                // Found at its position in the snapshot; the name is copied only for a new one.
+                let (d, _) = f
+                    .controllers
+                    .get_or_insert_with(i, &w.name, || Hpa::new(config.clone(), spec.clone()));
+                let d = d.reconcile(now, w);
                 let why = d
                     .reasons
                     .iter()
@@ -362,9 +365,14 @@ impl<A: Propose> Autoscaler for Guarded<A> {
             if proposal.hpa_rule.is_none() {
                 proposal.hpa_rule = hpa_rule;
             }
+            let bounds = &self.bounds;
+            let ((state, bound), new) = self.states.get_or_insert_with(i, &w.name, || {
+                (SafetyState::default(), bounds.get(&w.name).copied())
+            });
+            added |= new;
             let bounded;
-            let cfg = match self.bounds.get(&w.name) {
-                Some(&(lo, hi)) => {
+            let cfg = match *bound {
+                Some((lo, hi)) => {
                     bounded = SafetyConfig {
                         min_replicas: lo,
                         max_replicas: hi,
@@ -374,21 +382,7 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                 }
                 None => &self.cfg.safety,
             };
-            // Taken out and put back under its own key: no name is copied for a known workload.
-            let (key, mut state) = self.states.remove_entry(&w.name).unwrap_or_else(|| {
-                added = true;
-                (w.name.clone(), SafetyState::default())
-            });
-            let mut d = guard(
-                cfg,
-                &mut state,
-                now,
-                &w.name,
-                w.spec_replicas,
-                proposal,
-                &health,
-            );
-            self.states.insert(key, state);
+            let mut d = guard(cfg, state, now, &w.name, w.spec_replicas, proposal, &health);
             if let Some((to, why)) = resize {
                 d.resources = Some(to);
                 d.reasons.push(why);
@@ -402,10 +396,9 @@ impl<A: Propose> Autoscaler for Guarded<A> {
         // or as many after one was added in place of another).
         if added || self.states.len() != snapshot.workloads.len() {
             let present = snapshot.by_name();
-            self.states.retain(|k, _| present.contains_key(k.as_str()));
+            self.states.retain(|k| present.contains_key(k));
             if let Some(f) = &mut self.fallback {
-                f.controllers
-                    .retain(|k, _| present.contains_key(k.as_str()));
+                f.controllers.retain(|k| present.contains_key(k));
             }
         }
         out

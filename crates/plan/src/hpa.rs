@@ -15,6 +15,7 @@ use graphscale_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::table::WorkloadTable;
 use crate::PlanError;
 
 /// Controller-wide settings (kube-controller-manager flags), with the Kubernetes defaults.
@@ -692,7 +693,7 @@ pub struct HpaAutoscaler {
     config: HpaControllerConfig,
     default_spec: HpaSpec,
     specs: BTreeMap<String, HpaSpec>,
-    controllers: BTreeMap<String, Hpa>,
+    controllers: WorkloadTable<Hpa>,
 }
 
 impl HpaAutoscaler {
@@ -727,7 +728,7 @@ impl HpaAutoscaler {
             config,
             default_spec,
             specs: overrides,
-            controllers: BTreeMap::new(),
+            controllers: WorkloadTable::new(),
         })
     }
 }
@@ -745,20 +746,17 @@ impl Autoscaler for HpaAutoscaler {
         snapshot
             .workloads
             .iter()
-            .map(|w| {
-                // One look-up for a known workload; the name is copied only for a new one.
-                if let Some(h) = self.controllers.get_mut(&w.name) {
-                    return h.reconcile(snapshot.time, w);
-                }
-                let spec = self
-                    .specs
-                    .get(&w.name)
-                    .unwrap_or(&self.default_spec)
-                    .clone();
-                self.controllers
-                    .entry(w.name.clone())
-                    .or_insert_with(|| Hpa::new(self.config.clone(), spec))
-                    .reconcile(snapshot.time, w)
+            .enumerate()
+            .map(|(i, w)| {
+                // Found at its position in the snapshot; the name is copied only for a new one.
+                let (config, specs, default) = (&self.config, &self.specs, &self.default_spec);
+                let (h, _) = self.controllers.get_or_insert_with(i, &w.name, || {
+                    Hpa::new(
+                        config.clone(),
+                        specs.get(&w.name).unwrap_or(default).clone(),
+                    )
+                });
+                h.reconcile(snapshot.time, w)
             })
             .collect()
     }

@@ -32,6 +32,7 @@ pub mod planner;
 pub mod predictive;
 pub mod safety;
 pub mod slo;
+pub mod table;
 pub mod vertical;
 
 /// Errors of the plan crate.
