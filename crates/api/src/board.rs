@@ -365,7 +365,7 @@ impl Board {
         let traffic: BTreeMap<(&str, &str), Option<f64>> = last.map_or_else(BTreeMap::new, |f| {
             f.edges
                 .iter()
-                .map(|e| ((e.src.as_str(), e.dst.as_str()), e.rps))
+                .map(|e| ((&*e.src, &*e.dst), e.rps))
                 .collect()
         });
         let edges = app
@@ -492,7 +492,7 @@ fn series_of(graph: &AppGraph, step_ms: u64, frames: &VecDeque<ClusterSnapshot>)
             let known = graph
                 .edges
                 .iter()
-                .any(|x| x.src == e.src && x.dst == e.dst && x.relation == e.relation);
+                .any(|x| *x.src == *e.src && *x.dst == *e.dst && x.relation == e.relation);
             if known {
                 s.edge_metric_mut(&e.src, &e.dst, e.relation, Metric::Rps)[k] =
                     e.rps.unwrap_or(f64::NAN);

@@ -291,7 +291,7 @@ fn prometheus_scrapes_the_simulator_and_graphscale_reads_it_back() {
     let call = snap
         .edges
         .iter()
-        .find(|e| e.src == "gateway" && e.dst == "catalog")
+        .find(|e| &*e.src == "gateway" && &*e.dst == "catalog")
         .unwrap();
     assert!((call.rps.unwrap() - 800.0).abs() / 800.0 < 0.2, "{call:?}");
     let graph = rt.block_on(seams.topology.topology_async()).unwrap();

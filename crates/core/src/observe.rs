@@ -5,6 +5,8 @@
 //! readiness and the latest CPU sample, and service-level rates as a monitoring system reports
 //! them (`None` where there is no data, never a silent zero).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Relation;
@@ -110,9 +112,9 @@ impl WorkloadObservation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EdgeObservation {
     /// Source node.
-    pub src: String,
+    pub src: Arc<str>,
     /// Destination node.
-    pub dst: String,
+    pub dst: Arc<str>,
     /// Relation.
     pub relation: Relation,
     /// Calls or messages per second over the window.

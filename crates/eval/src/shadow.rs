@@ -74,10 +74,10 @@ pub fn graph_of(rec: &DecisionRecord) -> Result<AppGraph, EvalError> {
         if e.relation == Relation::RunsOn {
             continue;
         }
-        if seen.insert(e.dst.clone()) {
-            nodes.push(Node::new(&e.dst, dst_kind));
+        if seen.insert(e.dst.to_string()) {
+            nodes.push(Node::new(&*e.dst, dst_kind));
         }
-        edges.push(Edge::new(&e.src, &e.dst, e.relation, 1.0));
+        edges.push(Edge::new(&*e.src, &*e.dst, e.relation, 1.0));
     }
     AppGraph::new("recorded", nodes, edges).map_err(|e| EvalError::Record {
         at: "the record's graph".into(),

@@ -179,8 +179,8 @@ impl PromSource {
             .iter()
             .filter_map(|s| {
                 Some(EdgeObservation {
-                    src: s.labels.get("source_workload")?.clone(),
-                    dst: s.labels.get("destination_workload")?.clone(),
+                    src: s.labels.get("source_workload")?.as_str().into(),
+                    dst: s.labels.get("destination_workload")?.as_str().into(),
                     relation: Relation::Calls,
                     rps: s
                         .value

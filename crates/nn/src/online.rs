@@ -254,7 +254,7 @@ impl JointForecaster for OnlineGraphModel {
         for e in &snapshot.edges {
             if let Some(r) = e.rps.filter(|r| r.is_finite()) {
                 row.edges
-                    .insert((e.src.clone(), e.dst.clone(), e.relation), r);
+                    .insert((e.src.to_string(), e.dst.to_string(), e.relation), r);
             }
         }
         if self.rows.len() == self.cfg.history {

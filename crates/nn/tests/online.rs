@@ -228,7 +228,7 @@ fn a_changed_graph_keeps_what_still_applies() {
     snap_without.workloads.retain(|w| w.name != gone);
     snap_without
         .edges
-        .retain(|e| e.src != gone && e.dst != gone);
+        .retain(|e| *e.src != *gone && *e.dst != *gone);
     assert!(sync(&mut m, 101, &snap_without, &shrunk));
     let after = m.forecast(3).unwrap();
     assert_eq!(after.len(), before.len() - 1);

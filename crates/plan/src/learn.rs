@@ -247,7 +247,7 @@ impl RatioEstimator {
             ) {
                 continue;
             }
-            let Some(src) = by_name.get(e.src.as_str()) else {
+            let Some(src) = by_name.get(&*e.src) else {
                 continue;
             };
             let (Some(edge_rps), Some(src_rps)) = (e.rps, src.rps) else {
@@ -260,7 +260,7 @@ impl RatioEstimator {
                 continue;
             }
             let r = edge_rps / src_rps;
-            let key = (e.src.clone(), e.dst.clone());
+            let key = (e.src.to_string(), e.dst.to_string());
             let a = self.alpha;
             self.ratios
                 .entry(key)

@@ -113,6 +113,11 @@ impl Simulator {
             .map(NodeState::new)
             .collect();
         let edge_count = graph.edges.len();
+        let edge_names = graph
+            .edges
+            .iter()
+            .map(|e| (Arc::from(e.src.as_str()), Arc::from(e.dst.as_str())))
+            .collect();
         let mut sim = Simulator {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
@@ -137,6 +142,7 @@ impl Simulator {
             channel_slots,
             channel_names,
             backlogs,
+            edge_names,
             edge_carry: vec![0.0; edge_count],
             edge_total: vec![0; edge_count],
             edge_ring: VecDeque::new(),

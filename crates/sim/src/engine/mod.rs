@@ -33,6 +33,7 @@
 //! `produced = consumed + backlog`; replicas within `[0, max_replicas]`; same seed, same run.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use graphscale_core::exposition::{
     latency_cdf, latency_segments, ClusterCounters, DeploymentCounters, GroupCounters, PodCounters,
@@ -265,6 +266,8 @@ pub struct Simulator {
     channel_slots: Vec<Vec<usize>>,
     channel_names: Vec<(String, NodeKind)>,
     backlogs: Vec<Backlog>,
+    /// `(src, dst)` of each edge of `graph`, shared by every snapshot.
+    edge_names: Vec<(Arc<str>, Arc<str>)>,
     edge_carry: Vec<f64>,
     edge_total: Vec<u64>,
     edge_ring: VecDeque<(Millis, Vec<u64>)>,
