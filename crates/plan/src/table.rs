@@ -47,12 +47,6 @@ impl<V> WorkloadTable<V> {
         self.index.get(name).copied()
     }
 
-    /// The value of `name`, expected at slot `hint` (its position in the snapshot).
-    pub fn get_mut(&mut self, hint: usize, name: &str) -> Option<&mut V> {
-        let k = self.slot(hint, name)?;
-        Some(&mut self.entries[k].1)
-    }
-
     /// The value of `name`, expected at slot `hint`.
     pub fn get(&self, hint: usize, name: &str) -> Option<&V> {
         self.slot(hint, name).map(|k| &self.entries[k].1)
@@ -122,7 +116,7 @@ mod tests {
         assert_eq!(t.get(0, "c"), Some(&20));
         assert_eq!(t.get(7, "a"), Some(&0));
         assert_eq!(t.get(0, "zz"), None);
-        *t.get_mut(5, "c").unwrap() += 1;
+        *t.get_or_insert_with(5, "c", || 0).0 += 1;
         assert_eq!(t.get(2, "c"), Some(&21));
         t.retain(|n| n != "a");
         assert_eq!(t.len(), 2);

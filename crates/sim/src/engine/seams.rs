@@ -149,6 +149,15 @@ impl Simulator {
         self.index.get(service).map(|&s| self.svcs[s].res)
     }
 
+    /// The index of service `name`, tried first at `pos`: decisions come in the snapshot's
+    /// order, which is the services' order, so this is usually one name comparison.
+    fn service_at(&self, pos: usize, name: &str) -> Option<usize> {
+        match self.app.services.get(pos) {
+            Some(x) if x.name == name => Some(pos),
+            _ => self.index.get(name).copied(),
+        }
+    }
+
     /// Resizes every pod of service `s` in place (Kubernetes' in-place pod resize) and the
     /// template of new ones. A request increase that does not fit on a pod's node leaves the
     /// whole service as it was (the resize is deferred: the caller may ask again).
@@ -198,28 +207,20 @@ impl Actuator for Simulator {
     /// pods in place (see [`Simulator::resources`]); resources that are not finite and
     /// positive, or limits below requests, are refused with the workload's name.
     fn apply(&mut self, decisions: &[ScalingDecision]) -> Result<(), SimError> {
-        for (i, d) in decisions.iter().enumerate() {
-            // Decisions usually come in the snapshot's order, which is the services' order.
-            let at_i = self
-                .app
-                .services
-                .get(i)
-                .is_some_and(|x| x.name == d.workload);
-            let s = match at_i {
-                true => Some(i),
-                false => self.index.get(&d.workload).copied(),
-            }
-            .ok_or_else(|| SimError::UnknownName {
-                what: "workload",
-                name: d.workload.clone(),
-                known: self
-                    .app
-                    .services
-                    .iter()
-                    .map(|x| x.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        for (pos, d) in decisions.iter().enumerate() {
+            let s = self
+                .service_at(pos, &d.workload)
+                .ok_or_else(|| SimError::UnknownName {
+                    what: "workload",
+                    name: d.workload.clone(),
+                    known: self
+                        .app
+                        .services
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
             if let Some(r) = d.resources {
                 if let Some(why) = r.problem() {
                     return Err(SimError::InvalidDecision {
