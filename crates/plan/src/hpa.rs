@@ -44,7 +44,7 @@ impl Default for HpaControllerConfig {
 }
 
 /// What one metric of an HPA targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MetricTarget {
     /// Resource metric `cpu` with `target.type: Utilization` (percent of the request).
@@ -248,6 +248,8 @@ pub struct Hpa {
     recommendations: Vec<(Millis, u32)>,
     scale_up_events: Vec<(Millis, u32)>,
     scale_down_events: Vec<(Millis, u32)>,
+    /// Buffers of [`Hpa::resource_replicas`], kept between reconciles (no state).
+    scratch: Scratch,
 }
 
 /// Result of one metric: a proposal or why there is none.
@@ -262,6 +264,7 @@ impl Hpa {
             recommendations: Vec::new(),
             scale_up_events: Vec::new(),
             scale_down_events: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -303,8 +306,9 @@ impl Hpa {
         } else {
             let mut best: Option<u32> = None;
             let mut invalid = 0;
-            for m in &self.spec.metrics {
-                match self.metric_proposal(now, w, m) {
+            for k in 0..self.spec.metrics.len() {
+                let m = self.spec.metrics[k];
+                match self.metric_proposal(now, w, &m) {
                     Ok((n, why)) => {
                         reasons.push(Reason::new("hpa.metric", why));
                         best = Some(best.map_or(n, |b| b.max(n)));
@@ -350,7 +354,12 @@ impl Hpa {
         }
     }
 
-    fn metric_proposal(&self, now: Millis, w: &WorkloadObservation, m: &MetricTarget) -> Proposal {
+    fn metric_proposal(
+        &mut self,
+        now: Millis,
+        w: &WorkloadObservation,
+        m: &MetricTarget,
+    ) -> Proposal {
         match m {
             MetricTarget::CpuUtilization { target_percent } => {
                 self.resource_replicas(now, w, true, *target_percent)
@@ -383,7 +392,7 @@ impl Hpa {
 
     /// `GetResourceReplicas`: (proposal, utilisation percent).
     fn resource_replicas(
-        &self,
+        &mut self,
         now: Millis,
         w: &WorkloadObservation,
         cpu: bool,
@@ -393,14 +402,40 @@ impl Hpa {
         if w.pods.is_empty() {
             return Err(format!("{what}: no pods match the selector"));
         }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let found = self.tally_pods(now, w, cpu, target_percent, &mut scratch);
+        self.scratch = scratch;
+        found
+    }
+
+    /// The body of [`Hpa::resource_replicas`] over reused buffers.
+    fn tally_pods(
+        &self,
+        now: Millis,
+        w: &WorkloadObservation,
+        cpu: bool,
+        target_percent: u32,
+        scratch: &mut Scratch,
+    ) -> Result<(u32, i64), String> {
+        let what = if cpu { "cpu" } else { "memory" };
         let current = w.spec_replicas;
-        // (usage, request) per counted pod, integer milli-units as the metrics API reports.
-        let mut metrics: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut requests: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut unready = Vec::new();
-        let mut missing = Vec::new();
+        // (request, usage) per pod name, integer milli-units as the metrics API reports; the Go
+        // code keeps two maps keyed by pod name, so a later pod of the same name replaces an
+        // earlier one's entries. `key[i]` is pod i's tally: pods of one name share one.
+        let Scratch {
+            order,
+            key,
+            tallies,
+            unready,
+            missing,
+        } = scratch;
+        let names = name_keys(&w.pods, order, key);
+        tallies.clear();
+        tallies.resize(names, Tally::default());
+        unready.clear();
+        missing.clear();
         let mut ready_count = 0u32;
-        for p in &w.pods {
+        for (p, &k) in w.pods.iter().zip(key.iter()) {
             let req = if cpu {
                 p.requests.cpu_millicores
             } else {
@@ -409,12 +444,12 @@ impl Hpa {
             if !(req.is_finite() && req > 0.0) {
                 return Err(format!("{what}: missing request on pod {}", p.name));
             }
-            requests.insert(&p.name, req.round() as i64);
+            tallies[k].request = req.round() as i64;
             if p.deleting || p.phase == PodPhase::Failed {
                 continue; // ignored
             }
             if p.phase == PodPhase::Pending {
-                unready.push(p.name.as_str());
+                unready.push(k);
                 continue;
             }
             let value = if cpu {
@@ -423,22 +458,22 @@ impl Hpa {
                 p.memory_mib
             };
             let Some(value) = value.filter(|v| v.is_finite()) else {
-                missing.push(p.name.as_str());
+                missing.push(k);
                 continue;
             };
             if cpu && self.cpu_unready(now, p) {
-                unready.push(p.name.as_str());
+                unready.push(k);
                 continue;
             }
-            metrics.insert(&p.name, value.round() as i64);
+            tallies[k].metric = Some(value.round() as i64);
             ready_count += 1;
         }
-        if metrics.is_empty() {
+        if tallies.iter().all(|t| t.metric.is_none()) {
             return Err(format!(
                 "{what}: did not receive metrics for targeted pods (pods might be unready)"
             ));
         }
-        let (ratio, util) = utilization_ratio(&metrics, &requests, target_percent)
+        let (ratio, util) = utilization_ratio(tallies, target_percent)
             .ok_or_else(|| format!("{what}: no metrics matched known pods"))?;
         let tol = self.config.tolerance;
         let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
@@ -450,21 +485,21 @@ impl Hpa {
         }
         if !missing.is_empty() {
             if ratio < 1.0 {
-                for m in &missing {
-                    metrics.insert(m, requests[m]);
+                for &k in missing.iter() {
+                    tallies[k].metric = Some(tallies[k].request);
                 }
             } else if ratio > 1.0 {
-                for m in &missing {
-                    metrics.insert(m, 0);
+                for &k in missing.iter() {
+                    tallies[k].metric = Some(0);
                 }
             }
         }
         if scale_up_with_unready {
-            for u in &unready {
-                metrics.insert(u, 0);
+            for &k in unready.iter() {
+                tallies[k].metric = Some(0);
             }
         }
-        let (new_ratio, _) = utilization_ratio(&metrics, &requests, target_percent)
+        let (new_ratio, _) = utilization_ratio(tallies, target_percent)
             .ok_or_else(|| format!("{what}: no metrics matched known pods"))?;
         if (1.0 - new_ratio).abs() <= tol
             || (ratio < 1.0 && new_ratio > 1.0)
@@ -472,7 +507,8 @@ impl Hpa {
         {
             return Ok((current, util));
         }
-        let new_replicas = (new_ratio * metrics.len() as f64).ceil() as u32;
+        let counted = tallies.iter().filter(|t| t.metric.is_some()).count();
+        let new_replicas = (new_ratio * counted as f64).ceil() as u32;
         if (new_ratio < 1.0 && new_replicas > current)
             || (new_ratio > 1.0 && new_replicas < current)
         {
@@ -667,16 +703,12 @@ impl Hpa {
 
 /// `GetResourceUtilizationRatio`: integer utilisation percent (truncated, as the controller
 /// computes it) and its ratio to the target.
-fn utilization_ratio(
-    metrics: &BTreeMap<&str, i64>,
-    requests: &BTreeMap<&str, i64>,
-    target: u32,
-) -> Option<(f64, i64)> {
+fn utilization_ratio(tallies: &[Tally], target: u32) -> Option<(f64, i64)> {
     let (mut total, mut req) = (0i64, 0i64);
-    for (pod, v) in metrics {
-        if let Some(r) = requests.get(pod) {
+    for t in tallies {
+        if let Some(v) = t.metric {
             total += v;
-            req += r;
+            req += t.request;
         }
     }
     if req == 0 {
@@ -684,6 +716,47 @@ fn utilization_ratio(
     }
     let util = total * 100 / req;
     Some((util as f64 / target as f64, util))
+}
+
+/// One pod name's request and usage (integer milli-units), as the Go code's two maps hold them.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    request: i64,
+    metric: Option<i64>,
+}
+
+/// Reused buffers of [`Hpa::resource_replicas`]: pod order, name keys, tallies, and the
+/// tallies of unready and of missing pods.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    order: Vec<usize>,
+    key: Vec<usize>,
+    tallies: Vec<Tally>,
+    unready: Vec<usize>,
+    missing: Vec<usize>,
+}
+
+/// Fills `key` so that `key[i]` in `0..n` numbers pod `i`'s name, equal names sharing a
+/// number, and returns `n`. Without a map: one sort of the pods' indices by name (a workload's
+/// pods are few), in `order`.
+fn name_keys(pods: &[PodObservation], order: &mut Vec<usize>, key: &mut Vec<usize>) -> usize {
+    order.clear();
+    order.extend(0..pods.len());
+    order.sort_unstable_by(|&a, &b| pods[a].name.cmp(&pods[b].name));
+    key.clear();
+    key.resize(pods.len(), 0);
+    let mut n = 0;
+    for (j, &i) in order.iter().enumerate() {
+        if j > 0 && pods[order[j - 1]].name != pods[i].name {
+            n += 1;
+        }
+        key[i] = n;
+    }
+    if pods.is_empty() {
+        0
+    } else {
+        n + 1
+    }
 }
 
 /// The HPA as an [`Autoscaler`]: one HPA object per workload, all sharing one controller config.

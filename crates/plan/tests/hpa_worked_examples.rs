@@ -13,7 +13,7 @@ const T0: Millis = Millis(3_600_000); // one hour in: pods are past their CPU in
 /// A running, ready pod started long ago with `cpu_pct` % of a 1000 m request in use.
 fn pod(i: usize, cpu_pct: Option<f64>) -> PodObservation {
     PodObservation {
-        name: format!("p{i}"),
+        name: format!("p{i}").into(),
         phase: PodPhase::Running,
         deleting: false,
         start_time: Some(Millis(0)),
@@ -60,6 +60,24 @@ fn hpa(target: u32) -> Hpa {
 fn ratio_1_5_gives_six() {
     let w = workload((0..4).map(|i| pod(i, Some(90.0))).collect(), 4);
     assert_eq!(hpa(60).reconcile(T0, &w).replicas, 6);
+}
+
+#[test]
+fn pods_of_one_name_count_once_with_the_later_sample_as_the_go_maps_keep_them() {
+    // Malformed input: two pods named p0. The Go code's per-pod maps keep the later one's
+    // usage, so utilisation is (900 + 900 + 900) / 3000 = 90 % -> ratio 1.5 over 4 counted
+    // pods -> 6. Summing both p0s would give 75 % -> 5, keeping the first 70 % -> 5.
+    let mut pods = vec![pod(0, Some(30.0)), pod(0, Some(90.0))];
+    pods.extend((1..3).map(|i| pod(i, Some(90.0))));
+    let d = hpa(60).reconcile(T0, &workload(pods, 4));
+    assert_eq!(d.replicas, 6, "{:?}", d.reasons);
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r.detail.contains("utilisation 90 %")),
+        "{:?}",
+        d.reasons
+    );
 }
 
 #[test]
