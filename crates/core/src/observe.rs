@@ -58,7 +58,7 @@ pub struct CpuSample {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodObservation {
     /// Pod name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Phase.
     pub phase: PodPhase,
     /// The pod is being deleted.

@@ -146,7 +146,7 @@ impl PromSource {
                         )
                     };
                     PodObservation {
-                        name: pod.clone(),
+                        name: pod.as_str().into(),
                         phase: PodPhase::Running,
                         deleting: false,
                         start_time: None,

@@ -6,6 +6,7 @@
 //! read a clock of their own.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use graphscale_core::{ClusterSnapshot, Millis, PodPhase, Relation, WorkloadObservation};
 use serde::{Deserialize, Serialize};
@@ -149,7 +150,7 @@ impl CpuEstimator {
 /// observed on new pods; the largest of the last few, so capacity is asked for early enough.
 #[derive(Debug, Clone, Default)]
 pub struct StartupEstimator {
-    seen: BTreeMap<String, f64>,
+    seen: BTreeMap<Arc<str>, f64>,
     recent: VecDeque<f64>,
 }
 
@@ -164,7 +165,7 @@ impl StartupEstimator {
                 // Pods present at time zero have start == ready: they tell nothing.
                 if ready > start {
                     let s = ready.saturating_sub(start).as_secs_f64();
-                    self.seen.insert(p.name.clone(), s);
+                    self.seen.insert(Arc::clone(&p.name), s);
                     if self.recent.len() == 10 {
                         self.recent.pop_front();
                     }
@@ -174,9 +175,8 @@ impl StartupEstimator {
         }
         // Forget pods that are gone, keeping the map small.
         if self.seen.len() > 4 * w.pods.len() + 16 {
-            let live: std::collections::HashSet<&str> =
-                w.pods.iter().map(|p| p.name.as_str()).collect();
-            self.seen.retain(|k, _| live.contains(k.as_str()));
+            let live: std::collections::HashSet<&str> = w.pods.iter().map(|p| &*p.name).collect();
+            self.seen.retain(|k, _| live.contains(&**k));
         }
     }
 
@@ -288,7 +288,7 @@ mod tests {
             spec_replicas: ready as u32,
             pods: (0..ready)
                 .map(|i| PodObservation {
-                    name: format!("a-{i}"),
+                    name: format!("a-{i}").into(),
                     phase: PodPhase::Running,
                     deleting: false,
                     start_time: Some(Millis::from_secs(10)),

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 fn pod(i: u32, cpu_m: Option<f64>, now: Millis) -> PodObservation {
     PodObservation {
-        name: format!("p{i}"),
+        name: format!("p{i}").into(),
         phase: PodPhase::Running,
         deleting: false,
         start_time: Some(Millis(0)),

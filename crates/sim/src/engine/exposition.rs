@@ -54,7 +54,7 @@ impl Simulator {
                     spec.memory_base_mib
                 };
                 pods.push(PodCounters {
-                    pod: p.name.clone(),
+                    pod: p.name.to_string(),
                     deployment: spec.name.clone(),
                     node: p.node.map(|n| self.nodes[n].spec.name.clone()),
                     ready: p.ready,

@@ -179,7 +179,7 @@ pub struct Totals {
 #[derive(Debug, Clone)]
 struct Pod {
     id: u64,
-    name: String,
+    name: Arc<str>,
     node: Option<usize>,
     started: Option<Millis>,
     ready_at: Millis,

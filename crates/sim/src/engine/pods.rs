@@ -7,7 +7,7 @@ impl Simulator {
         let sv = &mut self.svcs[s];
         sv.pods.push(Pod {
             id: sv.next_pod_id,
-            name: pod_name(&self.app.services[s].name, sv.next_pod_id),
+            name: pod_name(&self.app.services[s].name, sv.next_pod_id).into(),
             node: None,
             started: None,
             ready_at: Millis(u64::MAX),
