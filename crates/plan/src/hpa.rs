@@ -737,12 +737,19 @@ struct Scratch {
 }
 
 /// Fills `key` so that `key[i]` in `0..n` numbers pod `i`'s name, equal names sharing a
-/// number, and returns `n`. Without a map: one sort of the pods' indices by name (a workload's
-/// pods are few), in `order`.
+/// number, and returns `n`. Without a map: one sort of the pods' indices (a workload's pods are
+/// few), in `order`. Any total order puts equal names side by side; this one compares lengths,
+/// then bytes from the end, where the names of one workload's pods differ (they share the
+/// workload's name and template hash as a prefix).
 fn name_keys(pods: &[PodObservation], order: &mut Vec<usize>, key: &mut Vec<usize>) -> usize {
     order.clear();
     order.extend(0..pods.len());
-    order.sort_unstable_by(|&a, &b| pods[a].name.cmp(&pods[b].name));
+    order.sort_unstable_by(|&a, &b| {
+        let (a, b) = (pods[a].name.as_bytes(), pods[b].name.as_bytes());
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.iter().rev().cmp(b.iter().rev()))
+    });
     key.clear();
     key.resize(pods.len(), 0);
     let mut n = 0;
@@ -832,5 +839,49 @@ impl Autoscaler for HpaAutoscaler {
                 h.reconcile(snapshot.time, w)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pods(names: &[String]) -> Vec<PodObservation> {
+        names
+            .iter()
+            .map(|n| PodObservation {
+                name: n.as_str().into(),
+                phase: PodPhase::Running,
+                deleting: false,
+                start_time: None,
+                ready: Some(true),
+                ready_transition: None,
+                cpu: None,
+                memory_mib: None,
+                requests: Default::default(),
+                limits: Default::default(),
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Two pods share a key exactly when they share a name, and the keys are `0..n` for
+        /// `n` distinct names.
+        #[test]
+        fn name_keys_number_names(names in proptest::collection::vec("[ab]{0,3}", 0..12)) {
+            let pods = pods(&names);
+            let (mut order, mut key) = (Vec::new(), Vec::new());
+            let n = name_keys(&pods, &mut order, &mut key);
+            let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+            prop_assert_eq!(n, distinct.len());
+            prop_assert_eq!(key.len(), names.len());
+            for i in 0..names.len() {
+                prop_assert!(key[i] < n);
+                for j in 0..names.len() {
+                    prop_assert_eq!(key[i] == key[j], names[i] == names[j]);
+                }
+            }
+        }
     }
 }
