@@ -845,6 +845,7 @@ impl Autoscaler for HpaAutoscaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use graphscale_core::CpuSample;
     use proptest::prelude::*;
 
     fn pods(names: &[String]) -> Vec<PodObservation> {
@@ -865,7 +866,142 @@ mod tests {
             .collect()
     }
 
+    /// `GetResourceReplicas` as the Go code writes it, with two maps keyed by pod name: the
+    /// reference that [`Hpa::resource_replicas`]'s tallies must match.
+    fn go_maps(h: &Hpa, now: Millis, w: &WorkloadObservation, target: u32) -> Option<(u32, i64)> {
+        use std::collections::BTreeMap as M;
+        let ratio_of = |m: &M<&str, i64>, r: &M<&str, i64>| {
+            let (mut t, mut q) = (0, 0);
+            for (k, v) in m {
+                if let Some(x) = r.get(k) {
+                    t += v;
+                    q += x;
+                }
+            }
+            (q != 0)
+                .then(|| (t * 100 / q) as f64 / target as f64)
+                .map(|ratio| (ratio, t * 100 / q))
+        };
+        let (mut metrics, mut requests) = (M::new(), M::new());
+        let (mut unready, mut missing, mut ready) = (Vec::new(), Vec::new(), 0u32);
+        for p in &w.pods {
+            let req = p.requests.cpu_millicores;
+            if !(req.is_finite() && req > 0.0) {
+                return None;
+            }
+            requests.insert(&*p.name, req.round() as i64);
+            if p.deleting || p.phase == PodPhase::Failed {
+                continue;
+            }
+            let value = p.cpu.map(|c| c.millicores).filter(|v| v.is_finite());
+            if p.phase == PodPhase::Pending {
+                unready.push(&*p.name);
+            } else if value.is_none() {
+                missing.push(&*p.name);
+            } else if h.cpu_unready(now, p) {
+                unready.push(&*p.name);
+            } else {
+                metrics.insert(&*p.name, value?.round() as i64);
+                ready += 1;
+            }
+        }
+        if metrics.is_empty() {
+            return None;
+        }
+        let (ratio, util) = ratio_of(&metrics, &requests)?;
+        let current = w.spec_replicas;
+        let up_unready = !unready.is_empty() && ratio > 1.0;
+        if !up_unready && missing.is_empty() {
+            if (1.0 - ratio).abs() <= h.config.tolerance {
+                return Some((current, util));
+            }
+            return Some(((ratio * ready as f64).ceil() as u32, util));
+        }
+        for m in &missing {
+            if ratio < 1.0 {
+                metrics.insert(m, requests[m]);
+            } else if ratio > 1.0 {
+                metrics.insert(m, 0);
+            }
+        }
+        if up_unready {
+            for u in &unready {
+                metrics.insert(u, 0);
+            }
+        }
+        let (new_ratio, _) = ratio_of(&metrics, &requests)?;
+        if (1.0 - new_ratio).abs() <= h.config.tolerance
+            || (ratio < 1.0 && new_ratio > 1.0)
+            || (ratio > 1.0 && new_ratio < 1.0)
+        {
+            return Some((current, util));
+        }
+        let n = (new_ratio * metrics.len() as f64).ceil() as u32;
+        if (new_ratio < 1.0 && n > current) || (new_ratio > 1.0 && n < current) {
+            return Some((current, util));
+        }
+        Some((n, util))
+    }
+
+    /// A pod from generated parts: name, phase, deleting, CPU sample, readiness, request.
+    type PodParts = (usize, u8, bool, Option<f64>, Option<bool>, u64, f64);
+
     proptest! {
+        /// The tallies give what the Go code's maps give, for pods of repeated names, missing
+        /// or non-finite samples, pending, failed, deleted and unready pods.
+        #[test]
+        fn tallies_match_the_go_maps(
+            parts in proptest::collection::vec(
+                (0usize..4, 0u8..6, proptest::bool::weighted(0.1),
+                 proptest::option::weighted(0.85, prop_oneof![9 => 0.0f64..3000.0, 1 => Just(f64::NAN)]),
+                 proptest::option::weighted(0.9, proptest::bool::weighted(0.8)),
+                 0u64..200, prop_oneof![9 => 100.0f64..2000.0, 1 => Just(0.4)]),
+                1..10),
+            spec in 1u32..12,
+            target in 20u32..120,
+        ) {
+            let parts: Vec<PodParts> = parts;
+            let now = Millis::from_secs(1_000);
+            let mut w = WorkloadObservation {
+                name: "w".into(),
+                spec_replicas: spec,
+                pods: Vec::new(),
+                rps: None,
+                latency_p95_ms: None,
+                error_rate: None,
+                backlog: None,
+            };
+            for &(n, phase, deleting, cpu, ready, age_s, req) in &parts {
+                let mut p = pods(&[format!("pod-{n}")]).remove(0);
+                p.phase = match phase {
+                    0 => PodPhase::Pending,
+                    1 => PodPhase::Failed,
+                    _ => PodPhase::Running,
+                };
+                p.deleting = deleting;
+                p.cpu = cpu.map(|m| CpuSample {
+                    millicores: m,
+                    timestamp: now,
+                    window: Millis::from_secs(15),
+                });
+                p.ready = ready;
+                p.start_time = Some(Millis::from_secs(1_000 - age_s));
+                p.ready_transition = Some(Millis::from_secs(1_000 - age_s / 2));
+                p.requests.cpu_millicores = req;
+                w.pods.push(p);
+            }
+            let spec = HpaSpec {
+                min_replicas: 1,
+                max_replicas: 100,
+                metrics: vec![MetricTarget::CpuUtilization { target_percent: target }],
+                behavior: Behavior::default(),
+            };
+            let mut h = Hpa::new(HpaControllerConfig::default(), spec);
+            let want = go_maps(&h, now, &w, target);
+            let got = h.resource_replicas(now, &w, true, target).ok();
+            prop_assert_eq!(got, want);
+        }
+
         /// Two pods share a key exactly when they share a name, and the keys are `0..n` for
         /// `n` distinct names.
         #[test]
