@@ -419,3 +419,72 @@ fn no_node_goes_within_the_delay_after_a_scale_up() {
     }
     assert_eq!(sim.node_count(), 1);
 }
+
+/// Own p95 (ms) of a lone service at a steady Poisson 2.5 rps on one replica (6.86 rps of
+/// capacity), per second after a warm-up, with the latency priced at time constant `tau_s`.
+fn lone_service_p95s(tau_s: f64) -> Vec<f64> {
+    let mut gw = service("gw", 72.87, 200.0, 500.0);
+    gw.base_latency_ms = 0.5;
+    let mut sim = Simulator::new(
+        app(vec![gw], vec![], &["gw"]),
+        SimConfig {
+            seed: 5,
+            latency_rate_tau_s: tau_s,
+            ..SimConfig::default()
+        },
+        vec![2.5; 3601],
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    for t in 0..3600 {
+        sim.step();
+        if t >= 600 {
+            out.push(sim.stats()[0].latency_ms[1]);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_seconds_poisson_noise_is_priced_as_a_steady_load_unless_the_rate_is_smoothed() {
+    // The model's p95 at the true rate (c = 1, so the wait probability is rho): the service
+    // quantile plus the wait quantile, ms.
+    let mu = 500.0 / 72.87;
+    let (lambda, ln20) = (2.5, 20f64.ln());
+    let rho: f64 = lambda / mu;
+    let at_rate = 0.5 + 1000.0 * (ln20 / mu + (rho.ln() + ln20) / (mu - lambda));
+    assert!((at_rate - 893.0).abs() < 2.0, "{at_rate}");
+    // Default: each second's count is the rate, and one second in about 25 has 6 or more
+    // arrivals, priced at utilisation 0.87 or more (p95 over 2 s).
+    let raw = lone_service_p95s(0.0);
+    let spikes = raw.iter().filter(|&&p| p > 2000.0).count() as f64 / raw.len() as f64;
+    assert!(spikes > 0.01, "share of seconds over 2 s: {spikes}");
+    // Smoothed over 30 s, every second stays near the model's value at the true rate (a
+    // backlog of a few requests after a burst still adds its wait), below 2 s.
+    let smooth = lone_service_p95s(30.0);
+    let (lo, hi) = smooth
+        .iter()
+        .fold((f64::INFINITY, 0.0f64), |(a, b), &p| (a.min(p), b.max(p)));
+    assert!(
+        lo > 0.7 * at_rate && hi < 1.6 * at_rate,
+        "p95 {lo:.0}..{hi:.0} ms against {at_rate:.0} ms at the true rate"
+    );
+}
+
+#[test]
+fn the_latency_rate_time_constant_is_bounded() {
+    for tau in [-1.0, 601.0, f64::NAN] {
+        let e = Simulator::new(
+            app(vec![service("s", 10.0, 100.0, 100.0)], vec![], &["s"]),
+            SimConfig {
+                latency_rate_tau_s: tau,
+                ..SimConfig::default()
+            },
+            vec![1.0; 10],
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("latency_rate_tau_s"), "{tau}: {e}");
+    }
+}

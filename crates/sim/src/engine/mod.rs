@@ -84,6 +84,13 @@ pub struct SimConfig {
     /// Keep the per-edge request counters and latency histograms that
     /// [`Simulator::counters`] exports (for `graphscale sim serve`); default off, for speed.
     pub exposition: bool,
+    /// Time constant, seconds, of the arrival rate that each step's M/M/c latency is priced
+    /// at: 0 (default) prices each step at its own arrival count, as if that count were a
+    /// steady rate; above 0, at an exponentially weighted average of the counts with this time
+    /// constant (at most 600), so that a step's Poisson noise is not priced as a steady load.
+    /// Real overload still queues in the explicit backlog either way. Experimental: the
+    /// published results use 0 (docs/simulator.md, "Latency of low-rate services").
+    pub latency_rate_tau_s: f64,
 }
 
 impl Default for SimConfig {
@@ -96,6 +103,7 @@ impl Default for SimConfig {
             seed: 0,
             node_contention: true,
             exposition: false,
+            latency_rate_tau_s: 0.0,
         }
     }
 }
@@ -119,6 +127,9 @@ impl SimConfig {
         }
         if !(0.0..1.0).contains(&self.startup_jitter) {
             return bad("startup_jitter", "must be in 0..1");
+        }
+        if !(0.0..=600.0).contains(&self.latency_rate_tau_s) {
+            return bad("latency_rate_tau_s", "must be in 0..=600 seconds");
         }
         Ok(())
     }
@@ -203,6 +214,8 @@ struct Svc {
     next_event: u64,
     waiting: u64,
     cap_carry: f64,
+    /// The arrival rate latency is priced at when `latency_rate_tau_s` > 0 (rps).
+    priced_rate: f64,
     inflow: u64,
     totals: Totals,
     cum_cpu_per_ready: f64,

@@ -45,10 +45,17 @@ impl Simulator {
             sv.waiting = max_wait;
         }
         let offered = to_f64(arrivals + pulled) / dt;
+        let tau = self.cfg.latency_rate_tau_s;
+        let priced = if tau > 0.0 {
+            sv.priced_rate += (1.0 - (-dt / tau).exp()) * (offered - sv.priced_rate);
+            sv.priced_rate
+        } else {
+            offered
+        };
         let (lat, mean_s) = latency(
             c,
             mu,
-            offered,
+            priced,
             sv.waiting,
             spec.base_latency_ms,
             spec.timeout_ms,
