@@ -422,7 +422,7 @@ fn no_node_goes_within_the_delay_after_a_scale_up() {
 
 /// Own p95 (ms) of a lone service at a steady Poisson 2.5 rps on one replica (6.86 rps of
 /// capacity), per second after a warm-up, with the latency priced at time constant `tau_s`.
-fn lone_service_p95s(tau_s: f64) -> Vec<f64> {
+fn lone_service_p95s(tau_s: f64, sojourn: bool) -> Vec<f64> {
     let mut gw = service("gw", 72.87, 200.0, 500.0);
     gw.base_latency_ms = 0.5;
     let mut sim = Simulator::new(
@@ -430,6 +430,7 @@ fn lone_service_p95s(tau_s: f64) -> Vec<f64> {
         SimConfig {
             seed: 5,
             latency_rate_tau_s: tau_s,
+            latency_sojourn: sojourn,
             ..SimConfig::default()
         },
         vec![2.5; 3601],
@@ -456,18 +457,33 @@ fn a_seconds_poisson_noise_is_priced_as_a_steady_load_unless_the_rate_is_smoothe
     assert!((at_rate - 893.0).abs() < 2.0, "{at_rate}");
     // Default: each second's count is the rate, and one second in about 25 has 6 or more
     // arrivals, priced at utilisation 0.87 or more (p95 over 2 s).
-    let raw = lone_service_p95s(0.0);
+    let raw = lone_service_p95s(0.0, false);
     let spikes = raw.iter().filter(|&&p| p > 2000.0).count() as f64 / raw.len() as f64;
     assert!(spikes > 0.01, "share of seconds over 2 s: {spikes}");
     // Smoothed over 30 s, every second stays near the model's value at the true rate (a
     // backlog of a few requests after a burst still adds its wait), below 2 s.
-    let smooth = lone_service_p95s(30.0);
+    let smooth = lone_service_p95s(30.0, false);
     let (lo, hi) = smooth
         .iter()
         .fold((f64::INFINITY, 0.0f64), |(a, b), &p| (a.min(p), b.max(p)));
     assert!(
         lo > 0.7 * at_rate && hi < 1.6 * at_rate,
         "p95 {lo:.0}..{hi:.0} ms against {at_rate:.0} ms at the true rate"
+    );
+}
+
+#[test]
+fn with_the_sojourn_distribution_a_lone_replica_is_near_mm1s_exact_p95() {
+    // M/M/1 at 2.5 of 6.86 rps: the time in the system is Exp(4.36/s), p95 = ln 20 / 4.36.
+    let mu = 500.0 / 72.87;
+    let exact = 0.5 + 1000.0 * 20f64.ln() / (mu - 2.5);
+    assert!((exact - 687.0).abs() < 2.0, "{exact}");
+    let p95s = lone_service_p95s(30.0, true);
+    let mean = p95s.iter().sum::<f64>() / p95s.len() as f64;
+    let max = p95s.iter().fold(0.0f64, |a, &b| a.max(b));
+    assert!(
+        (mean - exact).abs() < 0.1 * exact && max < 1.6 * exact,
+        "mean {mean:.0} ms, max {max:.0} ms against {exact:.0} ms exact"
     );
 }
 

@@ -91,6 +91,11 @@ pub struct SimConfig {
     /// Real overload still queues in the explicit backlog either way. Experimental: the
     /// published results use 0 (docs/simulator.md, "Latency of low-rate services").
     pub latency_rate_tau_s: f64,
+    /// Quantiles of the time in the system from its distribution (the service time plus the
+    /// M/M/c wait, a mixture of exponentials, inverted numerically) instead of the sum of the
+    /// service-time and waiting-time quantiles, an upper bound; default off. Exact for one
+    /// replica. Experimental, and slower (docs/simulator.md, "Latency of low-rate services").
+    pub latency_sojourn: bool,
 }
 
 impl Default for SimConfig {
@@ -104,6 +109,7 @@ impl Default for SimConfig {
             node_contention: true,
             exposition: false,
             latency_rate_tau_s: 0.0,
+            latency_sojourn: false,
         }
     }
 }

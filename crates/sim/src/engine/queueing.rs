@@ -60,6 +60,18 @@ impl Simulator {
             spec.base_latency_ms,
             spec.timeout_ms,
         );
+        let lat = if self.cfg.latency_sojourn && c > 0 {
+            sojourn_quantiles(
+                c,
+                mu,
+                priced,
+                sv.waiting,
+                spec.base_latency_ms,
+                spec.timeout_ms,
+            )
+        } else {
+            lat
+        };
         // CPU: served work spread over the ready replicas, plus idle.
         let served_f = to_f64(served);
         let busy_m = served_f * spec.cpu_ms_per_request / dt;
@@ -231,6 +243,68 @@ pub(super) fn latency(
     (out, mean)
 }
 
+/// The p50, p95 and p99 (ms) of the time in the system of an M/M/c group, from its
+/// distribution: the service time `S ~ Exp(mu)` plus the wait, which is 0 with probability
+/// `1 - p` and `Exp(c mu - lambda)` with probability `p` (the wait probability of [`latency`]),
+/// so `P(T > t) = (1 - p) e^(-mu t) + p P(S + Exp(h) > t)` with `h = c mu - lambda`. Each
+/// quantile is found by bisection. The backlog's drain time and the off-CPU latency are added
+/// as in [`latency`]. For one replica (`p = rho`) this is exactly M/M/1's `Exp(mu - lambda)`.
+pub(super) fn sojourn_quantiles(
+    c: u32,
+    mu: f64,
+    offered: f64,
+    waiting: u64,
+    base_ms: f64,
+    timeout_ms: f64,
+) -> [f64; 3] {
+    let cmu = c as f64 * mu;
+    if !(cmu > 0.0 && cmu.is_finite()) {
+        return [timeout_ms; 3];
+    }
+    let rho = (offered / cmu).min(0.995);
+    let h = cmu - rho * cmu;
+    let p = if rho > 0.0 {
+        (((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln())
+            .exp()
+            .min(1.0)
+    } else {
+        0.0
+    };
+    // P(S + Exp(h) > t) for S ~ Exp(mu): hypoexponential, or Erlang-2 when the rates meet.
+    let hypo = |t: f64| {
+        if (h - mu).abs() <= 1e-9 * mu {
+            (-mu * t).exp() * (1.0 + mu * t)
+        } else {
+            (h * (-mu * t).exp() - mu * (-h * t).exp()) / (h - mu)
+        }
+    };
+    let survival = |t: f64| (1.0 - p) * (-mu * t).exp() + p * hypo(t);
+    let backlog_s = to_f64(waiting) / cmu;
+    let mut out = [0.0; 3];
+    for (i, tail) in [0.5, 0.05, 0.01].into_iter().enumerate() {
+        // Bracket the quantile: from the sum of the two parts' quantiles, doubled until the
+        // survival is below the tail (it falls to 0, so this ends).
+        let mut hi = -f64::ln(tail) * (1.0 / mu + 1.0 / h);
+        for _ in 0..64 {
+            if survival(hi) <= tail {
+                break;
+            }
+            hi *= 2.0;
+        }
+        let mut lo = 0.0;
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if survival(mid) > tail {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        out[i] = (base_ms + 1000.0 * (0.5 * (lo + hi) + backlog_s)).min(timeout_ms);
+    }
+    out
+}
+
 /// Kahn's algorithm; nodes left in cycles follow in index order.
 pub(super) fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
     let n = deps.len();
@@ -260,6 +334,34 @@ pub(super) fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sojourn_quantiles_of_one_replica_are_mm1s_exponential() {
+        // M/M/1: the time in the system is Exp(mu - lambda), so its quantile q is
+        // -ln(1 - q) / (mu - lambda).
+        for (mu, lambda) in [(6.86, 2.5), (6.86, 5.5), (100.0, 1.0), (10.0, 9.0)] {
+            let got = sojourn_quantiles(1, mu, lambda, 0, 0.0, 1e12);
+            for (g, tail) in got.iter().zip([0.5f64, 0.05, 0.01]) {
+                let want = 1000.0 * -tail.ln() / (mu - lambda);
+                assert!(
+                    (g - want).abs() <= 1e-6 * want,
+                    "{mu} {lambda} {tail}: {g} vs {want}"
+                );
+            }
+        }
+        // With several replicas, the quantile lies between the service time's alone and the
+        // sum of the service and waiting quantiles, and grows with the load.
+        let (lo, hi) = (
+            sojourn_quantiles(4, 10.0, 20.0, 0, 0.0, 1e12),
+            sojourn_quantiles(4, 10.0, 36.0, 0, 0.0, 1e12),
+        );
+        for i in 0..3 {
+            assert!(lo[i] < hi[i], "{lo:?} {hi:?}");
+        }
+        assert!(hi[1] >= 1000.0 * 20f64.ln() / 10.0, "{hi:?}");
+        let (bound, _) = latency(4, 10.0, 36.0, 0, 0.0, 1e12);
+        assert!(hi[1] <= bound[1], "{hi:?} {bound:?}");
+    }
 
     #[test]
     fn mm1_matches_the_closed_form() {
