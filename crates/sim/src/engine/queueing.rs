@@ -59,19 +59,8 @@ impl Simulator {
             sv.waiting,
             spec.base_latency_ms,
             spec.timeout_ms,
+            self.cfg.latency_sojourn,
         );
-        let lat = if self.cfg.latency_sojourn && c > 0 {
-            sojourn_quantiles(
-                c,
-                mu,
-                priced,
-                sv.waiting,
-                spec.base_latency_ms,
-                spec.timeout_ms,
-            )
-        } else {
-            lat
-        };
         // CPU: served work spread over the ready replicas, plus idle.
         let served_f = to_f64(served);
         let busy_m = served_f * spec.cpu_ms_per_request / dt;
@@ -192,7 +181,9 @@ pub(super) fn to_f64(x: u64) -> f64 {
 }
 
 /// M/M/c response-time quantiles (p50, p95, p99, ms) and the mean time in service (s,
-/// without the backlog wait); see the module docs.
+/// without the backlog wait); see the module docs. Each quantile is the sum of the service
+/// time's and the wait's (an upper bound), or with `sojourn` the quantile of their sum
+/// ([`sojourn_quantile`]).
 pub(super) fn latency(
     c: u32,
     mu: f64,
@@ -200,6 +191,7 @@ pub(super) fn latency(
     waiting: u64,
     base_ms: f64,
     timeout_ms: f64,
+    sojourn: bool,
 ) -> ([f64; 3], f64) {
     if c == 0 {
         return ([timeout_ms; 3], timeout_ms / 1000.0);
@@ -229,12 +221,17 @@ pub(super) fn latency(
         (0.01, 4.605_170_185_988_091),
     ];
     for (i, &(tail, neg_ln_tail)) in TAILS.iter().enumerate() {
-        let w = if p_wait > tail {
-            (ln_p_wait + neg_ln_tail) / headroom
+        let t = if sojourn {
+            sojourn_quantile(mu, headroom, p_wait, tail)
         } else {
-            0.0
+            let w = if p_wait > tail {
+                (ln_p_wait + neg_ln_tail) / headroom
+            } else {
+                0.0
+            };
+            neg_ln_tail * svc_s + w
         };
-        let l = base_ms + 1000.0 * (neg_ln_tail * svc_s + w + backlog_s);
+        let l = base_ms + 1000.0 * (t + backlog_s);
         out[i] = l.min(timeout_ms);
     }
     // Mean time in service and in the M/M/c queue, without the backlog wait: requests held
@@ -243,34 +240,16 @@ pub(super) fn latency(
     (out, mean)
 }
 
-/// The p50, p95 and p99 (ms) of the time in the system of an M/M/c group, from its
+/// The `1 - tail` quantile (s) of the time in the system of an M/M/c group, from its
 /// distribution: the service time `S ~ Exp(mu)` plus the wait, which is 0 with probability
-/// `1 - p` and `Exp(c mu - lambda)` with probability `p` (the wait probability of [`latency`]),
-/// so `P(T > t) = (1 - p) e^(-mu t) + p P(S + Exp(h) > t)` with `h = c mu - lambda`. Each
-/// quantile is found by bisection. The backlog's drain time and the off-CPU latency are added
-/// as in [`latency`]. For one replica (`p = rho`) this is exactly M/M/1's `Exp(mu - lambda)`.
-pub(super) fn sojourn_quantiles(
-    c: u32,
-    mu: f64,
-    offered: f64,
-    waiting: u64,
-    base_ms: f64,
-    timeout_ms: f64,
-) -> [f64; 3] {
-    let cmu = c as f64 * mu;
-    if !(cmu > 0.0 && cmu.is_finite()) {
-        return [timeout_ms; 3];
+/// `1 - p` and `Exp(h)` with probability `p` (`h = c mu - lambda`), so
+/// `P(T > t) = (1 - p) e^(-mu t) + p P(S + Exp(h) > t)`; found by bisection. For one replica
+/// (`p = rho`) this is exactly M/M/1's `Exp(mu - lambda)`. Infinite without capacity.
+fn sojourn_quantile(mu: f64, h: f64, p: f64, tail: f64) -> f64 {
+    if !(mu > 0.0 && h > 0.0 && mu.is_finite() && h.is_finite()) {
+        return f64::INFINITY;
     }
-    let rho = (offered / cmu).min(0.995);
-    let h = cmu - rho * cmu;
-    let p = if rho > 0.0 {
-        (((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln())
-            .exp()
-            .min(1.0)
-    } else {
-        0.0
-    };
-    // P(S + Exp(h) > t) for S ~ Exp(mu): hypoexponential, or Erlang-2 when the rates meet.
+    // P(S + Exp(h) > t): hypoexponential, or Erlang-2 when the rates meet.
     let hypo = |t: f64| {
         if (h - mu).abs() <= 1e-9 * mu {
             (-mu * t).exp() * (1.0 + mu * t)
@@ -279,30 +258,25 @@ pub(super) fn sojourn_quantiles(
         }
     };
     let survival = |t: f64| (1.0 - p) * (-mu * t).exp() + p * hypo(t);
-    let backlog_s = to_f64(waiting) / cmu;
-    let mut out = [0.0; 3];
-    for (i, tail) in [0.5, 0.05, 0.01].into_iter().enumerate() {
-        // Bracket the quantile: from the sum of the two parts' quantiles, doubled until the
-        // survival is below the tail (it falls to 0, so this ends).
-        let mut hi = -f64::ln(tail) * (1.0 / mu + 1.0 / h);
-        for _ in 0..64 {
-            if survival(hi) <= tail {
-                break;
-            }
-            hi *= 2.0;
+    // Bracket the quantile: from the sum of the two parts' quantiles, doubled until the
+    // survival is below the tail (it falls to 0, so this ends).
+    let mut hi = -f64::ln(tail) * (1.0 / mu + 1.0 / h);
+    for _ in 0..64 {
+        if survival(hi) <= tail {
+            break;
         }
-        let mut lo = 0.0;
-        for _ in 0..60 {
-            let mid = 0.5 * (lo + hi);
-            if survival(mid) > tail {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        out[i] = (base_ms + 1000.0 * (0.5 * (lo + hi) + backlog_s)).min(timeout_ms);
+        hi *= 2.0;
     }
-    out
+    let mut lo = 0.0;
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if survival(mid) > tail {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// Kahn's algorithm; nodes left in cycles follow in index order.
@@ -340,7 +314,7 @@ mod tests {
         // M/M/1: the time in the system is Exp(mu - lambda), so its quantile q is
         // -ln(1 - q) / (mu - lambda).
         for (mu, lambda) in [(6.86, 2.5), (6.86, 5.5), (100.0, 1.0), (10.0, 9.0)] {
-            let got = sojourn_quantiles(1, mu, lambda, 0, 0.0, 1e12);
+            let got = latency(1, mu, lambda, 0, 0.0, 1e12, true).0;
             for (g, tail) in got.iter().zip([0.5f64, 0.05, 0.01]) {
                 let want = 1000.0 * -tail.ln() / (mu - lambda);
                 assert!(
@@ -352,14 +326,14 @@ mod tests {
         // With several replicas, the quantile lies between the service time's alone and the
         // sum of the service and waiting quantiles, and grows with the load.
         let (lo, hi) = (
-            sojourn_quantiles(4, 10.0, 20.0, 0, 0.0, 1e12),
-            sojourn_quantiles(4, 10.0, 36.0, 0, 0.0, 1e12),
+            latency(4, 10.0, 20.0, 0, 0.0, 1e12, true).0,
+            latency(4, 10.0, 36.0, 0, 0.0, 1e12, true).0,
         );
         for i in 0..3 {
             assert!(lo[i] < hi[i], "{lo:?} {hi:?}");
         }
         assert!(hi[1] >= 1000.0 * 20f64.ln() / 10.0, "{hi:?}");
-        let (bound, _) = latency(4, 10.0, 36.0, 0, 0.0, 1e12);
+        let (bound, _) = latency(4, 10.0, 36.0, 0, 0.0, 1e12, false);
         assert!(hi[1] <= bound[1], "{hi:?} {bound:?}");
     }
 
@@ -367,11 +341,11 @@ mod tests {
     fn mm1_matches_the_closed_form() {
         // M/M/1, mu = 100/s, lambda = 50/s: W ~ Exp(mu - lambda) = Exp(50); p95 = ln(20)/50 s.
         // Our quantile adds the service and waiting quantiles separately (an upper bound).
-        let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9);
+        let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9, false);
         let exact_mean = 1.0 / (100.0 - 50.0);
         assert!((mean - exact_mean).abs() < 1e-9, "{mean} vs {exact_mean}");
         // Backlog adds to the quantiles, not to the time in service.
-        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9);
+        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9, false);
         assert_eq!(mean_b, mean);
         assert!((qb[1] - q[1] - 1000.0).abs() < 1e-6);
         let exact_p95 = 1000.0 * (20f64).ln() / 50.0;
@@ -384,12 +358,12 @@ mod tests {
 
     #[test]
     fn latency_grows_with_load_and_backlog() {
-        let (low, _) = latency(4, 10.0, 10.0, 0, 1.0, 1e9);
-        let (high, _) = latency(4, 10.0, 38.0, 0, 1.0, 1e9);
-        let (backlogged, _) = latency(4, 10.0, 38.0, 400, 1.0, 1e9);
+        let (low, _) = latency(4, 10.0, 10.0, 0, 1.0, 1e9, false);
+        let (high, _) = latency(4, 10.0, 38.0, 0, 1.0, 1e9, false);
+        let (backlogged, _) = latency(4, 10.0, 38.0, 400, 1.0, 1e9, false);
         assert!(low[1] < high[1] && high[1] < backlogged[1]);
         assert!(low[0] < low[1] && low[1] < low[2]);
-        let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0);
+        let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0, false);
         assert_eq!(none, [5000.0; 3]);
     }
 
