@@ -8,6 +8,7 @@
 //!   measurements, Alibaba production call graphs, an event-driven app, random graphs);
 //! - [`calibrate`]: how the built-in apps were derived from `shared/data`;
 //! - [`workload`]: named load scenarios and CSV trace replay;
+//! - [`reference`]: a request-level M/M/c queue that the step model's latency is checked against;
 //! - [`engine`]: the [`engine::Simulator`], which implements the core seams
 //!   ([`graphscale_core::MetricSource`], [`graphscale_core::TopologySource`],
 //!   [`graphscale_core::Actuator`], [`graphscale_core::Clock`]).
@@ -26,6 +27,7 @@
 
 pub mod calibrate;
 pub mod engine;
+pub mod reference;
 pub mod spec;
 pub mod topology;
 pub mod workload;

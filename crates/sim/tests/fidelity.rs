@@ -455,8 +455,8 @@ fn a_seconds_poisson_noise_is_priced_as_a_steady_load_unless_the_rate_is_smoothe
     let rho: f64 = lambda / mu;
     let at_rate = 0.5 + 1000.0 * (ln20 / mu + (rho.ln() + ln20) / (mu - lambda));
     assert!((at_rate - 893.0).abs() < 2.0, "{at_rate}");
-    // Default: each second's count is the rate, and one second in about 25 has 6 or more
-    // arrivals, priced at utilisation 0.87 or more (p95 over 2 s).
+    // The model before (time constant 0): each second's count is the rate, and one second in
+    // about 25 has 6 or more arrivals, priced at utilisation 0.87 or more (p95 over 2 s).
     let raw = lone_service_p95s(0.0, false);
     let spikes = raw.iter().filter(|&&p| p > 2000.0).count() as f64 / raw.len() as f64;
     assert!(spikes > 0.01, "share of seconds over 2 s: {spikes}");
@@ -503,4 +503,74 @@ fn the_latency_rate_time_constant_is_bounded() {
         .unwrap_or_default();
         assert!(e.contains("latency_rate_tau_s"), "{tau}: {e}");
     }
+}
+
+/// Share of requests over `slo_ms` after a 10-minute warm-up: the simulator's (from its
+/// per-step quantiles, as the evaluation reads them) and the request-level queue's, for `c`
+/// replicas of the gateway at utilisation `rho[t]` in second `t`.
+fn over_slo(c: u32, rho: &[f64], cfg: SimConfig, slo_ms: f64) -> (f64, f64) {
+    use graphscale_core::exposition::latency_cdf;
+    use graphscale_sim::reference::RequestLevelQueue;
+    let mu = 500.0 / 72.871;
+    let rates: Vec<f64> = rho.iter().map(|r| r * c as f64 * mu).collect();
+    let mut gw = service("gw", 72.871, 500.0, 500.0);
+    gw.base_latency_ms = 0.5;
+    gw.initial_replicas = c;
+    gw.max_replicas = c;
+    // The reference has no timeouts: none here either, so every request is served.
+    gw.timeout_ms = 60_000.0;
+    let mut a = app(vec![gw], vec![], &["gw"]);
+    a.nodes[0].cpu_millicores = 500.0 * c as f64;
+    let mut sim = Simulator::new(a, cfg, rates.clone()).unwrap();
+    let (mut fin, mut over) = (0.0, 0.0);
+    for t in 0..rates.len() - 1 {
+        sim.step();
+        if t >= 600 {
+            let st = &sim.stats()[0];
+            fin += st.served as f64;
+            over += st.served as f64 * (1.0 - latency_cdf(st.latency_ms, slo_ms));
+        }
+    }
+    let q = RequestLevelQueue {
+        replicas: c,
+        mu,
+        base_ms: 0.5,
+    };
+    let reqs = q.run(&rates[..rates.len() - 1], 4).unwrap();
+    let late: Vec<_> = reqs.iter().filter(|r| r.second >= 600).collect();
+    let ref_over = late.iter().filter(|r| r.latency_ms > slo_ms).count() as f64;
+    (over / fin, ref_over / late.len() as f64)
+}
+
+#[test]
+fn the_latency_model_is_near_the_request_level_queue_it_models() {
+    let old = SimConfig {
+        seed: 4,
+        latency_rate_tau_s: 0.0,
+        latency_sojourn: false,
+        ..SimConfig::default()
+    };
+    let new = SimConfig {
+        seed: 4,
+        ..SimConfig::default()
+    };
+    // Two replicas at a steady 80 %: about 0.4 % of requests over 2 s in the queue itself.
+    let steady = vec![0.8; 4201];
+    let (model, exact) = over_slo(2, &steady, new.clone(), 2000.0);
+    assert!(exact > 0.001 && exact < 0.01, "reference {exact}");
+    assert!(model < 3.0 * exact, "model {model} against {exact}");
+    // The model before priced each second's Poisson count as a steady rate: many times more.
+    let (before, _) = over_slo(2, &steady, old, 2000.0);
+    assert!(before > 20.0 * exact, "old model {before} against {exact}");
+    // Overload still queues: at 0.5 with 2 minutes at 1.3 every 20 the model's share is the
+    // queue's within a fifth.
+    let surge: Vec<f64> = (0..4201)
+        .map(|s| if s % 1200 >= 1080 { 1.3 } else { 0.5 })
+        .collect();
+    let (model, exact) = over_slo(4, &surge, new, 2000.0);
+    assert!(exact > 0.1, "reference {exact}");
+    assert!(
+        (model - exact).abs() < 0.2 * exact,
+        "model {model} against {exact}"
+    );
 }

@@ -118,6 +118,12 @@ impl Simulator {
             .iter()
             .map(|e| (Arc::from(e.src.as_str()), Arc::from(e.dst.as_str())))
             .collect();
+        let rate_alpha = if cfg.latency_rate_tau_s > 0.0 {
+            1.0 - (-(cfg.step_ms as f64 / 1000.0) / cfg.latency_rate_tau_s).exp()
+        } else {
+            0.0
+        };
+        let sojourn = cfg.latency_sojourn.then(sojourn::Tables::default);
         let mut sim = Simulator {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,
@@ -165,6 +171,8 @@ impl Simulator {
             placement: 0,
             cpu_share: vec![1.0; n],
             contended: false,
+            rate_alpha,
+            sojourn,
             ca: app.cluster_autoscaler.clone().map(cluster::CaState::new),
             evictions: 0,
             app,

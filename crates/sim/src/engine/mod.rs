@@ -15,10 +15,11 @@
 //!    as do all requests when no replica is ready. Spare capacity drains the queues and topic
 //!    subscriptions the service consumes. Served requests issue `ratio` calls on each callee
 //!    and `ratio` messages to each queue or topic (fractional ratios carry over exactly).
-//! 4. **Latency** of a service is the M/M/c response time with Sakasegawa's approximation of
-//!    the mean queue (`Lq = rho^sqrt(2(c+1)) / (1 - rho)`), an exponential tail for the
-//!    quantiles of waiting and service time, plus the time to drain the backlog and the fixed
-//!    off-CPU latency. End-to-end latency at a service adds its callees' end-to-end latency
+//! 4. **Latency** of a service is the M/M/c time in the system with Sakasegawa's wait
+//!    probability (`rho^(sqrt(2(c+1)) - 1)`, exact for c = 1) at an exponentially weighted
+//!    arrival rate (`latency_rate_tau_s`), its quantiles from the distribution of service plus
+//!    wait (`sojourn.rs`), or the service time's plus the time to drain the backlog where that
+//!    is longer; plus the fixed off-CPU latency. End-to-end latency at a service adds its callees' end-to-end latency
 //!    weighted by the call ratio (sequential calls); the end-to-end success rate multiplies
 //!    the callees' success rates.
 //! 5. **Memory** of a ready replica is `base + per_inflight * in-flight / c`, with in-flight
@@ -59,6 +60,7 @@ mod exposition;
 mod pods;
 mod queueing;
 mod seams;
+mod sojourn;
 
 use pods::jittered;
 use queueing::topo_order;
@@ -85,16 +87,16 @@ pub struct SimConfig {
     /// [`Simulator::counters`] exports (for `graphscale sim serve`); default off, for speed.
     pub exposition: bool,
     /// Time constant, seconds, of the arrival rate that each step's M/M/c latency is priced
-    /// at: 0 (default) prices each step at its own arrival count, as if that count were a
-    /// steady rate; above 0, at an exponentially weighted average of the counts with this time
-    /// constant (at most 600), so that a step's Poisson noise is not priced as a steady load.
-    /// Real overload still queues in the explicit backlog either way. Experimental: the
-    /// published results use 0 (docs/simulator.md, "Latency of low-rate services").
+    /// at: an exponentially weighted average of the steps' arrival counts (at most 600;
+    /// default 60), so that a step's Poisson noise is not priced as a steady load; 0 prices
+    /// each step at its own count, the model before issue #17's check against a request-level
+    /// queue (docs/simulator.md, "Latency, checked against a request-level queue"). Real
+    /// overload queues in the explicit backlog either way.
     pub latency_rate_tau_s: f64,
     /// Quantiles of the time in the system from its distribution (the service time plus the
-    /// M/M/c wait, a mixture of exponentials, inverted numerically) instead of the sum of the
-    /// service-time and waiting-time quantiles, an upper bound; default off. Exact for one
-    /// replica. Experimental, and slower (docs/simulator.md, "Latency of low-rate services").
+    /// M/M/c wait, a mixture of exponentials; tabulated per replica count), with the backlog's
+    /// drain counted once, where it is longer (default on). Off: the sum of the service-time
+    /// and waiting-time quantiles plus the drain, an upper bound and the model before.
     pub latency_sojourn: bool,
 }
 
@@ -108,8 +110,8 @@ impl Default for SimConfig {
             seed: 0,
             node_contention: true,
             exposition: false,
-            latency_rate_tau_s: 0.0,
-            latency_sojourn: false,
+            latency_rate_tau_s: 60.0,
+            latency_sojourn: true,
         }
     }
 }
@@ -309,6 +311,11 @@ pub struct Simulator {
     cpu_share: Vec<f64>,
     /// Whether a node's bound limits exceed its CPU (the contention pass runs only then).
     contended: bool,
+    /// Weight of a step's arrival count in the rate latency is priced at
+    /// (`1 - exp(-dt / latency_rate_tau_s)`; 0: the count itself).
+    rate_alpha: f64,
+    /// The time-in-system quantile tables, with `latency_sojourn`.
+    sojourn: Option<sojourn::Tables>,
     /// The cluster autoscaler's state, when the app has one.
     ca: Option<cluster::CaState>,
     /// Nodes the cluster autoscaler drained.

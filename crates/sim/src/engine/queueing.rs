@@ -45,9 +45,8 @@ impl Simulator {
             sv.waiting = max_wait;
         }
         let offered = to_f64(arrivals + pulled) / dt;
-        let tau = self.cfg.latency_rate_tau_s;
-        let priced = if tau > 0.0 {
-            sv.priced_rate += (1.0 - (-dt / tau).exp()) * (offered - sv.priced_rate);
+        let priced = if self.rate_alpha > 0.0 {
+            sv.priced_rate += self.rate_alpha * (offered - sv.priced_rate);
             sv.priced_rate
         } else {
             offered
@@ -59,7 +58,7 @@ impl Simulator {
             sv.waiting,
             spec.base_latency_ms,
             spec.timeout_ms,
-            self.cfg.latency_sojourn,
+            self.sojourn.as_mut(),
         );
         // CPU: served work spread over the ready replicas, plus idle.
         let served_f = to_f64(served);
@@ -181,9 +180,13 @@ pub(super) fn to_f64(x: u64) -> f64 {
 }
 
 /// M/M/c response-time quantiles (p50, p95, p99, ms) and the mean time in service (s,
-/// without the backlog wait); see the module docs. Each quantile is the sum of the service
-/// time's and the wait's (an upper bound), or with `sojourn` the quantile of their sum
-/// ([`sojourn_quantile`]).
+/// without the backlog wait); see the module docs.
+///
+/// Without `sojourn` (the model before issue #17's latency check), each quantile is the sum
+/// of the service time's and the wait's (an upper bound) plus the time to drain the backlog.
+/// With it, each quantile is that of the time in the system ([`sojourn`](super::sojourn)), or
+/// the service time's plus the backlog's drain where that is longer: the backlog is the
+/// queue the steady-state wait describes, so it is counted once, not added to it.
 pub(super) fn latency(
     c: u32,
     mu: f64,
@@ -191,13 +194,13 @@ pub(super) fn latency(
     waiting: u64,
     base_ms: f64,
     timeout_ms: f64,
-    sojourn: bool,
+    sojourn: Option<&mut sojourn::Tables>,
 ) -> ([f64; 3], f64) {
     if c == 0 {
         return ([timeout_ms; 3], timeout_ms / 1000.0);
     }
     let cmu = c as f64 * mu;
-    let rho = (offered / cmu).min(0.995);
+    let rho = (offered / cmu).min(sojourn::RHO_MAX);
     let lambda = rho * cmu;
     let headroom = cmu - lambda;
     // Sakasegawa: Lq = rho^a / (1 - rho) with a = sqrt(2(c+1)), so Wq = Lq / lambda =
@@ -214,69 +217,34 @@ pub(super) fn latency(
     let backlog_s = to_f64(waiting) / cmu;
     let svc_s = 1.0 / mu;
     let mut out = [0.0; 3];
-    // (1 - q, -ln(1 - q)) for q = 0.5, 0.95, 0.99: constants, kept out of the hot loop.
-    const TAILS: [(f64, f64); 3] = [
-        (0.5, std::f64::consts::LN_2),
-        (0.05, 2.995_732_273_553_991),
-        (0.01, 4.605_170_185_988_091),
+    // -ln(1 - q) for q = 0.5, 0.95, 0.99: constants, kept out of the hot loop.
+    const NEG_LN_TAILS: [f64; 3] = [
+        std::f64::consts::LN_2,
+        2.995_732_273_553_991,
+        4.605_170_185_988_091,
     ];
-    for (i, &(tail, neg_ln_tail)) in TAILS.iter().enumerate() {
-        let t = if sojourn {
-            sojourn_quantile(mu, headroom, p_wait, tail)
-        } else {
+    if let Some(tables) = sojourn {
+        let t = tables.quantiles(c, mu, rho);
+        for i in 0..3 {
+            let l = base_ms + 1000.0 * t[i].max(NEG_LN_TAILS[i] * svc_s + backlog_s);
+            out[i] = l.min(timeout_ms);
+        }
+    } else {
+        for i in 0..3 {
+            let (tail, neg_ln_tail) = (sojourn::TAILS[i], NEG_LN_TAILS[i]);
             let w = if p_wait > tail {
                 (ln_p_wait + neg_ln_tail) / headroom
             } else {
                 0.0
             };
-            neg_ln_tail * svc_s + w
-        };
-        let l = base_ms + 1000.0 * (t + backlog_s);
-        out[i] = l.min(timeout_ms);
+            let l = base_ms + 1000.0 * (neg_ln_tail * svc_s + w + backlog_s);
+            out[i] = l.min(timeout_ms);
+        }
     }
     // Mean time in service and in the M/M/c queue, without the backlog wait: requests held
     // in the backlog do not occupy the replica's memory (they wait in the accept queue).
     let mean = base_ms / 1000.0 + svc_s + wq;
     (out, mean)
-}
-
-/// The `1 - tail` quantile (s) of the time in the system of an M/M/c group, from its
-/// distribution: the service time `S ~ Exp(mu)` plus the wait, which is 0 with probability
-/// `1 - p` and `Exp(h)` with probability `p` (`h = c mu - lambda`), so
-/// `P(T > t) = (1 - p) e^(-mu t) + p P(S + Exp(h) > t)`; found by bisection. For one replica
-/// (`p = rho`) this is exactly M/M/1's `Exp(mu - lambda)`. Infinite without capacity.
-fn sojourn_quantile(mu: f64, h: f64, p: f64, tail: f64) -> f64 {
-    if !(mu > 0.0 && h > 0.0 && mu.is_finite() && h.is_finite()) {
-        return f64::INFINITY;
-    }
-    // P(S + Exp(h) > t): hypoexponential, or Erlang-2 when the rates meet.
-    let hypo = |t: f64| {
-        if (h - mu).abs() <= 1e-9 * mu {
-            (-mu * t).exp() * (1.0 + mu * t)
-        } else {
-            (h * (-mu * t).exp() - mu * (-h * t).exp()) / (h - mu)
-        }
-    };
-    let survival = |t: f64| (1.0 - p) * (-mu * t).exp() + p * hypo(t);
-    // Bracket the quantile: from the sum of the two parts' quantiles, doubled until the
-    // survival is below the tail (it falls to 0, so this ends).
-    let mut hi = -f64::ln(tail) * (1.0 / mu + 1.0 / h);
-    for _ in 0..64 {
-        if survival(hi) <= tail {
-            break;
-        }
-        hi *= 2.0;
-    }
-    let mut lo = 0.0;
-    for _ in 0..60 {
-        let mid = 0.5 * (lo + hi);
-        if survival(mid) > tail {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
 }
 
 /// Kahn's algorithm; nodes left in cycles follow in index order.
@@ -307,6 +275,7 @@ pub(super) fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::sojourn::Tables;
     use super::*;
 
     #[test]
@@ -314,7 +283,7 @@ mod tests {
         // M/M/1: the time in the system is Exp(mu - lambda), so its quantile q is
         // -ln(1 - q) / (mu - lambda).
         for (mu, lambda) in [(6.86, 2.5), (6.86, 5.5), (100.0, 1.0), (10.0, 9.0)] {
-            let got = latency(1, mu, lambda, 0, 0.0, 1e12, true).0;
+            let got = latency(1, mu, lambda, 0, 0.0, 1e12, Some(&mut Tables::default())).0;
             for (g, tail) in got.iter().zip([0.5f64, 0.05, 0.01]) {
                 let want = 1000.0 * -tail.ln() / (mu - lambda);
                 assert!(
@@ -326,14 +295,14 @@ mod tests {
         // With several replicas, the quantile lies between the service time's alone and the
         // sum of the service and waiting quantiles, and grows with the load.
         let (lo, hi) = (
-            latency(4, 10.0, 20.0, 0, 0.0, 1e12, true).0,
-            latency(4, 10.0, 36.0, 0, 0.0, 1e12, true).0,
+            latency(4, 10.0, 20.0, 0, 0.0, 1e12, Some(&mut Tables::default())).0,
+            latency(4, 10.0, 36.0, 0, 0.0, 1e12, Some(&mut Tables::default())).0,
         );
         for i in 0..3 {
             assert!(lo[i] < hi[i], "{lo:?} {hi:?}");
         }
         assert!(hi[1] >= 1000.0 * 20f64.ln() / 10.0, "{hi:?}");
-        let (bound, _) = latency(4, 10.0, 36.0, 0, 0.0, 1e12, false);
+        let (bound, _) = latency(4, 10.0, 36.0, 0, 0.0, 1e12, None);
         assert!(hi[1] <= bound[1], "{hi:?} {bound:?}");
     }
 
@@ -341,11 +310,11 @@ mod tests {
     fn mm1_matches_the_closed_form() {
         // M/M/1, mu = 100/s, lambda = 50/s: W ~ Exp(mu - lambda) = Exp(50); p95 = ln(20)/50 s.
         // Our quantile adds the service and waiting quantiles separately (an upper bound).
-        let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9, false);
+        let (q, mean) = latency(1, 100.0, 50.0, 0, 0.0, 1e9, None);
         let exact_mean = 1.0 / (100.0 - 50.0);
         assert!((mean - exact_mean).abs() < 1e-9, "{mean} vs {exact_mean}");
         // Backlog adds to the quantiles, not to the time in service.
-        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9, false);
+        let (qb, mean_b) = latency(1, 100.0, 50.0, 100, 0.0, 1e9, None);
         assert_eq!(mean_b, mean);
         assert!((qb[1] - q[1] - 1000.0).abs() < 1e-6);
         let exact_p95 = 1000.0 * (20f64).ln() / 50.0;
@@ -358,13 +327,31 @@ mod tests {
 
     #[test]
     fn latency_grows_with_load_and_backlog() {
-        let (low, _) = latency(4, 10.0, 10.0, 0, 1.0, 1e9, false);
-        let (high, _) = latency(4, 10.0, 38.0, 0, 1.0, 1e9, false);
-        let (backlogged, _) = latency(4, 10.0, 38.0, 400, 1.0, 1e9, false);
+        let (low, _) = latency(4, 10.0, 10.0, 0, 1.0, 1e9, None);
+        let (high, _) = latency(4, 10.0, 38.0, 0, 1.0, 1e9, None);
+        let (backlogged, _) = latency(4, 10.0, 38.0, 400, 1.0, 1e9, None);
         assert!(low[1] < high[1] && high[1] < backlogged[1]);
         assert!(low[0] < low[1] && low[1] < low[2]);
-        let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0, false);
+        let (none, _) = latency(0, 10.0, 1.0, 0, 1.0, 5000.0, None);
         assert_eq!(none, [5000.0; 3]);
+    }
+
+    #[test]
+    fn with_the_sojourn_model_a_backlog_counts_once() {
+        // At utilisation 0.9 on one replica of 10/s the p95 of the time in the system is
+        // ln 20 / 1 s. A backlog of 10 requests (1 s to drain) is within what that queue
+        // holds: the p95 stays. A backlog of 100 (10 s) is more: the p95 is the service
+        // time's plus the drain, not the sum of all three.
+        let mut t = Tables::default();
+        let exact = 1000.0 * 20f64.ln();
+        let small = latency(1, 10.0, 9.0, 10, 0.0, 1e9, Some(&mut t)).0[1];
+        assert!((small - exact).abs() < 1e-6 * exact, "{small} vs {exact}");
+        let large = latency(1, 10.0, 9.0, 100, 0.0, 1e9, Some(&mut t)).0[1];
+        let drain = 1000.0 * (20f64.ln() / 10.0 + 10.0);
+        assert!((large - drain).abs() < 1e-6 * drain, "{large} vs {drain}");
+        // The bound without it adds them.
+        let bound = latency(1, 10.0, 9.0, 10, 0.0, 1e9, None).0[1];
+        assert!(bound > small + 1000.0, "{bound} vs {small}");
     }
 
     #[test]
