@@ -5,8 +5,10 @@
 //! lambda)`, where `mu` is the requests/s one replica serves and `q95` the 95th percentile of
 //! the time in the queue and in service. The mean queue length follows Sakasegawa's
 //! approximation (`Lq = rho^sqrt(2(c+1)) / (1 - rho)`, exact for c = 1), the probability of
-//! waiting is `Wq * (c mu - lambda)`, and the waiting and service times have exponential tails;
-//! the simulator uses the same approximation, so on simulated data the model is well specified.
+//! waiting is `Wq * (c mu - lambda)`, and the waiting and service times have exponential tails,
+//! whose 95th percentiles are added (an upper bound of the sum's). The simulator uses the same
+//! wait probability but the quantile of the sum (docs/simulator.md), so on simulated data this
+//! model overstates the p95 somewhat, and plans err on the safe side.
 //!
 //! Two parameters are fitted, `mu` and `base`: for each `mu` on a logarithmic grid (and the CPU
 //! prior `mu0 = CPU limit / CPU per request` when known) `base` is the mean residual (never
