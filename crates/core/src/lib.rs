@@ -39,6 +39,7 @@ pub mod facts;
 pub mod forecast;
 pub mod graph;
 pub mod observe;
+pub mod queueing;
 pub mod series;
 pub mod stats;
 pub mod time;

@@ -3,12 +3,11 @@
 //!
 //! The model is an M/M/c queue with an off-CPU term: `p95(c, lambda) = base + q95(c, mu,
 //! lambda)`, where `mu` is the requests/s one replica serves and `q95` the 95th percentile of
-//! the time in the queue and in service. The mean queue length follows Sakasegawa's
-//! approximation (`Lq = rho^sqrt(2(c+1)) / (1 - rho)`, exact for c = 1), the probability of
-//! waiting is `Wq * (c mu - lambda)`, and the waiting and service times have exponential tails,
-//! whose 95th percentiles are added (an upper bound of the sum's). The simulator uses the same
-//! wait probability but the quantile of the sum (docs/simulator.md), so on simulated data this
-//! model overstates the p95 somewhat, and plans err on the safe side.
+//! the time in the queue and in service: Sakasegawa's probability of waiting
+//! (`rho^(sqrt(2(c+1)) - 1)`, exact for c = 1), exponential service and waiting times, and the
+//! quantile of their sum ([`graphscale_core::queueing`]), as the simulator prices it, so on
+//! simulated data the model is well specified. (Until 2026-12-07 it added the two 95th
+//! percentiles, an upper bound.)
 //!
 //! Two parameters are fitted, `mu` and `base`: for each `mu` on a logarithmic grid (and the CPU
 //! prior `mu0 = CPU limit / CPU per request` when known) `base` is the mean residual (never
@@ -25,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use graphscale_core::queueing::{sojourn_quantile, sojourn_quantiles, wait_probability, RHO_MAX};
 use graphscale_core::{PodPhase, WorkloadObservation};
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,9 @@ pub const STEADY_OBSERVATIONS: u32 = 4;
 const NEG_LN_5PCT: f64 = 2.995_732_273_553_991;
 
 /// The 95th-percentile response time of an M/M/c queue without the off-CPU term, ms; infinite
-/// when the queue is unstable (`lambda >= c * mu`) or there is no replica.
+/// when the queue is unstable (`lambda >= c * mu`) or there is no replica. The quantile of the
+/// time in the system (service plus wait, [`graphscale_core::queueing`]), as the simulator
+/// prices it.
 pub fn mmc_p95_ms(c: u32, mu: f64, lambda: f64) -> f64 {
     if c == 0 || !(mu.is_finite() && mu > 0.0) || !(lambda.is_finite() && lambda >= 0.0) {
         return f64::INFINITY;
@@ -47,19 +49,13 @@ pub fn mmc_p95_ms(c: u32, mu: f64, lambda: f64) -> f64 {
         return f64::INFINITY;
     }
     let rho = lambda / cmu;
-    let service_s = NEG_LN_5PCT / mu;
-    if lambda == 0.0 {
-        return 1000.0 * service_s;
-    }
-    let headroom = cmu - lambda;
-    let lq = rho.powf((2.0 * (c as f64 + 1.0)).sqrt()) / (1.0 - rho);
-    let p_wait = (lq / lambda * headroom).min(1.0);
-    let wait_s = if p_wait > 0.05 {
-        (p_wait.ln() + NEG_LN_5PCT) / headroom
+    let q = if rho <= RHO_MAX {
+        sojourn_quantiles(c, mu, rho)[1]
     } else {
-        0.0
+        // Past the tables' range the bisection answers (the p95 grows without bound).
+        sojourn_quantile(mu, cmu - lambda, wait_probability(c, rho), 0.05)
     };
-    1000.0 * (service_s + wait_s)
+    1000.0 * q
 }
 
 /// What was learned about one service's latency.
@@ -284,9 +280,11 @@ mod tests {
     #[test]
     fn mm1_matches_the_closed_form() {
         // M/M/1: the response time is Exp(mu - lambda); p95 = ln(20) / (mu - lambda).
-        let p = mmc_p95_ms(1, 100.0, 50.0);
-        let exact = 1000.0 * 20f64.ln() / 50.0;
-        assert!((p - exact).abs() / exact < 0.35, "{p} vs {exact}");
+        for lambda in [1.0, 50.0, 90.0, 99.9] {
+            let p = mmc_p95_ms(1, 100.0, lambda);
+            let exact = 1000.0 * 20f64.ln() / (100.0 - lambda);
+            assert!((p - exact).abs() / exact < 1e-6, "{lambda}: {p} vs {exact}");
+        }
         assert!(mmc_p95_ms(1, 100.0, 100.0).is_infinite());
         assert!(mmc_p95_ms(0, 100.0, 1.0).is_infinite());
         assert!(mmc_p95_ms(4, 10.0, 39.0) > mmc_p95_ms(4, 10.0, 20.0));

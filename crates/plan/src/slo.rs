@@ -24,6 +24,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+/// A replica that cuts its service's predicted p95 by less than this share gains nothing: the
+/// wait's tail shrinks with every replica but never to exactly 0, and an SLO under the
+/// zero-load latency must not buy replicas to the cap.
+const MIN_CUT: f64 = 1e-3;
+
 use graphscale_core::{AppGraph, Reason, Relation};
 use serde::{Deserialize, Serialize};
 
@@ -369,10 +374,12 @@ pub fn plan_slo(
             let (now, then) = (p95(s, c[s]), p95(s, c[s] + 1));
             let gain = if now.is_infinite() {
                 f64::MAX
-            } else {
+            } else if now - then > MIN_CUT * now {
                 w * (now - then) / inputs[s].requests.cpu_millicores
+            } else {
+                0.0
             };
-            if gain > 1e-12 && best.is_none_or(|(g, _)| gain > g) {
+            if gain > 0.0 && best.is_none_or(|(g, _)| gain > g) {
                 best = Some((gain, s));
             }
         }

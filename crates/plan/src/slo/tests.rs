@@ -125,11 +125,12 @@ fn meets_the_slo_near_the_brute_force_optimum() {
 #[test]
 fn a_tight_slo_buys_replicas_where_latency_is_cheapest_to_cut() {
     // db's servers are near their CPU capacity (6 rps each, 4.75 at 95 % of the request): its
-    // queue is what a tight SLO pays for. Zero-load end-to-end p95: 20 + 77 + 2 x 501 = 1099 ms.
+    // queue is what a tight SLO pays for. Zero-load end-to-end p95: 20 + 77 + 2 x 501 = 1099 ms;
+    // at 26 db replicas 1118 ms, over the budget of 1390 ms less 20 % (1112 ms).
     let mut ins = inputs();
     ins[2].latency.as_mut().unwrap().mu = 6.0;
     let loose = plan(&cfg(10_000.0), &graph(), &ins, &|_, _, r| r);
-    let tight = plan(&cfg(1400.0), &graph(), &ins, &|_, _, r| r);
+    let tight = plan(&cfg(1390.0), &graph(), &ins, &|_, _, r| r);
     assert_eq!(r(&loose, "db"), 26);
     assert!(r(&tight, "db") > 26, "{tight:?}");
     assert!(tight

@@ -123,7 +123,7 @@ impl Simulator {
         } else {
             0.0
         };
-        let sojourn = cfg.latency_sojourn.then(sojourn::Tables::default);
+        let sojourn = cfg.latency_sojourn.then(SojournTables::default);
         let mut sim = Simulator {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             cfg,

@@ -18,7 +18,7 @@
 //! 4. **Latency** of a service is the M/M/c time in the system with Sakasegawa's wait
 //!    probability (`rho^(sqrt(2(c+1)) - 1)`, exact for c = 1) at an exponentially weighted
 //!    arrival rate (`latency_rate_tau_s`), its quantiles from the distribution of service plus
-//!    wait (`sojourn.rs`), or the service time's plus the time to drain the backlog where that
+//!    wait (`graphscale_core::queueing`), or the service time's plus the time to drain the backlog where that
 //!    is longer; plus the fixed off-CPU latency. End-to-end latency at a service adds its callees' end-to-end latency
 //!    weighted by the call ratio (sequential calls); the end-to-end success rate multiplies
 //!    the callees' success rates.
@@ -40,6 +40,7 @@ use graphscale_core::exposition::{
     latency_cdf, latency_segments, ClusterCounters, DeploymentCounters, GroupCounters, PodCounters,
     RequestCounters, TopicCounters, ISTIO_DURATION_BUCKETS_MS,
 };
+use graphscale_core::queueing::SojournTables;
 use graphscale_core::{
     Actuator, AppGraph, Clock, ClusterSnapshot, CpuSample, Edge, EdgeObservation, MetricSource,
     Millis, Node, NodeKind, PodObservation, PodPhase, PodResources, Relation, Resources,
@@ -60,7 +61,6 @@ mod exposition;
 mod pods;
 mod queueing;
 mod seams;
-mod sojourn;
 
 use pods::jittered;
 use queueing::topo_order;
@@ -315,7 +315,7 @@ pub struct Simulator {
     /// (`1 - exp(-dt / latency_rate_tau_s)`; 0: the count itself).
     rate_alpha: f64,
     /// The time-in-system quantile tables, with `latency_sojourn`.
-    sojourn: Option<sojourn::Tables>,
+    sojourn: Option<SojournTables>,
     /// The cluster autoscaler's state, when the app has one.
     ca: Option<cluster::CaState>,
     /// Nodes the cluster autoscaler drained.

@@ -1,6 +1,7 @@
 //! One step of one service: arrivals, service, timeouts, calls and messages downstream; the M/M/c latency model and the load-flow order.
 
 use super::*;
+use graphscale_core::queueing::{SojournTables, RHO_MAX, TAILS};
 
 impl Simulator {
     pub(super) fn process(&mut self, s: usize, dt: f64) {
@@ -184,7 +185,7 @@ pub(super) fn to_f64(x: u64) -> f64 {
 ///
 /// Without `sojourn` (the model before issue #17's latency check), each quantile is the sum
 /// of the service time's and the wait's (an upper bound) plus the time to drain the backlog.
-/// With it, each quantile is that of the time in the system ([`sojourn`](super::sojourn)), or
+/// With it, each quantile is that of the time in the system ([`graphscale_core::queueing`]), or
 /// the service time's plus the backlog's drain where that is longer: the backlog is the
 /// queue the steady-state wait describes, so it is counted once, not added to it.
 pub(super) fn latency(
@@ -194,13 +195,13 @@ pub(super) fn latency(
     waiting: u64,
     base_ms: f64,
     timeout_ms: f64,
-    sojourn: Option<&mut sojourn::Tables>,
+    sojourn: Option<&mut SojournTables>,
 ) -> ([f64; 3], f64) {
     if c == 0 {
         return ([timeout_ms; 3], timeout_ms / 1000.0);
     }
     let cmu = c as f64 * mu;
-    let rho = (offered / cmu).min(sojourn::RHO_MAX);
+    let rho = (offered / cmu).min(RHO_MAX);
     let lambda = rho * cmu;
     let headroom = cmu - lambda;
     // Sakasegawa: Lq = rho^a / (1 - rho) with a = sqrt(2(c+1)), so Wq = Lq / lambda =
@@ -231,7 +232,7 @@ pub(super) fn latency(
         }
     } else {
         for i in 0..3 {
-            let (tail, neg_ln_tail) = (sojourn::TAILS[i], NEG_LN_TAILS[i]);
+            let (tail, neg_ln_tail) = (TAILS[i], NEG_LN_TAILS[i]);
             let w = if p_wait > tail {
                 (ln_p_wait + neg_ln_tail) / headroom
             } else {
@@ -275,7 +276,6 @@ pub(super) fn topo_order(deps: &[Vec<usize>]) -> Vec<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::sojourn::Tables;
     use super::*;
 
     #[test]
@@ -283,7 +283,16 @@ mod tests {
         // M/M/1: the time in the system is Exp(mu - lambda), so its quantile q is
         // -ln(1 - q) / (mu - lambda).
         for (mu, lambda) in [(6.86, 2.5), (6.86, 5.5), (100.0, 1.0), (10.0, 9.0)] {
-            let got = latency(1, mu, lambda, 0, 0.0, 1e12, Some(&mut Tables::default())).0;
+            let got = latency(
+                1,
+                mu,
+                lambda,
+                0,
+                0.0,
+                1e12,
+                Some(&mut SojournTables::default()),
+            )
+            .0;
             for (g, tail) in got.iter().zip([0.5f64, 0.05, 0.01]) {
                 let want = 1000.0 * -tail.ln() / (mu - lambda);
                 assert!(
@@ -295,8 +304,26 @@ mod tests {
         // With several replicas, the quantile lies between the service time's alone and the
         // sum of the service and waiting quantiles, and grows with the load.
         let (lo, hi) = (
-            latency(4, 10.0, 20.0, 0, 0.0, 1e12, Some(&mut Tables::default())).0,
-            latency(4, 10.0, 36.0, 0, 0.0, 1e12, Some(&mut Tables::default())).0,
+            latency(
+                4,
+                10.0,
+                20.0,
+                0,
+                0.0,
+                1e12,
+                Some(&mut SojournTables::default()),
+            )
+            .0,
+            latency(
+                4,
+                10.0,
+                36.0,
+                0,
+                0.0,
+                1e12,
+                Some(&mut SojournTables::default()),
+            )
+            .0,
         );
         for i in 0..3 {
             assert!(lo[i] < hi[i], "{lo:?} {hi:?}");
@@ -342,7 +369,7 @@ mod tests {
         // ln 20 / 1 s. A backlog of 10 requests (1 s to drain) is within what that queue
         // holds: the p95 stays. A backlog of 100 (10 s) is more: the p95 is the service
         // time's plus the drain, not the sum of all three.
-        let mut t = Tables::default();
+        let mut t = SojournTables::default();
         let exact = 1000.0 * 20f64.ln();
         let small = latency(1, 10.0, 9.0, 10, 0.0, 1e9, Some(&mut t)).0[1];
         assert!((small - exact).abs() < 1e-6 * exact, "{small} vs {exact}");

@@ -4,45 +4,52 @@
 //! probability `1 - p` and `Exp(h)` with probability `p`, where `h = c mu - lambda` and `p` is
 //! Sakasegawa's wait probability `rho^(sqrt(2(c+1)) - 1)`. So
 //! `P(T > t) = (1 - p) e^(-mu t) + p P(S + Exp(h) > t)`, whose quantiles have no closed form
-//! ([`quantile`] inverts it by bisection). In units of the mean service time `1/mu` they
+//! ([`sojourn_quantile`] inverts it by bisection). In units of the mean service time `1/mu` they
 //! depend only on `c` and `rho`, so a table per `c` over `rho` serves every service; it holds
 //! `mu t (1 - rho)`, which stays smooth as `rho` nears 1 where `t` grows like `1/(1 - rho)`,
 //! and is read by linear interpolation (within 0.2 % of the bisection, tested). Tables are
-//! built on first use, once per process, and shared.
+//! built on first use, once per process, and shared. The simulator prices its services'
+//! latency with them, and the SLO planner's latency model predicts with them.
 
 use std::sync::{Arc, Mutex};
 
 /// The utilisation the latency model is capped at (the M/M/c wait is infinite at 1).
-pub(super) const RHO_MAX: f64 = 0.995;
+pub const RHO_MAX: f64 = 0.995;
 /// Intervals of a table over `0..=RHO_MAX`.
 const STEPS: usize = 1024;
 /// Replica counts above this are computed by bisection each time, not tabulated.
 const MAX_TABULATED: u32 = 4096;
 /// `1 - q` for the quantiles q = 0.5, 0.95, 0.99.
-pub(super) const TAILS: [f64; 3] = [0.5, 0.05, 0.01];
+pub const TAILS: [f64; 3] = [0.5, 0.05, 0.01];
 
 /// One replica count's table: per grid point, `mu t (1 - rho)` for the three quantiles.
 #[derive(Debug)]
-pub(super) struct Table {
+struct Table {
     points: Box<[[f64; 3]]>,
 }
 
 /// Every table built in this process, by replica count.
 static TABLES: Mutex<Vec<Option<Arc<Table>>>> = Mutex::new(Vec::new());
 
-/// A simulator's handles on the shared tables (so that a step takes no lock).
+/// Handles on the process's shared tables, kept by their user so that a look-up takes no
+/// lock (a simulator keeps one; [`sojourn_quantiles`] keeps one per thread).
 #[derive(Debug, Default, Clone)]
-pub(super) struct Tables {
+pub struct SojournTables {
     by_c: Vec<Option<Arc<Table>>>,
 }
 
-impl Tables {
+impl SojournTables {
     /// The p50, p95 and p99 (s) of the time in the system of `c` replicas of rate `mu` at
-    /// utilisation `rho` (at most [`RHO_MAX`]), without the base latency; `c` and `mu` > 0.
-    pub(super) fn quantiles(&mut self, c: u32, mu: f64, rho: f64) -> [f64; 3] {
+    /// utilisation `rho` (taken as at most [`RHO_MAX`]), without the base latency; infinite
+    /// without a replica or capacity.
+    pub fn quantiles(&mut self, c: u32, mu: f64, rho: f64) -> [f64; 3] {
+        if c == 0 || !(mu.is_finite() && mu > 0.0) {
+            return [f64::INFINITY; 3];
+        }
+        let rho = if rho > 0.0 { rho.min(RHO_MAX) } else { 0.0 };
         if c > MAX_TABULATED {
             let (h, p) = (c as f64 * mu * (1.0 - rho), wait_probability(c, rho));
-            return TAILS.map(|tail| quantile(mu, h, p, tail));
+            return TAILS.map(|tail| sojourn_quantile(mu, h, p, tail));
         }
         let table = self.table(c);
         let x = (rho / RHO_MAX).clamp(0.0, 1.0) * STEPS as f64;
@@ -60,6 +67,14 @@ impl Tables {
         }
         self.by_c[i].get_or_insert_with(|| shared(c))
     }
+}
+
+/// [`SojournTables::quantiles`] with this thread's handles.
+pub fn sojourn_quantiles(c: u32, mu: f64, rho: f64) -> [f64; 3] {
+    thread_local! {
+        static HANDLES: std::cell::RefCell<SojournTables> = std::cell::RefCell::default();
+    }
+    HANDLES.with(|t| t.borrow_mut().quantiles(c, mu, rho))
 }
 
 /// The process's table for `c`, built on first use.
@@ -85,7 +100,7 @@ fn build(c: u32) -> Table {
         .map(|k| {
             let rho = RHO_MAX * k as f64 / STEPS as f64;
             let (h, p) = (c as f64 * (1.0 - rho), wait_probability(c, rho));
-            TAILS.map(|tail| quantile(1.0, h, p, tail) * (1.0 - rho))
+            TAILS.map(|tail| sojourn_quantile(1.0, h, p, tail) * (1.0 - rho))
         })
         .collect();
     Table { points }
@@ -93,7 +108,7 @@ fn build(c: u32) -> Table {
 
 /// Sakasegawa's probability that a request waits, `rho^(sqrt(2(c+1)) - 1)` (exact for one
 /// replica, where it is `rho`).
-pub(super) fn wait_probability(c: u32, rho: f64) -> f64 {
+pub fn wait_probability(c: u32, rho: f64) -> f64 {
     if rho > 0.0 {
         (((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln())
             .exp()
@@ -106,7 +121,7 @@ pub(super) fn wait_probability(c: u32, rho: f64) -> f64 {
 /// The `1 - tail` quantile (s) of the time in the system: service `Exp(mu)` plus a wait that
 /// is `Exp(h)` with probability `p` and 0 otherwise, by bisection. For one replica
 /// (`p = rho`) this is M/M/1's `Exp(mu - lambda)`. Infinite without capacity.
-pub(super) fn quantile(mu: f64, h: f64, p: f64, tail: f64) -> f64 {
+pub fn sojourn_quantile(mu: f64, h: f64, p: f64, tail: f64) -> f64 {
     if !(mu > 0.0 && h > 0.0 && mu.is_finite() && h.is_finite()) {
         return f64::INFINITY;
     }
@@ -149,12 +164,12 @@ mod tests {
         let mu = 500.0 / 72.87;
         for lambda in [0.5, 2.5, 5.0, 6.5] {
             let exact = 20f64.ln() / (mu - lambda);
-            let got = quantile(mu, mu - lambda, lambda / mu, 0.05);
+            let got = sojourn_quantile(mu, mu - lambda, lambda / mu, 0.05);
             assert!(
                 (got - exact).abs() < 1e-9 * exact,
                 "{lambda}: {got} vs {exact}"
             );
-            let table = Tables::default().quantiles(1, mu, lambda / mu)[1];
+            let table = SojournTables::default().quantiles(1, mu, lambda / mu)[1];
             assert!(
                 (table - exact).abs() < 1e-9 * exact,
                 "{lambda}: {table} vs {exact}"
@@ -164,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_tables_are_within_0_2_percent_of_the_bisection() {
-        let mut tables = Tables::default();
+        let mut tables = SojournTables::default();
         let mut worst = 0.0f64;
         for c in [1u32, 2, 3, 5, 8, 13, 40, 200] {
             for j in 0..997 {
@@ -175,7 +190,7 @@ mod tests {
                 let h = c as f64 * mu * (1.0 - rho);
                 let p = wait_probability(c, rho);
                 for (i, tail) in TAILS.iter().enumerate() {
-                    let exact = quantile(mu, h, p, *tail);
+                    let exact = sojourn_quantile(mu, h, p, *tail);
                     worst = worst.max((got[i] - exact).abs() / exact);
                 }
             }
@@ -187,7 +202,7 @@ mod tests {
     fn more_replicas_or_load_never_shorten_the_wait_wrongly() {
         // At a fixed offered load, more replicas give shorter quantiles; at fixed replicas,
         // more load gives longer ones.
-        let mut tables = Tables::default();
+        let mut tables = SojournTables::default();
         let mu = 10.0;
         let lambda = 15.0;
         let mut last = [f64::INFINITY; 3];
@@ -206,7 +221,7 @@ mod tests {
 
     #[test]
     fn beyond_the_tables_the_bisection_answers() {
-        let mut tables = Tables::default();
+        let mut tables = SojournTables::default();
         let q = tables.quantiles(MAX_TABULATED + 1, 2.0, 0.5);
         assert!((q[0] - 2f64.ln() / 2.0).abs() < 1e-6, "{q:?}");
         assert!(tables.by_c.is_empty());
