@@ -21,6 +21,12 @@ const STEPS: usize = 1024;
 const MAX_TABULATED: u32 = 4096;
 /// `1 - q` for the quantiles q = 0.5, 0.95, 0.99.
 pub const TAILS: [f64; 3] = [0.5, 0.05, 0.01];
+/// `-ln(1 - q)` for the same quantiles: those of a unit exponential.
+pub const NEG_LN_TAILS: [f64; 3] = [
+    std::f64::consts::LN_2,
+    2.995_732_273_553_991,
+    4.605_170_185_988_091,
+];
 
 /// One replica count's table: per grid point, `mu t (1 - rho)` for the three quantiles.
 #[derive(Debug)]
@@ -110,12 +116,16 @@ fn build(c: u32) -> Table {
 /// replica, where it is `rho`).
 pub fn wait_probability(c: u32, rho: f64) -> f64 {
     if rho > 0.0 {
-        (((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln())
-            .exp()
-            .min(1.0)
+        ln_wait_probability(c, rho).exp().min(1.0)
     } else {
         0.0
     }
+}
+
+/// The logarithm of [`wait_probability`] before it is capped at 1, for `rho > 0`: one
+/// logarithm of `rho`, no `pow`.
+pub fn ln_wait_probability(c: u32, rho: f64) -> f64 {
+    ((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln()
 }
 
 /// The `1 - tail` quantile (s) of the time in the system: service `Exp(mu)` plus a wait that

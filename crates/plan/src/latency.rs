@@ -24,7 +24,9 @@
 
 use std::collections::VecDeque;
 
-use graphscale_core::queueing::{sojourn_quantile, sojourn_quantiles, wait_probability, RHO_MAX};
+use graphscale_core::queueing::{
+    sojourn_quantile, sojourn_quantiles, wait_probability, NEG_LN_TAILS, RHO_MAX,
+};
 use graphscale_core::{PodPhase, WorkloadObservation};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub const STEADY_OBSERVATIONS: u32 = 4;
 
 /// `-ln(0.05)`: the 95th percentile of a unit exponential.
-const NEG_LN_5PCT: f64 = 2.995_732_273_553_991;
+const NEG_LN_5PCT: f64 = NEG_LN_TAILS[1];
 
 /// The 95th-percentile response time of an M/M/c queue without the off-CPU term, ms; infinite
 /// when the queue is unstable (`lambda >= c * mu`) or there is no replica. The quantile of the

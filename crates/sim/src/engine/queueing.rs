@@ -1,7 +1,7 @@
 //! One step of one service: arrivals, service, timeouts, calls and messages downstream; the M/M/c latency model and the load-flow order.
 
 use super::*;
-use graphscale_core::queueing::{SojournTables, RHO_MAX, TAILS};
+use graphscale_core::queueing::{ln_wait_probability, SojournTables, NEG_LN_TAILS, RHO_MAX, TAILS};
 
 impl Simulator {
     pub(super) fn process(&mut self, s: usize, dt: f64) {
@@ -209,7 +209,7 @@ pub(super) fn latency(
     // one logarithm of rho (and one `exp`), instead of a `pow` and a second logarithm.
     // An idle service (rho = 0) waits for nothing.
     let (wq, p_wait, ln_p_wait) = if rho > 0.0 {
-        let ln_p_wait = ((2.0 * (c as f64 + 1.0)).sqrt() - 1.0) * rho.ln();
+        let ln_p_wait = ln_wait_probability(c, rho);
         let p_wait = ln_p_wait.exp().min(1.0);
         (p_wait / headroom, p_wait, ln_p_wait)
     } else {
@@ -218,12 +218,6 @@ pub(super) fn latency(
     let backlog_s = to_f64(waiting) / cmu;
     let svc_s = 1.0 / mu;
     let mut out = [0.0; 3];
-    // -ln(1 - q) for q = 0.5, 0.95, 0.99: constants, kept out of the hot loop.
-    const NEG_LN_TAILS: [f64; 3] = [
-        std::f64::consts::LN_2,
-        2.995_732_273_553_991,
-        4.605_170_185_988_091,
-    ];
     if let Some(tables) = sojourn {
         let t = tables.quantiles(c, mu, rho);
         for i in 0..3 {
@@ -282,17 +276,9 @@ mod tests {
     fn the_sojourn_quantiles_of_one_replica_are_mm1s_exponential() {
         // M/M/1: the time in the system is Exp(mu - lambda), so its quantile q is
         // -ln(1 - q) / (mu - lambda).
+        let mut tables = SojournTables::default();
         for (mu, lambda) in [(6.86, 2.5), (6.86, 5.5), (100.0, 1.0), (10.0, 9.0)] {
-            let got = latency(
-                1,
-                mu,
-                lambda,
-                0,
-                0.0,
-                1e12,
-                Some(&mut SojournTables::default()),
-            )
-            .0;
+            let got = latency(1, mu, lambda, 0, 0.0, 1e12, Some(&mut tables)).0;
             for (g, tail) in got.iter().zip([0.5f64, 0.05, 0.01]) {
                 let want = 1000.0 * -tail.ln() / (mu - lambda);
                 assert!(
@@ -303,28 +289,8 @@ mod tests {
         }
         // With several replicas, the quantile lies between the service time's alone and the
         // sum of the service and waiting quantiles, and grows with the load.
-        let (lo, hi) = (
-            latency(
-                4,
-                10.0,
-                20.0,
-                0,
-                0.0,
-                1e12,
-                Some(&mut SojournTables::default()),
-            )
-            .0,
-            latency(
-                4,
-                10.0,
-                36.0,
-                0,
-                0.0,
-                1e12,
-                Some(&mut SojournTables::default()),
-            )
-            .0,
-        );
+        let lo = latency(4, 10.0, 20.0, 0, 0.0, 1e12, Some(&mut tables)).0;
+        let hi = latency(4, 10.0, 36.0, 0, 0.0, 1e12, Some(&mut tables)).0;
         for i in 0..3 {
             assert!(lo[i] < hi[i], "{lo:?} {hi:?}");
         }
