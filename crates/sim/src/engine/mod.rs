@@ -18,10 +18,10 @@
 //! 4. **Latency** of a service is the M/M/c time in the system with Sakasegawa's wait
 //!    probability (`rho^(sqrt(2(c+1)) - 1)`, exact for c = 1) at an exponentially weighted
 //!    arrival rate (`latency_rate_tau_s`), its quantiles from the distribution of service plus
-//!    wait (`graphscale_core::queueing`), or the service time's plus the time to drain the backlog where that
-//!    is longer; plus the fixed off-CPU latency. End-to-end latency at a service adds its callees' end-to-end latency
-//!    weighted by the call ratio (sequential calls); the end-to-end success rate multiplies
-//!    the callees' success rates.
+//!    wait (`graphscale_core::queueing`), or the service time's plus the time to drain the
+//!    backlog where that is longer; plus the fixed off-CPU latency. End-to-end latency at a
+//!    service adds its callees' end-to-end latency weighted by the call ratio (sequential
+//!    calls); the end-to-end success rate multiplies the callees' success rates.
 //! 5. **Memory** of a ready replica is `base + per_inflight * in-flight / c`, with in-flight
 //!    the requests in service (Little's law on throughput and time in service; requests in the
 //!    backlog wait in the accept queue and hold no memory); above the limit one replica is
