@@ -173,6 +173,11 @@ pub static CATALOGUE: &[Entry] = &[
         spec: graphscale,
     },
     Entry {
+        name: "graphscale-rightsize",
+        help: "graphscale that also sizes each pod's CPU request to what the plan has it use at 80 %, limits kept, replicas planned on the reference request (docs/planner.md)",
+        spec: graphscale_rightsize,
+    },
+    Entry {
         name: "graph-ets",
         help: "predictive: AutoETS per service, demand propagated along the graph",
         spec: graph,
@@ -342,6 +347,14 @@ fn graphscale(name: &str) -> AutoscalerSpec {
     let mut spec = graph_slo(name);
     if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
         config.churn = Some(graphscale_plan::churn::ChurnConfig::default());
+    }
+    spec
+}
+
+fn graphscale_rightsize(name: &str) -> AutoscalerSpec {
+    let mut spec = graphscale(name);
+    if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+        config.cpu_requests = Some(graphscale_plan::cpu_request::CpuRequestConfig::default());
     }
     spec
 }

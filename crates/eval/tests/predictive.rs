@@ -535,3 +535,83 @@ fn node_core_hours_follow_the_cluster_autoscaler() {
     assert!(ca.metrics.node_core_hours <= 20.0 * 0.3 * hours);
     assert!(ca.metrics.max_pending_pods > 0.0);
 }
+
+#[test]
+fn cpu_requests_follow_the_plan_with_limits_and_replica_plan_kept() {
+    let app = graphscale_sim::topology::builtin("online-boutique").unwrap();
+    let scenario = ScenarioSpec::named("rush").with_duration(1800);
+    let spec = ExperimentSpec {
+        scenarios: vec![scenario.clone()],
+        ..ExperimentSpec::default()
+    };
+    let run = |name: &str| {
+        let a = AutoscalerSpec::named(name)
+            .unwrap()
+            .with_default_slo(app.slo_ms);
+        let mut recs = Vec::new();
+        let r =
+            run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |d| recs.push(d)).unwrap();
+        (r, recs)
+    };
+    let (plain, plain_recs) = run("graphscale");
+    let (sized, recs) = run("graphscale-rightsize");
+    assert!(plain_recs
+        .iter()
+        .flat_map(|r| &r.decisions)
+        .all(|d| d.resources.is_none()));
+    let (mut down, mut up) = (0, 0);
+    for (k, r) in recs.iter().enumerate() {
+        for d in &r.decisions {
+            let Some(to) = d.resources else { continue };
+            let why = d
+                .reasons
+                .iter()
+                .find(|x| x.rule == "vertical.cpu_request")
+                .unwrap_or_else(|| panic!("a resize without its reason: {d:?}"));
+            let before = &r.snapshot.workload(&d.workload).unwrap().pods[0];
+            let reference = app
+                .services
+                .iter()
+                .find(|s| s.name == d.workload)
+                .unwrap()
+                .requests
+                .cpu_millicores;
+            // The request moves within [25 m, the template's], nothing else does.
+            assert!(
+                (25.0..=reference).contains(&to.requests.cpu_millicores),
+                "{to:?}"
+            );
+            assert_eq!(to.limits, before.limits, "{}", why.detail);
+            assert_eq!(to.requests.memory_mib, before.requests.memory_mib);
+            if to.requests.cpu_millicores < before.requests.cpu_millicores {
+                down += 1;
+            } else {
+                up += 1;
+            }
+            if let Some(next) = recs.get(k + 1) {
+                let w = next.snapshot.workload(&d.workload).unwrap();
+                assert!(w.pods.iter().all(|p| p.requests == to.requests), "{d:?}");
+            }
+        }
+    }
+    assert!(down > 0 && up > 0, "{down} decreases, {up} increases");
+    // The pods are planned to use 80 % of a request sized to them, not a fixed template's.
+    assert!(
+        sized.metrics.cpu_core_hours < 0.8 * plain.metrics.cpu_core_hours,
+        "{} vs {}",
+        sized.metrics.cpu_core_hours,
+        plain.metrics.cpu_core_hours
+    );
+    // Replicas are planned on the reference request and a replica serves up to its (kept) limit,
+    // so on this cluster, whose nodes never fill, the replica plan and the SLO are the same.
+    let replicas = |recs: &[DecisionRecord]| -> Vec<Vec<u32>> {
+        recs.iter()
+            .map(|r| r.decisions.iter().map(|d| d.replicas).collect())
+            .collect()
+    };
+    assert_eq!(replicas(&recs), replicas(&plain_recs));
+    assert_eq!(
+        sized.metrics.slo_violation_minutes,
+        plain.metrics.slo_violation_minutes
+    );
+}

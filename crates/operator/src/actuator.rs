@@ -417,8 +417,15 @@ impl KubeActuator {
             .map(|r| format!("{}: {}", r.rule, r.detail))
             .collect::<Vec<_>>()
             .join("; ");
+        // Memory is applied when the memory rule resized it (`vertical.resize`); resources that
+        // carry only a CPU request sized with the plan (`vertical.cpu_request`) are not applied
+        // on a cluster yet (docs/planner.md).
         let memory = match (self.vertical, d.resources) {
-            (Vertical::Memory, Some(r)) => Some((r.requests.memory_mib, r.limits.memory_mib)),
+            (Vertical::Memory, Some(r))
+                if d.reasons.iter().any(|x| x.rule == "vertical.resize") =>
+            {
+                Some((r.requests.memory_mib, r.limits.memory_mib))
+            }
             _ => None,
         };
         let changes = d.replicas != t.replicas || memory.is_some();

@@ -16,6 +16,7 @@ use graphscale_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::cpu_request::{self, CpuNeed, CpuRequestConfig};
 use crate::hpa::{Hpa, HpaControllerConfig, HpaSpec};
 use crate::safety::{guard, Health, Proposal, SafetyConfig, SafetyState};
 use crate::table::WorkloadTable;
@@ -33,6 +34,9 @@ pub struct WorkloadPlan {
     pub health: Option<Health>,
     /// New pod resources, with the reason that follows the safety rules' reasons.
     pub resize: Option<(PodResources, Reason)>,
+    /// What the CPU request is sized from once the safety layer has decided the replicas
+    /// ([`crate::cpu_request`]); `None`: the CPU request is left alone.
+    pub cpu: Option<CpuNeed>,
 }
 
 /// Proposes plans for the safety layer to check. See the module documentation.
@@ -85,6 +89,7 @@ impl<A: Autoscaler> Propose for A {
                         Reason::new("resize", "the autoscaler resized the pods' resources"),
                     )
                 }),
+                cpu: None,
             })
             .collect()
     }
@@ -109,6 +114,9 @@ pub struct GuardConfig {
     /// A CPU sample older than this is stale, seconds (for proposals without their own health);
     /// default 60.
     pub stale_after_s: f64,
+    /// CPU requests sized to the decided replicas ([`crate::cpu_request`]) for plans that carry
+    /// a [`WorkloadPlan::cpu`]; default none.
+    pub cpu_requests: Option<CpuRequestConfig>,
 }
 
 impl Default for GuardConfig {
@@ -117,6 +125,7 @@ impl Default for GuardConfig {
             safety: SafetyConfig::default(),
             memory_budget_gib: None,
             stale_after_s: 60.0,
+            cpu_requests: None,
         }
     }
 }
@@ -161,6 +170,9 @@ impl GuardConfig {
                 field: "stale_after_s".into(),
                 reason: format!("must be > 0, got {}", self.stale_after_s),
             });
+        }
+        if let Some(c) = &self.cpu_requests {
+            c.validate()?;
         }
         Ok(())
     }
@@ -317,6 +329,14 @@ impl<A: Propose> Autoscaler for Guarded<A> {
         let mut out = Vec::with_capacity(snapshot.workloads.len());
         let mut added = false;
         for (i, w) in snapshot.workloads.iter().enumerate() {
+            let plan = plans.take(i, &w.name);
+            // The HPA rule sees the pods at the reference CPU request when the plan lowered it
+            // (its utilisation is usage over request).
+            let cpu_need = plan.as_ref().and_then(|p| p.cpu);
+            let at_reference = cpu_need
+                .filter(|c| c.current_mc < c.reference_mc && self.fallback.is_some())
+                .map(|c| at_cpu_request(w, c.reference_mc));
+            let w_hpa = at_reference.as_ref().unwrap_or(w);
             // The fallback reconciles every decision, so its stabilisation window stays current.
             let hpa_rule = self.fallback.as_mut().map(|f| {
                 let (config, spec) = (&f.config, &f.spec);
@@ -324,7 +344,7 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                 let (d, _) = f
                     .controllers
                     .get_or_insert_with(i, &w.name, || Hpa::new(config.clone(), spec.clone()));
-                let d = d.reconcile(now, w);
+                let d = d.reconcile(now, w_hpa);
                 let why = d
                     .reasons
                     .iter()
@@ -333,7 +353,7 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                     .join("; ");
                 (d.replicas, why)
             });
-            let (mut proposal, health, resize) = match plans.take(i, &w.name) {
+            let (mut proposal, health, resize) = match plan {
                 Some(p) => {
                     let health = match p.health {
                         Some(h) => h,
@@ -386,6 +406,24 @@ impl<A: Propose> Autoscaler for Guarded<A> {
             if let Some((to, why)) = resize {
                 d.resources = Some(to);
                 d.reasons.push(why);
+            }
+            if let (Some(c), Some(need)) = (&self.cfg.cpu_requests, cpu_need) {
+                let fallback = d.reasons.iter().any(|r| r.rule == "safety.fallback_hpa");
+                let current = w.pods.first().map(|p| PodResources {
+                    requests: p.requests,
+                    limits: p.limits,
+                });
+                if let (Some((mc, why)), Some(cur)) =
+                    (cpu_request::size(c, &need, d.replicas, fallback), current)
+                {
+                    let mut to = d.resources.unwrap_or(cur);
+                    to.requests.cpu_millicores = mc;
+                    to.limits.cpu_millicores = to.limits.cpu_millicores.max(mc);
+                    if to.problem().is_none() {
+                        d.resources = Some(to);
+                        d.reasons.push(Reason::new("vertical.cpu_request", why));
+                    }
+                }
             }
             out.push(d);
         }
@@ -449,6 +487,15 @@ impl Plans {
         let k = *index.get(name)?;
         self.plans[k].take()
     }
+}
+
+/// `w` with every pod's CPU request at `reference_mc`.
+fn at_cpu_request(w: &WorkloadObservation, reference_mc: f64) -> WorkloadObservation {
+    let mut v = w.clone();
+    for p in &mut v.pods {
+        p.requests.cpu_millicores = reference_mc;
+    }
+    v
 }
 
 /// Drops the memory increases of `decisions` when the memory they would request in all (replicas
@@ -542,5 +589,125 @@ mod tests {
         assert!(ds[0].resources.is_none());
         assert!(ds[0].reasons.iter().any(|r| r.rule == "vertical.budget"));
         assert!(ds[1].resources.is_some());
+    }
+
+    /// Proposes 2 replicas of `w` with the given health and CPU need.
+    struct Fixed(Health, CpuNeed);
+
+    impl Propose for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn sync_period(&self) -> Millis {
+            Millis::from_secs(15)
+        }
+        fn propose(&mut self, s: &ClusterSnapshot, _: &AppGraph) -> Vec<WorkloadPlan> {
+            vec![WorkloadPlan {
+                workload: s.workloads[0].name.clone(),
+                proposal: Proposal {
+                    replicas: Some(2),
+                    relative_width: None,
+                    reasons: vec![],
+                    hpa_rule: None,
+                },
+                health: Some(self.0.clone()),
+                resize: None,
+                cpu: Some(self.1),
+            }]
+        }
+    }
+
+    #[test]
+    fn the_cpu_request_follows_the_decided_replicas_and_the_fallback_sees_the_reference() {
+        use graphscale_core::{CpuSample, PodObservation, Resources};
+        // Two pods lowered to 100 m of a 500 m reference, each using 90 m.
+        let now = Millis::from_secs(600);
+        let pod = |i: u32| PodObservation {
+            name: format!("p{i}").into(),
+            phase: PodPhase::Running,
+            deleting: false,
+            start_time: Some(Millis(0)),
+            ready: Some(true),
+            ready_transition: Some(Millis(0)),
+            cpu: Some(CpuSample {
+                millicores: 90.0,
+                timestamp: now,
+                window: Millis(15_000),
+            }),
+            memory_mib: Some(100.0),
+            requests: Resources::new(100.0, 256.0),
+            limits: Resources::new(1000.0, 512.0),
+        };
+        let snap = ClusterSnapshot {
+            time: now,
+            workloads: vec![WorkloadObservation {
+                name: "w".into(),
+                spec_replicas: 2,
+                pods: vec![pod(0), pod(1)],
+                rps: Some(8.0),
+                latency_p95_ms: None,
+                error_rate: None,
+                backlog: None,
+            }],
+            edges: vec![],
+        };
+        let graph = AppGraph::new(
+            "g",
+            vec![graphscale_core::Node::new(
+                "w",
+                graphscale_core::NodeKind::Service,
+            )],
+            vec![],
+        )
+        .unwrap();
+        let need = CpuNeed {
+            reference_mc: 500.0,
+            current_mc: 100.0,
+            idle_mc: 10.0,
+            cpu_ms_per_request: 20.0,
+            demand_rps: 12.0,
+            used_per_pod_mc: Some(90.0),
+        };
+        let guarded = |health: Health| {
+            let cfg = GuardConfig {
+                cpu_requests: Some(CpuRequestConfig::default()),
+                ..GuardConfig::default()
+            };
+            let spec = HpaSpec {
+                min_replicas: 1,
+                max_replicas: 10,
+                ..HpaSpec::default()
+            };
+            Guarded::new(Fixed(health, need), cfg)
+                .unwrap()
+                .with_fallback(HpaControllerConfig::default(), spec)
+                .unwrap()
+        };
+        // Healthy: 2 replicas, each planned at 10 + 20 x 6 = 130 m, / 0.8 -> 163 m; limit kept.
+        let mut g = guarded(Health::default());
+        let d = g.decide(&snap, &graph).remove(0);
+        assert_eq!(d.replicas, 2);
+        let to = d.resources.expect("a resize");
+        assert_eq!(to.requests.cpu_millicores, 163.0);
+        assert_eq!(to.requests.memory_mib, 256.0);
+        assert_eq!(to.limits.cpu_millicores, 1000.0);
+        assert!(d.reasons.iter().any(|r| r.rule == "vertical.cpu_request"));
+        // Unhealthy: the HPA rule decides on the reference request (90 / 500 = 18 %: fewer
+        // replicas; on the lowered 100 m it would be 90 % and three), and the request returns
+        // to the reference.
+        let mut g = guarded(Health {
+            recent_error: Some(0.9),
+            ..Health::default()
+        });
+        let d = g.decide(&snap, &graph).remove(0);
+        assert!(
+            d.reasons.iter().any(|r| r.rule == "safety.fallback_hpa"),
+            "{d:?}"
+        );
+        assert!(d.replicas <= 2, "{d:?}");
+        assert_eq!(d.resources.unwrap().requests.cpu_millicores, 500.0);
+        // Without the setting the CPU request is left alone.
+        let mut g = Guarded::new(Fixed(Health::default(), need), GuardConfig::default()).unwrap();
+        assert!(g.decide(&snap, &graph).remove(0).resources.is_none());
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! and the predictive side: [`learn`] (CPU per request, start-up time and call ratios learned
 //! from observations), the pure [`planner`] (forecast demand to replicas along the graph),
-//! [`vertical`] (VPA-style requests and limits), [`churn`] (a cost per scaling action), the
+//! [`vertical`] (VPA-style requests and limits), [`cpu_request`] (CPU requests sized with the
+//! replica plan), [`churn`] (a cost per scaling action), the
 //! [`safety`] layer, and
 //! [`predictive::PredictiveAutoscaler`] that puts them together.
 //!
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod churn;
+pub mod cpu_request;
 pub mod fixed;
 pub mod guarded;
 pub mod hpa;

@@ -40,10 +40,11 @@ pub struct VerticalConfig {
 
 /// What the vertical part of the plan changes on the pods.
 ///
-/// CPU is never changed: the horizontal plan sizes replicas by CPU per request, and a CPU
+/// CPU is never changed here: the horizontal plan sizes replicas by CPU per request, and a CPU
 /// request that followed usage would shrink with every scale-out that lowered usage per pod
 /// (the conflict the Kubernetes docs warn of when HPA and VPA both act on CPU). Memory does not
-/// drive the replica count, so it can follow usage.
+/// drive the replica count, so it can follow usage. CPU requests sized *with* the replica plan,
+/// which is made on a fixed reference request, are [`crate::cpu_request`]'s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerticalUpdate {

@@ -114,6 +114,7 @@ impl RlPolicy {
                         recent_error: None,
                     }),
                     resize: None,
+                    cpu: None,
                 }
             })
             .collect())
@@ -146,6 +147,7 @@ impl Propose for RlPolicy {
                     },
                     health: None,
                     resize: None,
+                    cpu: None,
                 })
                 .collect(),
         }

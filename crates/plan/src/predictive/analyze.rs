@@ -60,6 +60,9 @@ pub struct ServiceState {
     pub(super) recommendation: Option<ResourceRecommendation>,
     /// The recent plans, for the action cost's backward test.
     pub(super) plans: PlanHistory,
+    /// The CPU request replicas are planned on: the largest seen on the pods, millicores
+    /// ([`crate::cpu_request`] lowers the pods' requests below it).
+    pub(super) cpu_reference: Option<f64>,
 }
 
 impl Default for ServiceState {
@@ -82,6 +85,7 @@ impl Default for ServiceState {
             smoothed: None,
             recommendation: None,
             plans: PlanHistory::default(),
+            cpu_reference: None,
         }
     }
 }
@@ -94,6 +98,12 @@ impl ServiceState {
         self.latency.observe(w);
         self.startup.observe(w);
         self.vertical.observe(&cfg.vertical, w);
+        for p in &w.pods {
+            let r = p.requests.cpu_millicores;
+            if r.is_finite() && r > 0.0 && self.cpu_reference.is_none_or(|c| r > c) {
+                self.cpu_reference = Some(r);
+            }
+        }
         let observed = w.rps.filter(|r| r.is_finite() && *r >= 0.0);
         self.observed = observed;
         let lag_steps = (cfg.rate_window_s / cfg.sync_period_s as f64).round() as usize;
@@ -465,12 +475,17 @@ fn demand(
         relative_width: width,
         health,
         reasons,
-        cpu_floor: cpu_floor(cfg, w),
+        cpu_floor: cpu_floor(cfg, w, cfg.cpu_requests.as_ref().and(st.cpu_reference)),
     }
 }
 
-/// What the ready pods use now, in replicas at the planner's target utilisation.
-fn cpu_floor(cfg: &PredictiveConfig, w: &WorkloadObservation) -> Option<u32> {
+/// What the ready pods use now, in replicas at the planner's target utilisation of the
+/// reference request (`reference`; the pods' own request without one).
+fn cpu_floor(
+    cfg: &PredictiveConfig,
+    w: &WorkloadObservation,
+    reference: Option<f64>,
+) -> Option<u32> {
     if !cfg.cpu_floor {
         return None;
     }
@@ -484,7 +499,7 @@ fn cpu_floor(cfg: &PredictiveConfig, w: &WorkloadObservation) -> Option<u32> {
         .filter_map(|p| p.cpu)
         .map(|c| c.millicores)
         .sum();
-    let req = ready.first().map_or(0.0, |p| p.requests.cpu_millicores);
+    let req = reference.unwrap_or_else(|| ready.first().map_or(0.0, |p| p.requests.cpu_millicores));
     (req > 0.0 && used.is_finite()).then(|| {
         (used / (cfg.planner.floor_utilization() * req))
             .ceil()

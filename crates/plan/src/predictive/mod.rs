@@ -30,6 +30,7 @@ use graphscale_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::churn::ChurnConfig;
+use crate::cpu_request::CpuRequestConfig;
 use crate::guarded::{GuardConfig, Guarded, Propose, WorkloadPlan};
 use crate::hpa::{HpaControllerConfig, HpaSpec, MetricTarget};
 use crate::learn::RatioEstimator;
@@ -99,6 +100,10 @@ pub struct PredictiveConfig {
     /// the pods will not be needed again within the break-even time; default none (scale
     /// down whenever the plan and the safety layer allow).
     pub churn: Option<ChurnConfig>,
+    /// CPU requests sized with the replica plan ([`crate::cpu_request`]): replicas are planned
+    /// on the reference request, then each pod's request is lowered to what it is planned to
+    /// use (limits kept); default none (CPU requests are left alone).
+    pub cpu_requests: Option<CpuRequestConfig>,
     /// Learn the call ratios along the graph also from windows in which the calling service is
     /// saturated (requests failing or waiting), where its edges carry its throughput rather than
     /// its demand; default false: such windows are skipped, so demand propagated from the entries
@@ -133,6 +138,7 @@ impl Default for PredictiveConfig {
             safety: SafetyConfig::default(),
             vertical: VerticalConfig::default(),
             churn: None,
+            cpu_requests: None,
             ratios_from_saturated: false,
             training_time_s: None,
         }
@@ -213,6 +219,9 @@ impl PredictiveConfig {
         self.planner.validate()?;
         self.safety.validate()?;
         if let Some(c) = &self.churn {
+            c.validate()?;
+        }
+        if let Some(c) = &self.cpu_requests {
             c.validate()?;
         }
         self.fallback_spec().validate("*")
@@ -344,6 +353,7 @@ impl PredictiveAutoscaler {
             safety: self.cfg.safety.clone(),
             memory_budget_gib: self.cfg.planner.memory_budget_gib,
             stale_after_s: self.cfg.stale_after_s,
+            cpu_requests: self.cfg.cpu_requests.clone(),
         };
         let controller = HpaControllerConfig {
             sync_period_s: self.cfg.sync_period_s,

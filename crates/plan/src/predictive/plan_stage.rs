@@ -5,11 +5,12 @@
 //! second time on that demand); the result is a [`WorkloadPlan`] per workload for the safety
 //! layer.
 
-use graphscale_core::{AppGraph, ClusterSnapshot, Reason};
+use graphscale_core::{AppGraph, ClusterSnapshot, PodPhase, Reason, WorkloadObservation};
 
 use super::analyze::Analysis;
 use super::PredictiveAutoscaler;
 use crate::churn::{hold_down, DownCheck};
+use crate::cpu_request::CpuNeed;
 use crate::guarded::WorkloadPlan;
 use crate::planner::{plan, ServiceInput};
 use crate::safety::Proposal;
@@ -48,7 +49,19 @@ pub fn plan_workloads(
                     };
                     s.latency.model_every(prior, 4)
                 }),
-            requests: w.pods.first().map(|p| p.requests).unwrap_or_default(),
+            requests: {
+                let mut r = w.pods.first().map(|p| p.requests).unwrap_or_default();
+                // With CPU requests sized here, replicas are planned on the reference request.
+                if let Some(c) = cfg
+                    .cpu_requests
+                    .as_ref()
+                    .and(a.services.get(&w.name))
+                    .and_then(|s| s.cpu_reference)
+                {
+                    r.cpu_millicores = c;
+                }
+                r
+            },
         })
         .collect();
     let ratios = &a.ratios;
@@ -111,7 +124,24 @@ pub fn plan_workloads(
             replicas = Some(n);
         }
         let mut resize = None;
+        let mut cpu = None;
         if let Some(st) = a.services.get_mut(&w.name) {
+            if let (Some(_), Some(m), Some(dm), Some(reference), Some(p)) = (
+                &cfg.cpu_requests,
+                st.cpu.model(),
+                pl.demand_rps,
+                st.cpu_reference,
+                w.pods.first(),
+            ) {
+                cpu = Some(CpuNeed {
+                    reference_mc: reference,
+                    current_mc: p.requests.cpu_millicores,
+                    idle_mc: m.idle_millicores,
+                    cpu_ms_per_request: m.cpu_ms_per_request,
+                    demand_rps: dm,
+                    used_per_pod_mc: used_per_pod(w),
+                });
+            }
             let planned_cpu = match (pl.demand_rps, replicas, st.cpu.model()) {
                 (Some(dm), Some(r), Some(m)) if r > 0 => {
                     Some(m.idle_millicores + m.cpu_ms_per_request * dm / r as f64)
@@ -134,7 +164,32 @@ pub fn plan_workloads(
             },
             health: Some(d.health),
             resize,
+            cpu,
         });
     }
     out
+}
+
+/// Mean CPU of the ready pods whose sample is past their start-up (two sample windows after
+/// the Ready transition, as the CPU model's samples), millicores.
+fn used_per_pod(w: &WorkloadObservation) -> Option<f64> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for p in &w.pods {
+        if p.ready != Some(true) || p.deleting || p.phase != PodPhase::Running {
+            continue;
+        }
+        let Some(c) = p
+            .cpu
+            .filter(|c| c.millicores.is_finite() && c.millicores >= 0.0)
+        else {
+            continue;
+        };
+        if p.ready_transition
+            .is_none_or(|r| c.timestamp.0 >= r.0 + 2 * c.window.0.max(1))
+        {
+            sum += c.millicores;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| sum / n as f64)
 }
