@@ -546,3 +546,48 @@ fn topology_versions(nodes: usize) -> usize {
     }
     seen.len()
 }
+
+#[test]
+fn a_starting_pod_burns_its_request_and_a_resize_does_not_reprice_what_it_burnt() {
+    // Train Ticket's gateway starts in 160 s +/- 20 %: resized 60 s into its start-up.
+    let mut s = sim("train-ticket", "off-peak", 900, 1);
+    for _ in 0..30 {
+        s.step();
+    }
+    let gw = s.resources("ts-gateway-service").unwrap();
+    let scale = |resources| ScalingDecision {
+        workload: "ts-gateway-service".into(),
+        replicas: 2,
+        reasons: vec![],
+        resources,
+    };
+    s.apply(&[scale(None)]).unwrap();
+    let low = PodResources {
+        requests: Resources::new(50.0, gw.requests.memory_mib),
+        limits: gw.limits,
+    };
+    let mut seen = Vec::new();
+    for t in 0..120 {
+        if t == 60 {
+            s.apply(&[scale(Some(low))]).unwrap();
+        }
+        s.step();
+        let snap = s.observe().unwrap();
+        let w = snap.workload("ts-gateway-service").unwrap();
+        for p in w.pods.iter().filter(|p| p.ready == Some(false)) {
+            if let Some(c) = p.cpu {
+                seen.push((t, c.millicores));
+            }
+        }
+    }
+    assert!(!seen.is_empty());
+    // Every sample of the starting pod is between the two requests it burnt: before the resize
+    // its old request, after it the new one, and a window across it a mix (the whole start-up
+    // repriced at once would make that window's rate negative).
+    let old = gw.requests.cpu_millicores;
+    for &(t, c) in &seen {
+        assert!((50.0 - 1e-6..=old + 1e-6).contains(&c), "{c} m at {t} s");
+    }
+    assert!(seen.iter().any(|&(t, c)| t < 60 && (c - old).abs() < 1e-6));
+    assert!(seen.iter().any(|&(t, c)| t > 90 && (c - 50.0).abs() < 1e-6));
+}

@@ -189,6 +189,16 @@ impl Simulator {
             n.limit_sum += k as f64 * dl;
             self.contended |= n.limit_sum > n.spec.cpu_millicores + 1e-9;
         }
+        // A starting pod burns its request: what it burnt so far stays at the old request
+        // (its CPU counter is continuous), the rest of its start-up at the new one.
+        if dc != 0.0 {
+            let now = self.now;
+            for p in self.svcs[s].pods.iter_mut() {
+                if let (false, Some(_), Some(st)) = (p.ready, p.node, p.started) {
+                    p.cpu_base -= dc * now.saturating_sub(st).as_secs_f64();
+                }
+            }
+        }
         self.svcs[s].res = to;
         if dc < 0.0 || dm < 0.0 {
             // Freed room may let pending pods bind.
