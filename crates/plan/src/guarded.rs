@@ -413,15 +413,20 @@ impl<A: Propose> Autoscaler for Guarded<A> {
                     requests: p.requests,
                     limits: p.limits,
                 });
-                if let (Some((mc, why)), Some(cur)) =
-                    (cpu_request::size(c, &need, d.replicas, fallback), current)
-                {
+                let since = state
+                    .last_cpu_resize
+                    .map(|t| now.saturating_sub(t).as_secs_f64());
+                if let (Some((mc, why)), Some(cur)) = (
+                    cpu_request::size(c, &need, d.replicas, fallback, since),
+                    current,
+                ) {
                     let mut to = d.resources.unwrap_or(cur);
                     to.requests.cpu_millicores = mc;
                     to.limits.cpu_millicores = to.limits.cpu_millicores.max(mc);
                     if to.problem().is_none() {
                         d.resources = Some(to);
                         d.reasons.push(Reason::new("vertical.cpu_request", why));
+                        state.last_cpu_resize = Some(now);
                     }
                 }
             }
@@ -683,7 +688,8 @@ mod tests {
                 .with_fallback(HpaControllerConfig::default(), spec)
                 .unwrap()
         };
-        // Healthy: 2 replicas, each planned at 10 + 20 x 6 = 130 m, / 0.8 -> 163 m; limit kept.
+        // Healthy: 2 replicas, each planned at 10 + 20 x 6 = 130 m, / 0.8 = 162.5 -> 163 m;
+        // limit kept.
         let mut g = guarded(Health::default());
         let d = g.decide(&snap, &graph).remove(0);
         assert_eq!(d.replicas, 2);

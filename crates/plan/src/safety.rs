@@ -102,6 +102,8 @@ pub struct SafetyState {
     pub last_up: Option<Millis>,
     /// Last scale-down.
     pub last_down: Option<Millis>,
+    /// Last CPU request change ([`crate::cpu_request`]).
+    pub last_cpu_resize: Option<Millis>,
 }
 
 /// How trustworthy the model's input and output are right now.
@@ -427,6 +429,7 @@ mod tests {
             let mut st = SafetyState {
                 last_up: last_up.filter(|t| *t <= now).map(Millis::from_secs),
                 last_down: last_down.filter(|t| *t <= now).map(Millis::from_secs),
+                last_cpu_resize: None,
             };
             let before = st.clone();
             let h = Health {
