@@ -177,7 +177,7 @@ impl KubeActuator {
         }
     }
 
-    /// Resizes memory too (`vertical: memory`).
+    /// Resizes memory, CPU requests or both too (`vertical`).
     pub fn with_vertical(mut self, vertical: Vertical) -> Self {
         self.vertical = vertical;
         self
@@ -407,6 +407,44 @@ impl KubeActuator {
         Ok(n)
     }
 
+    /// The CPU request of the first container of every running pod, in place through `resize`;
+    /// limits and the pod template are kept (new pods start at the template's request, the
+    /// reference the replicas are planned on, and the next decision sizes them).
+    async fn resize_cpu(&self, t: &Target, request_mc: f64) -> Result<usize, OperatorError> {
+        let (Some(container), Some(sel)) = (&t.container, &t.pod_selector) else {
+            return Ok(0);
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().labels(sel);
+        let list = with_retry(self.retry, &format!("list pods of {}", t.name), || {
+            pods.list(&lp)
+        })
+        .await?;
+        let resize = Patch::Strategic(json!({ "spec": { "containers": [
+            { "name": container,
+              "resources": { "requests": { "cpu": format!("{}m", request_mc.ceil() as u64) } } }
+        ] } }));
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            dry_run: self.dry_run,
+            ..Default::default()
+        };
+        let mut n = 0;
+        for p in list {
+            if p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let name = p.metadata.name.unwrap_or_default();
+            let action = format!("resize pod {}/{name} CPU", self.namespace);
+            with_retry(self.retry, &action, || {
+                pods.patch_subresource("resize", &name, &pp, &resize)
+            })
+            .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     async fn apply_one(&mut self, d: &ScalingDecision) -> Result<Outcome, OperatorError> {
         let Some(t) = self.targets.get(&d.workload).cloned() else {
             return Ok(Outcome::NotTarget);
@@ -417,18 +455,22 @@ impl KubeActuator {
             .map(|r| format!("{}: {}", r.rule, r.detail))
             .collect::<Vec<_>>()
             .join("; ");
-        // Memory is applied when the memory rule resized it (`vertical.resize`); resources that
-        // carry only a CPU request sized with the plan (`vertical.cpu_request`) are not applied
-        // on a cluster yet (docs/planner.md).
-        let memory = match (self.vertical, d.resources) {
-            (Vertical::Memory, Some(r))
-                if d.reasons.iter().any(|x| x.rule == "vertical.resize") =>
-            {
+        // Each part of a resize is applied when its rule made it and `vertical` asks for it:
+        // memory on `vertical.resize`, the CPU request on `vertical.cpu_request`.
+        let made_by = |rule: &str| d.reasons.iter().any(|x| x.rule == rule);
+        let memory = match d.resources {
+            Some(r) if self.vertical.memory() && made_by("vertical.resize") => {
                 Some((r.requests.memory_mib, r.limits.memory_mib))
             }
             _ => None,
         };
-        let changes = d.replicas != t.replicas || memory.is_some();
+        let cpu = match d.resources {
+            Some(r) if self.vertical.cpu() && made_by("vertical.cpu_request") => {
+                Some(r.requests.cpu_millicores)
+            }
+            _ => None,
+        };
+        let changes = d.replicas != t.replicas || memory.is_some() || cpu.is_some();
         let outcome = if t.disabled {
             Outcome::Disabled
         } else if let (Some(other), false) = (&t.conflict, self.take_over) {
@@ -451,6 +493,13 @@ impl KubeActuator {
                     let pods = self.resize_memory(&t, req, lim).await?;
                     what.push(format!(
                         "memory request {req:.0} MiB, limit {lim:.0} MiB ({pods} pods resized in place)"
+                    ));
+                }
+                if let Some(mc) = cpu {
+                    let pods = self.resize_cpu(&t, mc).await?;
+                    what.push(format!(
+                        "CPU request {:.0}m ({pods} pods resized in place)",
+                        mc.ceil()
                     ));
                 }
                 (

@@ -216,6 +216,23 @@ pub enum Vertical {
     Off,
     /// Memory requests and limits too.
     Memory,
+    /// CPU requests sized with the replica plan too: the running pods are resized in place,
+    /// limits and the pod template are kept (docs/planner.md, "CPU requests sized with the plan").
+    Cpu,
+    /// Both: memory requests and limits, and CPU requests.
+    All,
+}
+
+impl Vertical {
+    /// Whether memory is resized.
+    pub fn memory(self) -> bool {
+        matches!(self, Vertical::Memory | Vertical::All)
+    }
+
+    /// Whether CPU requests are resized.
+    pub fn cpu(self) -> bool {
+        matches!(self, Vertical::Cpu | Vertical::All)
+    }
 }
 
 /// The latency SLO.

@@ -9,6 +9,7 @@ use graphscale_monitor::discovery::DiscoveryConfig;
 use graphscale_monitor::prom::{PromClient, PromConfig};
 use graphscale_monitor::source::PromSource;
 use graphscale_monitor::templates::Templates;
+use graphscale_plan::cpu_request::CpuRequestConfig;
 use graphscale_plan::vertical::VerticalUpdate;
 
 use graphscale_core::error::quote;
@@ -145,8 +146,11 @@ pub fn autoscaler(
                 config.planner.cpu_budget_cores = b.cpu_cores;
                 config.planner.memory_budget_gib = b.memory_gib;
             }
-            if spec.vertical == Vertical::Memory {
+            if spec.vertical.memory() {
                 config.vertical.update = VerticalUpdate::Memory;
+            }
+            if spec.vertical.cpu() && config.cpu_requests.is_none() {
+                config.cpu_requests = Some(CpuRequestConfig::default());
             }
         }
         AutoscalerSpec::Hpa {
@@ -330,8 +334,22 @@ mod tests {
         assert_eq!(config.planner.cpu_budget_cores, Some(8.0));
         assert_eq!(config.planner.memory_budget_gib, Some(16.0));
         assert_eq!(config.vertical.update, VerticalUpdate::Memory);
+        assert_eq!(config.cpu_requests, None);
         assert_eq!(config.sync_period_s, 30);
         assert_eq!(config.planner.slo, None);
+        // `vertical: cpu` turns on CPU requests sized with the plan, `all` both.
+        for (v, memory) in [("cpu", false), ("all", true)] {
+            let s = spec(serde_json::json!({
+                "targets": {"workloads": [{"name": "cart"}]},
+                "autoscaler": "graphscale", "vertical": v
+            }));
+            let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
+            let AutoscalerSpec::Predictive { config, .. } = a else {
+                panic!("not predictive")
+            };
+            assert_eq!(config.cpu_requests, Some(CpuRequestConfig::default()));
+            assert_eq!(config.vertical.update == VerticalUpdate::Memory, memory);
+        }
         // The resource's SLO reaches the SLO planner.
         let s = spec(serde_json::json!({
             "targets": {"workloads": [{"name": "cart"}]},

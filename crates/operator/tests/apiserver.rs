@@ -741,6 +741,115 @@ async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods(
     assert!(reasons(&admin, ns).await.contains(&"Scaled".to_string()));
 }
 
+#[tokio::test]
+async fn a_cpu_request_is_resized_in_place_on_running_pods_and_the_template_kept() {
+    let Some(path) = kubeconfig() else { return };
+    let admin_cfg = admin_config(&path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = &format!("it-cpu-{}", std::process::id());
+    namespace(&admin, ns).await;
+    let client = operator_client(&admin, &admin_cfg).await;
+    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "cart", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
+            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
+                {"name": "server", "image": "example.invalid/cart:1",
+                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
+                               "limits": {"cpu": "200m", "memory": "128Mi"}}}]}}}
+    }))
+    .unwrap();
+    deps.patch(
+        "cart",
+        &PatchParams::apply("graphscale-test"),
+        &Patch::Apply(&dep),
+    )
+    .await
+    .unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
+    eventually("2 pods", Duration::from_secs(60), || async {
+        let n = pods
+            .list(&ListParams::default().labels("app=cart"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 2).then_some(())
+    })
+    .await;
+    let spec: graphscale_operator::PredictiveAutoscalerSpec = serde_json::from_value(json!({
+        "targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "vertical": "cpu"
+    }))
+    .unwrap();
+    let targets = graphscale_operator::target::resolve(&client, ns, &spec)
+        .await
+        .unwrap();
+    let recorder = kube::runtime::events::Reporter {
+        controller: "graphscale-operator".into(),
+        instance: None,
+    };
+    let mut act = graphscale_operator::actuator::KubeActuator::new(
+        client.clone(),
+        ns.to_string(),
+        graphscale_operator::crd::Mode::Auto,
+        recorder,
+        Default::default(),
+    )
+    .with_vertical(spec.vertical);
+    act.set_targets(&targets);
+    let d = graphscale_core::ScalingDecision {
+        workload: "cart".into(),
+        replicas: 2,
+        reasons: vec![graphscale_core::Reason::new(
+            "vertical.cpu_request",
+            "CPU request 100 m -> 40 m (down)",
+        )],
+        resources: Some(graphscale_core::PodResources {
+            requests: graphscale_core::Resources::new(40.0, 64.0),
+            limits: graphscale_core::Resources::new(200.0, 128.0),
+        }),
+    };
+    use graphscale_core::AsyncActuator;
+    act.apply_async(&[d]).await.unwrap();
+    // The template keeps its request (the reference the replicas are planned on).
+    let tpl = deps
+        .get("cart")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let r = tpl.containers[0].resources.clone().unwrap();
+    assert_eq!(r.requests.unwrap()["cpu"].0, "100m");
+    // The running pods have the new CPU request, their limits and memory as they were.
+    let list = pods
+        .list(&ListParams::default().labels("app=cart"))
+        .await
+        .unwrap();
+    let live: Vec<_> = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .resources
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(live.len(), 2, "{list:?}");
+    for r in live {
+        let (req, lim) = (r.requests.unwrap(), r.limits.unwrap());
+        assert_eq!(req["cpu"].0, "40m");
+        assert_eq!(req["memory"].0, "64Mi");
+        assert_eq!(lim["cpu"].0, "200m");
+        assert_eq!(lim["memory"].0, "128Mi");
+    }
+    assert!(reasons(&admin, ns).await.contains(&"Scaled".to_string()));
+}
+
 /// A TCP proxy on loopback in front of the API server that can be taken down: every open
 /// connection dropped and new ones refused while it is down.
 struct Proxy {

@@ -382,3 +382,85 @@ async fn targets_by_selector_are_listed_in_pages() {
         .iter()
         .all(|t| t.cpu_request_millicores == Some(250.0) && t.replicas == 2));
 }
+
+fn pod(name: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": "shop", "labels": {"app": "cart"}},
+        "spec": {"containers": [{"name": "server", "image": "x",
+            "resources": {"requests": {"cpu": "200m", "memory": "64Mi"},
+                          "limits": {"cpu": "500m", "memory": "128Mi"}}}]}})
+}
+
+fn cpu_resize_body(b: &Value) {
+    assert_eq!(
+        b,
+        &json!({"spec": {"containers": [
+            {"name": "server", "resources": {"requests": {"cpu": "63m"}}}]}})
+    );
+}
+
+fn cpu_resized_event(b: &Value) {
+    assert_eq!(b["reason"], "Scaled");
+    let note = b["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("CPU request 63m (2 pods resized in place): vertical.cpu_request: "),
+        "{note}"
+    );
+}
+
+fn cpu_decision() -> ScalingDecision {
+    ScalingDecision {
+        workload: "cart".into(),
+        replicas: 2,
+        reasons: vec![Reason::new(
+            "vertical.cpu_request",
+            "CPU request 200 m -> 63 m (down)",
+        )],
+        resources: Some(graphscale_core::PodResources {
+            requests: graphscale_core::Resources::new(63.0, 64.0),
+            limits: graphscale_core::Resources::new(500.0, 128.0),
+        }),
+    }
+}
+
+/// `vertical: cpu` resizes the CPU request of every running pod through its `resize`
+/// subresource (a strategic merge patch of the request alone: limits, memory and the pod
+/// template are not written); without it the same decision writes nothing.
+#[tokio::test]
+async fn a_cpu_request_sized_with_the_plan_is_resized_in_place_on_the_pods_only() {
+    let (a, handle) = actuator(Mode::Auto);
+    let mut a = a.with_vertical(graphscale_operator::crd::Vertical::Cpu);
+    let resize = |path| Step {
+        method: "PATCH",
+        path,
+        query: &["fieldManager=graphscale"],
+        content_type: Some("application/strategic-merge-patch+json"),
+        body: cpu_resize_body,
+        status: 200,
+        answer: pod("cart-a"),
+    };
+    let steps = vec![
+        Step {
+            method: "GET",
+            path: "/api/v1/namespaces/shop/pods",
+            query: &["labelSelector=app%3Dcart"],
+            content_type: None,
+            body: |_| {},
+            status: 200,
+            answer: list("PodList", vec![pod("cart-a"), pod("cart-b")], None),
+        },
+        resize("/api/v1/namespaces/shop/pods/cart-a/resize"),
+        resize("/api/v1/namespaces/shop/pods/cart-b/resize"),
+        event_step(cpu_resized_event),
+    ];
+    let script = tokio::spawn(serve(handle, steps));
+    apply(&mut a, &[cpu_decision()]).await;
+    script.await.unwrap();
+    assert_eq!(a.outcomes()["cart"], Outcome::Applied);
+    // `vertical: memory` does not apply a CPU request; nothing changes, nothing is written.
+    let (a, handle) = actuator(Mode::Auto);
+    let mut a = a.with_vertical(graphscale_operator::crd::Vertical::Memory);
+    let script = tokio::spawn(serve(handle, vec![]));
+    apply(&mut a, &[cpu_decision()]).await;
+    script.await.unwrap();
+    assert_eq!(a.outcomes()["cart"], Outcome::Unchanged);
+}

@@ -133,9 +133,16 @@ pub fn plan_workloads(
                 st.cpu_reference,
                 w.pods.first(),
             ) {
+                // The largest request among the pods: on a cluster a new pod starts at the
+                // template's (the reference) and is sized by the next resize.
+                let current = w
+                    .pods
+                    .iter()
+                    .map(|q| q.requests.cpu_millicores)
+                    .fold(p.requests.cpu_millicores, f64::max);
                 cpu = Some(CpuNeed {
                     reference_mc: reference,
-                    current_mc: p.requests.cpu_millicores,
+                    current_mc: current,
                     idle_mc: m.idle_millicores,
                     cpu_ms_per_request: m.cpu_ms_per_request,
                     demand_rps: dm,
