@@ -374,6 +374,29 @@ impl KubeActuator {
             t.kind, self.namespace, t.name
         );
         self.patch_workload(t, &action, false, &pp, &apply).await?;
+        self.resize_pods(t, container, &resources, "memory").await
+    }
+
+    /// The CPU request of the first container of every running pod, in place through `resize`;
+    /// limits and the pod template are kept (new pods start at the template's request, the
+    /// reference the replicas are planned on, and the next decision sizes them).
+    async fn resize_cpu(&self, t: &Target, request_mc: f64) -> Result<usize, OperatorError> {
+        let Some(container) = &t.container else {
+            return Ok(0);
+        };
+        let resources = json!({ "requests": { "cpu": format!("{}m", request_mc.ceil() as u64) } });
+        self.resize_pods(t, container, &resources, "CPU").await
+    }
+
+    /// `resources` of `container` in every running pod of `t`, through each pod's `resize`
+    /// subresource (a strategic merge patch: the fields not named stay); the pods resized.
+    async fn resize_pods(
+        &self,
+        t: &Target,
+        container: &str,
+        resources: &serde_json::Value,
+        what: &str,
+    ) -> Result<usize, OperatorError> {
         let Some(sel) = &t.pod_selector else {
             return Ok(0);
         };
@@ -397,45 +420,7 @@ impl KubeActuator {
                 continue;
             }
             let name = p.metadata.name.unwrap_or_default();
-            let action = format!("resize pod {}/{name}", self.namespace);
-            with_retry(self.retry, &action, || {
-                pods.patch_subresource("resize", &name, &pp, &resize)
-            })
-            .await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// The CPU request of the first container of every running pod, in place through `resize`;
-    /// limits and the pod template are kept (new pods start at the template's request, the
-    /// reference the replicas are planned on, and the next decision sizes them).
-    async fn resize_cpu(&self, t: &Target, request_mc: f64) -> Result<usize, OperatorError> {
-        let (Some(container), Some(sel)) = (&t.container, &t.pod_selector) else {
-            return Ok(0);
-        };
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let lp = ListParams::default().labels(sel);
-        let list = with_retry(self.retry, &format!("list pods of {}", t.name), || {
-            pods.list(&lp)
-        })
-        .await?;
-        let resize = Patch::Strategic(json!({ "spec": { "containers": [
-            { "name": container,
-              "resources": { "requests": { "cpu": format!("{}m", request_mc.ceil() as u64) } } }
-        ] } }));
-        let pp = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            dry_run: self.dry_run,
-            ..Default::default()
-        };
-        let mut n = 0;
-        for p in list {
-            if p.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let name = p.metadata.name.unwrap_or_default();
-            let action = format!("resize pod {}/{name} CPU", self.namespace);
+            let action = format!("resize pod {}/{name} {what}", self.namespace);
             with_retry(self.retry, &action, || {
                 pods.patch_subresource("resize", &name, &pp, &resize)
             })

@@ -634,14 +634,12 @@ async fn the_other_candidate_takes_over_within_the_lease_duration() {
     c_task.await.unwrap();
 }
 
-#[tokio::test]
-async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods() {
-    let Some(path) = kubeconfig() else { return };
-    let admin_cfg = admin_config(&path).await;
-    let admin = Client::try_from(admin_cfg.clone()).unwrap();
-    let ns = &format!("it-vertical-{}", std::process::id());
-    namespace(&admin, ns).await;
-    let client = operator_client(&admin, &admin_cfg).await;
+/// The Deployment `cart` (container `server`, 100m / 64Mi requested, 200m / 128Mi limits) with
+/// its 2 pods made by the controller-manager.
+async fn cart_with_two_pods(
+    admin: &Client,
+    ns: &str,
+) -> (Api<Deployment>, Api<k8s_openapi::api::core::v1::Pod>) {
     let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let dep: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "cart", "namespace": ns},
@@ -659,7 +657,6 @@ async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods(
     )
     .await
     .unwrap();
-    // The controller-manager makes the pods.
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
     eventually("2 pods", Duration::from_secs(60), || async {
         let n = pods
@@ -671,11 +668,20 @@ async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods(
         (n == 2).then_some(())
     })
     .await;
+    (deps, pods)
+}
+
+/// An actuator in mode Auto with `vertical` for a resource that targets `cart`.
+async fn vertical_actuator(
+    client: &Client,
+    ns: &str,
+    vertical: &str,
+) -> graphscale_operator::actuator::KubeActuator {
     let spec: graphscale_operator::PredictiveAutoscalerSpec = serde_json::from_value(json!({
-        "targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "vertical": "memory"
+        "targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "vertical": vertical
     }))
     .unwrap();
-    let targets = graphscale_operator::target::resolve(&client, ns, &spec)
+    let targets = graphscale_operator::target::resolve(client, ns, &spec)
         .await
         .unwrap();
     assert_eq!(targets[0].container.as_deref(), Some("server"));
@@ -691,8 +697,21 @@ async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods(
         recorder,
         Default::default(),
     )
-    .with_vertical(graphscale_operator::crd::Vertical::Memory);
+    .with_vertical(spec.vertical);
     act.set_targets(&targets);
+    act
+}
+
+#[tokio::test]
+async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods() {
+    let Some(path) = kubeconfig() else { return };
+    let admin_cfg = admin_config(&path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = &format!("it-vertical-{}", std::process::id());
+    namespace(&admin, ns).await;
+    let client = operator_client(&admin, &admin_cfg).await;
+    let (deps, pods) = cart_with_two_pods(&admin, ns).await;
+    let mut act = vertical_actuator(&client, ns, "memory").await;
     let d = graphscale_core::ScalingDecision {
         workload: "cart".into(),
         replicas: 2,
@@ -749,54 +768,8 @@ async fn a_cpu_request_is_resized_in_place_on_running_pods_and_the_template_kept
     let ns = &format!("it-cpu-{}", std::process::id());
     namespace(&admin, ns).await;
     let client = operator_client(&admin, &admin_cfg).await;
-    let deps: Api<Deployment> = Api::namespaced(admin.clone(), ns);
-    let dep: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "cart", "namespace": ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "cart"}},
-            "template": {"metadata": {"labels": {"app": "cart"}}, "spec": {"containers": [
-                {"name": "server", "image": "example.invalid/cart:1",
-                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"},
-                               "limits": {"cpu": "200m", "memory": "128Mi"}}}]}}}
-    }))
-    .unwrap();
-    deps.patch(
-        "cart",
-        &PatchParams::apply("graphscale-test"),
-        &Patch::Apply(&dep),
-    )
-    .await
-    .unwrap();
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), ns);
-    eventually("2 pods", Duration::from_secs(60), || async {
-        let n = pods
-            .list(&ListParams::default().labels("app=cart"))
-            .await
-            .ok()?
-            .items
-            .len();
-        (n == 2).then_some(())
-    })
-    .await;
-    let spec: graphscale_operator::PredictiveAutoscalerSpec = serde_json::from_value(json!({
-        "targets": {"workloads": [{"name": "cart"}]}, "mode": "Auto", "vertical": "cpu"
-    }))
-    .unwrap();
-    let targets = graphscale_operator::target::resolve(&client, ns, &spec)
-        .await
-        .unwrap();
-    let recorder = kube::runtime::events::Reporter {
-        controller: "graphscale-operator".into(),
-        instance: None,
-    };
-    let mut act = graphscale_operator::actuator::KubeActuator::new(
-        client.clone(),
-        ns.to_string(),
-        graphscale_operator::crd::Mode::Auto,
-        recorder,
-        Default::default(),
-    )
-    .with_vertical(spec.vertical);
-    act.set_targets(&targets);
+    let (deps, pods) = cart_with_two_pods(&admin, ns).await;
+    let mut act = vertical_actuator(&client, ns, "cpu").await;
     let d = graphscale_core::ScalingDecision {
         workload: "cart".into(),
         replicas: 2,
