@@ -122,8 +122,9 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
 
 /// The demo's autoscalers: the HPA as Kubernetes ships it and as tuned per app
 /// (`graphscale tune-hpa`), peak provisioning, graphscale's own autoscaler (the whole-graph SLO
-/// planner with a cost per scaling action) and the forecast-fed HPA rule it replaced.
-const DEMO_AUTOSCALERS: &str = "hpa, hpa-tuned, static, graphscale, graph-trend";
+/// planner with a cost per scaling action and CPU requests sized with the plan), the same
+/// without the CPU requests, and the forecast-fed HPA rule it replaced.
+const DEMO_AUTOSCALERS: &str = "hpa, hpa-tuned, static, graphscale, graphscale-replicas, graph-trend";
 
 pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
     let out = demo_out(a.out)?;

@@ -169,13 +169,13 @@ pub static CATALOGUE: &[Entry] = &[
     },
     Entry {
         name: "graphscale",
-        help: "graph-slo with a cost per scaling action: a scale-down only when the forecast over the lead plus the break-even time (start-up + 30 s of disruption) and the plans of the last 60 s allow it (docs/planner.md)",
+        help: "the default: graph-slo with a cost per scaling action (a scale-down only when the forecast over the lead plus the break-even time, start-up + 30 s of disruption, and the plans of the last 60 s allow it), and each pod's CPU request sized to what the plan has it use at 80 %, limits kept, replicas planned on the reference request (docs/planner.md)",
         spec: graphscale,
     },
     Entry {
-        name: "graphscale-rightsize",
-        help: "graphscale that also sizes each pod's CPU request to what the plan has it use at 80 %, limits kept, replicas planned on the reference request (docs/planner.md)",
-        spec: graphscale_rightsize,
+        name: "graphscale-replicas",
+        help: "graphscale without the CPU requests: replicas only, the pods' requests left as they are (the default until 2026-12-07; docs/planner.md)",
+        spec: graphscale_replicas,
     },
     Entry {
         name: "graph-ets",
@@ -343,7 +343,7 @@ fn graph_slo(name: &str) -> AutoscalerSpec {
     spec
 }
 
-fn graphscale(name: &str) -> AutoscalerSpec {
+fn graphscale_replicas(name: &str) -> AutoscalerSpec {
     let mut spec = graph_slo(name);
     if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
         config.churn = Some(graphscale_plan::churn::ChurnConfig::default());
@@ -351,8 +351,8 @@ fn graphscale(name: &str) -> AutoscalerSpec {
     spec
 }
 
-fn graphscale_rightsize(name: &str) -> AutoscalerSpec {
-    let mut spec = graphscale(name);
+fn graphscale(name: &str) -> AutoscalerSpec {
+    let mut spec = graphscale_replicas(name);
     if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
         config.cpu_requests = Some(graphscale_plan::cpu_request::CpuRequestConfig::default());
     }

@@ -553,8 +553,8 @@ fn cpu_requests_follow_the_plan_with_limits_and_replica_plan_kept() {
             run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |d| recs.push(d)).unwrap();
         (r, recs)
     };
-    let (plain, plain_recs) = run("graphscale");
-    let (sized, recs) = run("graphscale-rightsize");
+    let (plain, plain_recs) = run("graphscale-replicas");
+    let (sized, recs) = run("graphscale");
     assert!(plain_recs
         .iter()
         .flat_map(|r| &r.decisions)

@@ -149,7 +149,10 @@ pub fn autoscaler(
             if spec.vertical.memory() {
                 config.vertical.update = VerticalUpdate::Memory;
             }
-            if spec.vertical.cpu() && config.cpu_requests.is_none() {
+            // CPU requests are sized only where the operator applies them.
+            if !spec.vertical.cpu() {
+                config.cpu_requests = None;
+            } else if config.cpu_requests.is_none() {
                 config.cpu_requests = Some(CpuRequestConfig::default());
             }
         }
@@ -337,17 +340,23 @@ mod tests {
         assert_eq!(config.cpu_requests, None);
         assert_eq!(config.sync_period_s, 30);
         assert_eq!(config.planner.slo, None);
-        // `vertical: cpu` turns on CPU requests sized with the plan, `all` both.
-        for (v, memory) in [("cpu", false), ("all", true)] {
+        // CPU requests are sized with the plan only with `vertical: cpu` or `all` (the operator
+        // applies them then), whatever the autoscaler.
+        for (auto, v, cpu, memory) in [
+            ("graphscale", "off", false, false),
+            ("graphscale", "memory", false, true),
+            ("graph-trend", "cpu", true, false),
+            ("graphscale", "all", true, true),
+        ] {
             let s = spec(serde_json::json!({
                 "targets": {"workloads": [{"name": "cart"}]},
-                "autoscaler": "graphscale", "vertical": v
+                "autoscaler": auto, "vertical": v
             }));
             let (a, _) = autoscaler(&s, Path::new("/models")).unwrap();
             let AutoscalerSpec::Predictive { config, .. } = a else {
                 panic!("not predictive")
             };
-            assert_eq!(config.cpu_requests, Some(CpuRequestConfig::default()));
+            assert_eq!(config.cpu_requests.is_some(), cpu, "{auto} {v}");
             assert_eq!(config.vertical.update == VerticalUpdate::Memory, memory);
         }
         // The resource's SLO reaches the SLO planner.
