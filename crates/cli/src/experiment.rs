@@ -124,7 +124,8 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
 /// (`graphscale tune-hpa`), peak provisioning, graphscale's own autoscaler (the whole-graph SLO
 /// planner with a cost per scaling action and CPU requests sized with the plan), the same
 /// without the CPU requests, and the forecast-fed HPA rule it replaced.
-const DEMO_AUTOSCALERS: &str = "hpa, hpa-tuned, static, graphscale, graphscale-replicas, graph-trend";
+const DEMO_AUTOSCALERS: &str =
+    "hpa, hpa-tuned, static, graphscale, graphscale-replicas, graph-trend";
 
 pub(crate) fn demo(a: DemoArgs) -> Result<ExitCode> {
     let out = demo_out(a.out)?;
