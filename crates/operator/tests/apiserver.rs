@@ -702,16 +702,71 @@ async fn vertical_actuator(
     act
 }
 
+/// The first container's resources: the template's, and each running pod's.
+async fn cart_resources(
+    deps: &Api<Deployment>,
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+) -> (
+    k8s_openapi::api::core::v1::ResourceRequirements,
+    Vec<k8s_openapi::api::core::v1::ResourceRequirements>,
+) {
+    let tpl = deps
+        .get("cart")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let template = tpl.containers[0].resources.clone().unwrap();
+    let list = pods
+        .list(&ListParams::default().labels("app=cart"))
+        .await
+        .unwrap();
+    let live = list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            p.spec.as_ref().unwrap().containers[0]
+                .resources
+                .clone()
+                .unwrap()
+        })
+        .collect();
+    (template, live)
+}
+
+/// `cart` with 2 pods in a fresh namespace, an actuator with `vertical`, and `d` applied; the
+/// admin client, the namespace and the resources after it.
+async fn apply_vertical(
+    path: &PathBuf,
+    prefix: &str,
+    vertical: &str,
+    d: graphscale_core::ScalingDecision,
+) -> (
+    Client,
+    String,
+    k8s_openapi::api::core::v1::ResourceRequirements,
+    Vec<k8s_openapi::api::core::v1::ResourceRequirements>,
+) {
+    let admin_cfg = admin_config(path).await;
+    let admin = Client::try_from(admin_cfg.clone()).unwrap();
+    let ns = format!("{prefix}-{}", std::process::id());
+    namespace(&admin, &ns).await;
+    let client = operator_client(&admin, &admin_cfg).await;
+    let (deps, pods) = cart_with_two_pods(&admin, &ns).await;
+    let mut act = vertical_actuator(&client, &ns, vertical).await;
+    use graphscale_core::AsyncActuator;
+    act.apply_async(&[d]).await.unwrap();
+    let (template, live) = cart_resources(&deps, &pods).await;
+    (admin, ns, template, live)
+}
+
 #[tokio::test]
 async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods() {
     let Some(path) = kubeconfig() else { return };
-    let admin_cfg = admin_config(&path).await;
-    let admin = Client::try_from(admin_cfg.clone()).unwrap();
-    let ns = &format!("it-vertical-{}", std::process::id());
-    namespace(&admin, ns).await;
-    let client = operator_client(&admin, &admin_cfg).await;
-    let (deps, pods) = cart_with_two_pods(&admin, ns).await;
-    let mut act = vertical_actuator(&client, ns, "memory").await;
     let d = graphscale_core::ScalingDecision {
         workload: "cart".into(),
         replicas: 2,
@@ -724,52 +779,21 @@ async fn memory_is_applied_to_the_template_and_resized_in_place_on_running_pods(
             limits: graphscale_core::Resources::new(200.0, 192.0),
         }),
     };
-    use graphscale_core::AsyncActuator;
-    act.apply_async(&[d]).await.unwrap();
-    let tpl = deps
-        .get("cart")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
-    let r = tpl.containers[0].resources.clone().unwrap();
+    let (admin, ns, r, live) = apply_vertical(&path, "it-vertical", "memory", d).await;
     assert_eq!(r.requests.unwrap()["memory"].0, "96Mi");
     assert_eq!(r.limits.unwrap()["memory"].0, "192Mi");
     // The running pods were resized in place (their spec), not recreated.
-    let list = pods
-        .list(&ListParams::default().labels("app=cart"))
-        .await
-        .unwrap();
-    let resized = list
-        .items
+    let resized = live
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            let c = &p.spec.as_ref().unwrap().containers[0];
-            c.resources
-                .as_ref()
-                .and_then(|r| r.requests.as_ref())
-                .map(|q| q["memory"].0.clone())
-                == Some("96Mi".into())
-        })
+        .filter(|r| r.requests.as_ref().map(|q| q["memory"].0.clone()) == Some("96Mi".into()))
         .count();
-    assert!(resized >= 2, "{resized} pods resized: {list:?}");
-    assert!(reasons(&admin, ns).await.contains(&"Scaled".to_string()));
+    assert!(resized >= 2, "{resized} pods resized: {live:?}");
+    assert!(reasons(&admin, &ns).await.contains(&"Scaled".to_string()));
 }
 
 #[tokio::test]
 async fn a_cpu_request_is_resized_in_place_on_running_pods_and_the_template_kept() {
     let Some(path) = kubeconfig() else { return };
-    let admin_cfg = admin_config(&path).await;
-    let admin = Client::try_from(admin_cfg.clone()).unwrap();
-    let ns = &format!("it-cpu-{}", std::process::id());
-    namespace(&admin, ns).await;
-    let client = operator_client(&admin, &admin_cfg).await;
-    let (deps, pods) = cart_with_two_pods(&admin, ns).await;
-    let mut act = vertical_actuator(&client, ns, "cpu").await;
     let d = graphscale_core::ScalingDecision {
         workload: "cart".into(),
         replicas: 2,
@@ -782,37 +806,11 @@ async fn a_cpu_request_is_resized_in_place_on_running_pods_and_the_template_kept
             limits: graphscale_core::Resources::new(200.0, 128.0),
         }),
     };
-    use graphscale_core::AsyncActuator;
-    act.apply_async(&[d]).await.unwrap();
+    let (admin, ns, r, live) = apply_vertical(&path, "it-cpu", "cpu", d).await;
     // The template keeps its request (the reference the replicas are planned on).
-    let tpl = deps
-        .get("cart")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap();
-    let r = tpl.containers[0].resources.clone().unwrap();
     assert_eq!(r.requests.unwrap()["cpu"].0, "100m");
     // The running pods have the new CPU request, their limits and memory as they were.
-    let list = pods
-        .list(&ListParams::default().labels("app=cart"))
-        .await
-        .unwrap();
-    let live: Vec<_> = list
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            p.spec.as_ref().unwrap().containers[0]
-                .resources
-                .clone()
-                .unwrap()
-        })
-        .collect();
-    assert_eq!(live.len(), 2, "{list:?}");
+    assert_eq!(live.len(), 2, "{live:?}");
     for r in live {
         let (req, lim) = (r.requests.unwrap(), r.limits.unwrap());
         assert_eq!(req["cpu"].0, "40m");
@@ -820,7 +818,7 @@ async fn a_cpu_request_is_resized_in_place_on_running_pods_and_the_template_kept
         assert_eq!(lim["cpu"].0, "200m");
         assert_eq!(lim["memory"].0, "128Mi");
     }
-    assert!(reasons(&admin, ns).await.contains(&"Scaled".to_string()));
+    assert!(reasons(&admin, &ns).await.contains(&"Scaled".to_string()));
 }
 
 /// A TCP proxy on loopback in front of the API server that can be taken down: every open

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use graphscale_core::{ClusterSnapshot, Millis, PodPhase, Relation, WorkloadObservation};
+use graphscale_core::{
+    ClusterSnapshot, CpuSample, Millis, PodObservation, PodPhase, Relation, WorkloadObservation,
+};
 use serde::{Deserialize, Serialize};
 
 /// What was learned about one service's CPU.
@@ -29,6 +31,13 @@ impl CpuModel {
             / self.cpu_ms_per_request.max(1e-6))
         .max(0.0)
     }
+}
+
+/// Whether CPU sample `c` of pod `p` is past the pod's start-up: taken two sample windows after
+/// its Ready transition (an earlier one measures start-up work, not requests).
+pub(crate) fn past_startup(p: &PodObservation, c: &CpuSample) -> bool {
+    p.ready_transition
+        .is_none_or(|r| c.timestamp.0 >= r.0 + 2 * c.window.0.max(1))
 }
 
 /// Least squares of `cpu_total = idle * ready + cost * rps` over a sliding window of
@@ -74,9 +83,7 @@ impl CpuEstimator {
             };
             // A sample that covers the pod's start-up measures start-up work, not requests;
             // one at the CPU limit measures the limit, not the cost (requests are queueing).
-            let settled = p
-                .ready_transition
-                .is_none_or(|r| c.timestamp.0 >= r.0 + 2 * c.window.0.max(1));
+            let settled = past_startup(p, &c);
             let saturated =
                 p.limits.cpu_millicores > 0.0 && c.millicores >= 0.95 * p.limits.cpu_millicores;
             if !settled || saturated {

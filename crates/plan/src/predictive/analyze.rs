@@ -60,8 +60,8 @@ pub struct ServiceState {
     pub(super) recommendation: Option<ResourceRecommendation>,
     /// The recent plans, for the action cost's backward test.
     pub(super) plans: PlanHistory,
-    /// The CPU request replicas are planned on: the largest seen on the pods, millicores
-    /// ([`crate::cpu_request`] lowers the pods' requests below it).
+    /// The CPU request replicas are planned on: the largest seen on the pods, millicores; kept
+    /// only with `cpu_requests` on ([`crate::cpu_request`] lowers the pods' requests below it).
     pub(super) cpu_reference: Option<f64>,
 }
 
@@ -98,10 +98,13 @@ impl ServiceState {
         self.latency.observe(w);
         self.startup.observe(w);
         self.vertical.observe(&cfg.vertical, w);
-        for p in &w.pods {
-            let r = p.requests.cpu_millicores;
-            if r.is_finite() && r > 0.0 && self.cpu_reference.is_none_or(|c| r > c) {
-                self.cpu_reference = Some(r);
+        // The reference request is kept only where CPU requests are sized (`cpu_requests`).
+        if cfg.cpu_requests.is_some() {
+            for p in &w.pods {
+                let r = p.requests.cpu_millicores;
+                if r.is_finite() && r > 0.0 && self.cpu_reference.is_none_or(|c| r > c) {
+                    self.cpu_reference = Some(r);
+                }
             }
         }
         let observed = w.rps.filter(|r| r.is_finite() && *r >= 0.0);
@@ -475,7 +478,7 @@ fn demand(
         relative_width: width,
         health,
         reasons,
-        cpu_floor: cpu_floor(cfg, w, cfg.cpu_requests.as_ref().and(st.cpu_reference)),
+        cpu_floor: cpu_floor(cfg, w, st.cpu_reference),
     }
 }
 

@@ -12,6 +12,7 @@ use super::PredictiveAutoscaler;
 use crate::churn::{hold_down, DownCheck};
 use crate::cpu_request::CpuNeed;
 use crate::guarded::WorkloadPlan;
+use crate::learn::past_startup;
 use crate::planner::{plan, ServiceInput};
 use crate::safety::Proposal;
 
@@ -52,12 +53,7 @@ pub fn plan_workloads(
             requests: {
                 let mut r = w.pods.first().map(|p| p.requests).unwrap_or_default();
                 // With CPU requests sized here, replicas are planned on the reference request.
-                if let Some(c) = cfg
-                    .cpu_requests
-                    .as_ref()
-                    .and(a.services.get(&w.name))
-                    .and_then(|s| s.cpu_reference)
-                {
+                if let Some(c) = a.services.get(&w.name).and_then(|s| s.cpu_reference) {
                     r.cpu_millicores = c;
                 }
                 r
@@ -191,9 +187,7 @@ fn used_per_pod(w: &WorkloadObservation) -> Option<f64> {
         else {
             continue;
         };
-        if p.ready_transition
-            .is_none_or(|r| c.timestamp.0 >= r.0 + 2 * c.window.0.max(1))
-        {
+        if past_startup(p, &c) {
             sum += c.millicores;
             n += 1;
         }
