@@ -169,12 +169,12 @@ pub static CATALOGUE: &[Entry] = &[
     },
     Entry {
         name: "graphscale",
-        help: "the default: graph-slo with a cost per scaling action (a scale-down only when the forecast over the lead plus the break-even time, start-up + 30 s of disruption, and the plans of the last 60 s allow it), and each pod's CPU request sized to what the plan has it use at 80 %, limits kept, replicas planned on the reference request (docs/planner.md)",
+        help: "the default: graph-slo with each pod's CPU request sized to what the plan has it use at 80 % (limits kept, replicas planned on the reference request), memory requests and limits resized in place, and a cost per scaling action: a scale-down only when the forecast over the lead plus the break-even time and the plans of the last 900 s allow it, by at least half of the pods; a scale-up by at least half (docs/planner.md)",
         spec: graphscale,
     },
     Entry {
         name: "graphscale-replicas",
-        help: "graphscale without the CPU requests: replicas only, the pods' requests left as they are (the default until 2026-12-07; docs/planner.md)",
+        help: "graph-slo with the cost per scaling action at its quicker settings (the plans of the last 60 s, any step) and the pods' requests left as they are: replicas only (the default until 2026-12-07; docs/planner.md)",
         spec: graphscale_replicas,
     },
     Entry {
@@ -352,9 +352,11 @@ fn graphscale_replicas(name: &str) -> AutoscalerSpec {
 }
 
 fn graphscale(name: &str) -> AutoscalerSpec {
-    let mut spec = graphscale_replicas(name);
+    let mut spec = graph_slo(name);
     if let AutoscalerSpec::Predictive { config, .. } = &mut spec {
+        config.churn = Some(graphscale_plan::churn::ChurnConfig::for_sized_pods());
         config.cpu_requests = Some(graphscale_plan::cpu_request::CpuRequestConfig::default());
+        config.vertical.update = graphscale_plan::vertical::VerticalUpdate::Memory;
     }
     spec
 }

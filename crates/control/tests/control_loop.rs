@@ -385,6 +385,13 @@ fn a_checkpoint_plans_from_its_first_window_instead_of_a_ten_minute_warm_up() {
 /// Scaling actions (changes of a workload's decided replicas) and whether a scale-down was held
 /// for its action cost, over `seconds` of `scenario` on Online Boutique.
 fn actions(name: &str, scenario: &str, seconds: u64) -> (usize, bool) {
+    let (changes, held) = changes(name, scenario, seconds);
+    (changes.len(), held)
+}
+
+/// Every change of a workload's decided replicas (from, to), and whether a scale-down was held
+/// for its action cost, over `seconds` of `scenario` on Online Boutique.
+fn changes(name: &str, scenario: &str, seconds: u64) -> (Vec<(u32, u32)>, bool) {
     let mut s = sim("online-boutique", scenario, seconds);
     let app = topology::builtin("online-boutique").unwrap();
     let spec = AutoscalerSpec::named(name)
@@ -393,25 +400,46 @@ fn actions(name: &str, scenario: &str, seconds: u64) -> (usize, bool) {
     let a = build(&spec, &app.facts().unwrap()).unwrap();
     let mut ctl = ControlLoop::simulated(a, Millis::from_secs(7)).unwrap();
     let mut last = std::collections::BTreeMap::new();
-    let (mut n, mut held) = (0, false);
+    let (mut out, mut held) = (Vec::new(), false);
     for _ in 0..seconds {
         s.step();
         if let Some(r) = ctl.tick(&mut s).unwrap() {
             for d in &r.decisions {
                 held |= d.reasons.iter().any(|x| x.rule == "plan.hold_down");
                 if let Some(p) = last.insert(d.workload.clone(), d.replicas) {
-                    n += usize::from(p != d.replicas);
+                    if p != d.replicas {
+                        out.push((p, d.replicas));
+                    }
                 }
             }
         }
     }
-    (n, held)
+    (out, held)
+}
+
+#[test]
+fn sized_pods_are_held_longer_and_scaled_down_by_half_at_least() {
+    // The flash crowd: up in a few steps, down in a few large ones as it ebbs.
+    let (quick, _) = actions("graphscale-replicas", "rush", 3600);
+    let (steps, held) = changes("graphscale", "rush", 3600);
+    assert!(held, "a scale-down was held and said why");
+    assert!(
+        steps.len() * 3 < quick * 2,
+        "under two thirds of the actions: {} against graphscale-replicas' {quick}",
+        steps.len()
+    );
+    // Every scale-down removes at least half of the pods (rounded up).
+    let downs: Vec<_> = steps.iter().filter(|(a, b)| b < a).collect();
+    assert!(!downs.is_empty(), "{steps:?}");
+    for &&(from, to) in &downs {
+        assert!(from - to >= from.div_ceil(2), "{from} -> {to} in {steps:?}");
+    }
 }
 
 #[test]
 fn the_action_cost_removes_flapping_on_a_steady_noisy_load() {
     let (slo, slo_held) = actions("graph-slo", "fluctuating", 2400);
-    let (ours, held) = actions("graphscale", "fluctuating", 2400);
+    let (ours, held) = actions("graphscale-replicas", "fluctuating", 2400);
     assert!(!slo_held, "graph-slo has no action cost");
     assert!(held, "a scale-down was held and said why");
     assert!(

@@ -544,17 +544,26 @@ fn cpu_requests_follow_the_plan_with_limits_and_replica_plan_kept() {
         scenarios: vec![scenario.clone()],
         ..ExperimentSpec::default()
     };
-    let run = |name: &str| {
-        let a = AutoscalerSpec::named(name)
+    // `graphscale` with and without its CPU requests sized, memory left as it is in both.
+    let run = |sized: bool| {
+        let mut a = AutoscalerSpec::named("graphscale")
             .unwrap()
             .with_default_slo(app.slo_ms);
+        let AutoscalerSpec::Predictive { config, .. } = &mut a else {
+            panic!("graphscale is predictive")
+        };
+        assert!(config.cpu_requests.is_some());
+        config.vertical.update = graphscale_plan::vertical::VerticalUpdate::Off;
+        if !sized {
+            config.cpu_requests = None;
+        }
         let mut recs = Vec::new();
         let r =
             run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |d| recs.push(d)).unwrap();
         (r, recs)
     };
-    let (plain, plain_recs) = run("graphscale-replicas");
-    let (sized, recs) = run("graphscale");
+    let (plain, plain_recs) = run(false);
+    let (sized, recs) = run(true);
     assert!(plain_recs
         .iter()
         .flat_map(|r| &r.decisions)

@@ -9,6 +9,7 @@ use graphscale_monitor::discovery::DiscoveryConfig;
 use graphscale_monitor::prom::{PromClient, PromConfig};
 use graphscale_monitor::source::PromSource;
 use graphscale_monitor::templates::Templates;
+use graphscale_plan::churn::ChurnConfig;
 use graphscale_plan::cpu_request::CpuRequestConfig;
 use graphscale_plan::vertical::VerticalUpdate;
 
@@ -146,12 +147,21 @@ pub fn autoscaler(
                 config.planner.cpu_budget_cores = b.cpu_cores;
                 config.planner.memory_budget_gib = b.memory_gib;
             }
-            if spec.vertical.memory() {
-                config.vertical.update = VerticalUpdate::Memory;
-            }
-            // CPU requests are sized only where the operator applies them.
+            // Memory is resized only where the operator applies it (`graphscale` resizes it
+            // by default).
+            config.vertical.update = if spec.vertical.memory() {
+                VerticalUpdate::Memory
+            } else {
+                VerticalUpdate::Off
+            };
+            // CPU requests are sized only where the operator applies them. Without them a pod
+            // held beyond the plan costs its full request, so `graphscale`'s long holds give way
+            // to the quicker default ones (`graphscale-replicas`'s).
             if !spec.vertical.cpu() {
                 config.cpu_requests = None;
+                if config.churn == Some(ChurnConfig::for_sized_pods()) {
+                    config.churn = Some(ChurnConfig::default());
+                }
             } else if config.cpu_requests.is_none() {
                 config.cpu_requests = Some(CpuRequestConfig::default());
             }
@@ -358,6 +368,12 @@ mod tests {
             };
             assert_eq!(config.cpu_requests.is_some(), cpu, "{auto} {v}");
             assert_eq!(config.vertical.update == VerticalUpdate::Memory, memory);
+            // `graphscale`'s long holds only where its pods' requests are sized.
+            if auto == "graphscale" {
+                let sized = Some(ChurnConfig::for_sized_pods());
+                assert_eq!(config.churn == sized, cpu, "{auto} {v}");
+                assert!(config.churn.is_some());
+            }
         }
         // The resource's SLO reaches the SLO planner.
         let s = spec(serde_json::json!({

@@ -14,9 +14,13 @@
 //!    sample of a noisy load is not a trend).
 //!
 //! Otherwise the count is held at the least count that satisfies both ([`hold_down`]), and the
-//! decision says why (`plan.hold_down`). Scale-ups are never held here: the SLO comes first, and
-//! the safety layer's rules still apply to both directions afterwards. The HPA's stabilisation
-//! waits a fixed 300 s after every change of its recommendation instead (shared/HPA.md).
+//! decision says why (`plan.hold_down`). A scale-down must also remove at least
+//! `min_down_share` of the pods: a load that ebbs slowly is then followed in a few large steps
+//! rather than one pod at a time. Scale-ups are never held here: the SLO comes first; with
+//! `min_up_share` they add at least that share of the pods ([`raise_up`], `plan.step_up`), so
+//! a ramp takes fewer steps. The safety layer's rules still apply to both directions
+//! afterwards. The HPA's stabilisation waits a fixed 300 s after every change of its
+//! recommendation instead, and its 10 % tolerance skips small changes (shared/HPA.md).
 
 use std::collections::VecDeque;
 
@@ -39,6 +43,12 @@ pub struct ChurnConfig {
     /// default 0.1 (a load's 2-sigma noise in the built-in scenarios, so noise around a
     /// replica boundary does not flip the count).
     pub down_band: f64,
+    /// A scale-down is made only when it removes at least this share of the current pods
+    /// (rounded up to whole pods); a smaller one waits for a larger step. Default 0 (any step).
+    pub min_down_share: f64,
+    /// A scale-up adds at least this share of the current pods (rounded up to whole pods), so a
+    /// ramp is met in fewer, larger steps; default 0 (the plan's count).
+    pub min_up_share: f64,
 }
 
 impl Default for ChurnConfig {
@@ -47,6 +57,26 @@ impl Default for ChurnConfig {
             disruption_s: 30.0,
             confirm_s: 60.0,
             down_band: 0.1,
+            min_down_share: 0.0,
+            min_up_share: 0.0,
+        }
+    }
+}
+
+impl ChurnConfig {
+    /// The settings of `graphscale`, whose pods' CPU requests follow the plan and whose memory
+    /// is resized: a pod kept beyond the plan costs its idle CPU and its (resized) memory, not
+    /// a full request, so scale-downs wait for 900 s of plans and a 25 % band and remove at
+    /// least half of the pods, and scale-ups add at least half. Chosen by a grid over
+    /// `confirm_s`, `min_down_share` and `min_up_share` on seeds 1-5 of issue #17's 20 short
+    /// cells (docs/planner.md).
+    pub fn for_sized_pods() -> Self {
+        ChurnConfig {
+            disruption_s: 30.0,
+            confirm_s: 900.0,
+            down_band: 0.25,
+            min_down_share: 0.5,
+            min_up_share: 0.5,
         }
     }
 }
@@ -61,6 +91,8 @@ impl ChurnConfig {
             ("churn.disruption_s", self.disruption_s, MAX_CHURN_S),
             ("churn.confirm_s", self.confirm_s, MAX_CHURN_S),
             ("churn.down_band", self.down_band, 10.0),
+            ("churn.min_down_share", self.min_down_share, 1.0),
+            ("churn.min_up_share", self.min_up_share, 10.0),
         ] {
             if !(v.is_finite() && (0.0..=hi).contains(&v)) {
                 return Err(PlanError::InvalidConfig {
@@ -142,6 +174,22 @@ pub fn hold_down(cfg: &ChurnConfig, c: &DownCheck) -> (u32, Option<Reason>) {
     let forward = c.hold_plan.unwrap_or(c.current);
     let backward = c.recent_max.unwrap_or(c.current);
     let keep = forward.max(backward).clamp(c.plan, c.current);
+    // The least step a scale-down may make, whole pods: a smaller one waits.
+    let min_step = (cfg.min_down_share * c.current as f64).ceil().max(1.0) as u32;
+    if keep < c.current && c.current - keep < min_step {
+        let reason = Reason::new(
+            "plan.hold_down",
+            format!(
+                "the plan allows {} of {} replicas but {} are kept: the forecast over the break-even time and the plans of the last {:.0} s allow {keep}, and a scale-down removes at least {min_step} pods ({:.0} % of them; each action has a cost)",
+                c.plan,
+                c.current,
+                c.current,
+                cfg.confirm_s,
+                cfg.min_down_share * 100.0,
+            ),
+        );
+        return (c.current, Some(reason));
+    }
     if keep == c.plan {
         return (c.plan, None);
     }
@@ -174,6 +222,24 @@ pub fn hold_down(cfg: &ChurnConfig, c: &DownCheck) -> (u32, Option<Reason>) {
         ),
     );
     (keep, Some(reason))
+}
+
+/// The count to set on a scale-up: the plan, or `min_up_share` of the current pods more when
+/// that is larger, with the reason. Never below the plan.
+pub fn raise_up(cfg: &ChurnConfig, current: u32, plan: u32) -> (u32, Option<Reason>) {
+    if plan <= current || cfg.min_up_share <= 0.0 {
+        return (plan, None);
+    }
+    let step = (cfg.min_up_share * current as f64).ceil() as u32;
+    let to = current.saturating_add(step);
+    if to <= plan {
+        return (plan, None);
+    }
+    let why = format!(
+        "the plan needs {plan} of {current} replicas; {to} are set: a scale-up adds at least {:.0} % of the pods, so a ramp takes fewer steps",
+        cfg.min_up_share * 100.0
+    );
+    (to, Some(Reason::new("plan.step_up", why)))
 }
 
 #[cfg(test)]
@@ -223,6 +289,46 @@ mod tests {
     }
 
     #[test]
+    fn a_scale_down_smaller_than_the_least_step_waits() {
+        let c = ChurnConfig {
+            min_down_share: 0.3,
+            ..ChurnConfig::default()
+        };
+        // 10 -> 8 removes 2 of the 3 pods a step must remove: held at 10.
+        let (n, why) = hold_down(&c, &check(10, 8, Some(8), Some(8)));
+        assert_eq!(n, 10);
+        let why = why.unwrap();
+        assert_eq!(why.rule, "plan.hold_down");
+        assert!(why.detail.contains("at least 3 pods"), "{}", why.detail);
+        // 10 -> 7 is a large enough step; so is 2 -> 1 (ceil(0.6) = 1 pod).
+        assert_eq!(hold_down(&c, &check(10, 7, Some(7), Some(7))), (7, None));
+        assert_eq!(hold_down(&c, &check(2, 1, Some(1), Some(1))), (1, None));
+        // The forward test keeps 9, one pod fewer: too small a step, held at 10.
+        assert_eq!(hold_down(&c, &check(10, 5, Some(9), Some(5))).0, 10);
+        // Without the share any step is made.
+        let any = ChurnConfig::default();
+        assert_eq!(hold_down(&any, &check(10, 8, Some(9), Some(8))).0, 9);
+    }
+
+    #[test]
+    fn a_scale_up_adds_at_least_the_least_step_and_never_less_than_the_plan() {
+        let c = ChurnConfig {
+            min_up_share: 0.5,
+            ..ChurnConfig::default()
+        };
+        let (n, why) = raise_up(&c, 10, 11);
+        assert_eq!(n, 15);
+        let why = why.unwrap();
+        assert_eq!(why.rule, "plan.step_up");
+        assert!(why.detail.contains("needs 11 of 10"), "{}", why.detail);
+        assert_eq!(raise_up(&c, 10, 16), (16, None));
+        assert_eq!(raise_up(&c, 0, 2), (2, None));
+        assert_eq!(raise_up(&c, 1, 2), (2, None));
+        assert_eq!(raise_up(&c, 4, 4), (4, None));
+        assert_eq!(raise_up(&ChurnConfig::default(), 10, 11), (11, None));
+    }
+
+    #[test]
     fn the_history_keeps_the_window_and_is_bounded() {
         let mut h = PlanHistory::default();
         h.record(Millis::from_secs(0), 9, 60.0);
@@ -251,6 +357,14 @@ mod tests {
                 down_band: 11.0,
                 ..ChurnConfig::default()
             },
+            ChurnConfig {
+                min_down_share: 1.5,
+                ..ChurnConfig::default()
+            },
+            ChurnConfig {
+                min_up_share: -0.1,
+                ..ChurnConfig::default()
+            },
         ] {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("churn."), "{e}");
@@ -275,6 +389,36 @@ mod tests {
                 prop_assert!(n >= plan && n <= current);
                 prop_assert_eq!(why.is_some(), n != plan);
             }
+        }
+
+        #[test]
+        fn a_scale_down_is_none_or_at_least_the_least_step(
+            current in 0u32..100,
+            plan in 0u32..100,
+            hold in proptest::option::of(0u32..200),
+            recent in proptest::option::of(0u32..200),
+            share in 0.0f64..=1.0,
+        ) {
+            let c = ChurnConfig { min_down_share: share, ..ChurnConfig::default() };
+            let (n, _) = hold_down(&c, &check(current, plan, hold, recent));
+            if plan < current {
+                prop_assert!(n >= plan && n <= current);
+                let step = ((share * current as f64).ceil() as u32).max(1);
+                prop_assert!(n == current || current - n >= step);
+            }
+        }
+
+        #[test]
+        fn a_scale_up_is_at_least_the_plan_and_bounded(
+            current in 0u32..1000,
+            plan in 0u32..1000,
+            share in 0.0f64..=10.0,
+        ) {
+            let c = ChurnConfig { min_up_share: share, ..ChurnConfig::default() };
+            let (n, why) = raise_up(&c, current, plan);
+            prop_assert!(n >= plan);
+            prop_assert!(n <= plan.max(current + (share * current as f64).ceil() as u32));
+            prop_assert_eq!(why.is_some(), n != plan);
         }
     }
 }

@@ -9,7 +9,7 @@ use graphscale_core::{AppGraph, ClusterSnapshot, PodPhase, Reason, WorkloadObser
 
 use super::analyze::Analysis;
 use super::PredictiveAutoscaler;
-use crate::churn::{hold_down, DownCheck};
+use crate::churn::{hold_down, raise_up, DownCheck};
 use crate::cpu_request::CpuNeed;
 use crate::guarded::WorkloadPlan;
 use crate::learn::past_startup;
@@ -115,7 +115,11 @@ pub fn plan_workloads(
                 horizon_s: d.hold.map_or(0.0, |h| h.1),
                 break_even_s: st.break_even_s(c),
             };
-            let (n, why) = hold_down(c, &check);
+            let (n, why) = if r > w.spec_replicas {
+                raise_up(c, w.spec_replicas, r)
+            } else {
+                hold_down(c, &check)
+            };
             reasons.extend(why);
             replicas = Some(n);
         }
