@@ -122,8 +122,8 @@ fn execute(spec: &ExperimentSpec, out: &Path) -> Result<ExperimentResult> {
 
 /// The demo's autoscalers: the HPA as Kubernetes ships it and as tuned per app
 /// (`graphscale tune-hpa`), peak provisioning, graphscale's own autoscaler (the whole-graph SLO
-/// planner with a cost per scaling action and CPU requests sized with the plan), the same
-/// without the CPU requests, and the forecast-fed HPA rule it replaced.
+/// planner with CPU requests sized with the plan, memory resized and long holds), the same
+/// planner on replicas only with quick holds, and the forecast-fed HPA rule it replaced.
 const DEMO_AUTOSCALERS: &str =
     "hpa, hpa-tuned, static, graphscale, graphscale-replicas, graph-trend";
 
