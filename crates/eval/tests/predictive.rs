@@ -624,3 +624,48 @@ fn cpu_requests_follow_the_plan_with_limits_and_replica_plan_kept() {
         plain.metrics.slo_violation_minutes
     );
 }
+
+#[test]
+fn memory_aware_holds_quicken_only_memory_heavy_services() {
+    // `graphscale`, and the same with memory-aware holds on 4 GiB-per-core nodes.
+    let run = |app_name: &str, aware: bool| {
+        let app = graphscale_sim::topology::builtin(app_name).unwrap();
+        let scenario = ScenarioSpec::named("fluctuating").with_duration(2400);
+        let spec = ExperimentSpec {
+            scenarios: vec![scenario.clone()],
+            ..ExperimentSpec::default()
+        };
+        let mut a = AutoscalerSpec::named("graphscale")
+            .unwrap()
+            .with_default_slo(app.slo_ms);
+        let AutoscalerSpec::Predictive { config, .. } = &mut a else {
+            panic!("graphscale is predictive")
+        };
+        if aware {
+            config.churn.as_mut().unwrap().node_gib_per_core = Some(4.0);
+        }
+        let mut recs = Vec::new();
+        run_one_logged(&spec, &app, &scenario, &a, 1, false, &mut |d| recs.push(d)).unwrap();
+        let replicas: Vec<Vec<u32>> = recs
+            .iter()
+            .map(|r| r.decisions.iter().map(|d| d.replicas).collect())
+            .collect();
+        let held_for_steps = recs
+            .iter()
+            .flat_map(|r| &r.decisions)
+            .flat_map(|d| &d.reasons)
+            .filter(|x| x.rule == "plan.hold_down" && x.detail.contains("removes at least"))
+            .count();
+        (replicas, held_for_steps)
+    };
+    // Online Boutique's pods request 32-256 MiB: a held one costs about its least CPU request,
+    // so the long holds stay and the plan is the same.
+    assert_eq!(run("online-boutique", true), run("online-boutique", false));
+    // Train Ticket's request about 550 MiB, 0.13 cores of such a node against a full pod's 0.2:
+    // the quick holds, so no scale-down waits for a larger step and the plan changes.
+    let (long, long_steps) = run("train-ticket", false);
+    let (quick, quick_steps) = run("train-ticket", true);
+    assert_ne!(long, quick);
+    assert_eq!(quick_steps, 0);
+    assert!(long_steps > 0, "the long holds waited for a larger step");
+}

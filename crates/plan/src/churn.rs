@@ -49,6 +49,14 @@ pub struct ChurnConfig {
     /// A scale-up adds at least this share of the current pods (rounded up to whole pods), so a
     /// ramp is met in fewer, larger steps; default 0 (the plan's count).
     pub min_up_share: f64,
+    /// Memory-aware holds: with a node shape (GiB of memory per core), a service whose held pod
+    /// would cost more than half of a full pod keeps only the quick settings (60 s of plans, any
+    /// step). A pod's cost is its share of such a node, the larger of its CPU request and its
+    /// memory request over this ratio. A held pod adds its memory request and, with CPU requests
+    /// sized to the plan, about the least CPU request (the pods share the demand); without them
+    /// its full CPU request. Default none: `confirm_s` and the least steps apply to every
+    /// service.
+    pub node_gib_per_core: Option<f64>,
 }
 
 impl Default for ChurnConfig {
@@ -59,6 +67,7 @@ impl Default for ChurnConfig {
             down_band: 0.1,
             min_down_share: 0.0,
             min_up_share: 0.0,
+            node_gib_per_core: None,
         }
     }
 }
@@ -77,6 +86,29 @@ impl ChurnConfig {
             down_band: 0.25,
             min_down_share: 0.5,
             min_up_share: 0.5,
+            node_gib_per_core: None,
+        }
+    }
+
+    /// The settings for one service whose pods hold `held` and would hold `full` (CPU
+    /// millicores, memory MiB): these, or with `node_gib_per_core` set and a held pod costing
+    /// more than half of a full one, the quick holds (the defaults' `confirm_s`, any step).
+    pub fn for_pod(&self, held: (f64, f64), full: (f64, f64)) -> ChurnConfig {
+        let Some(r) = self.node_gib_per_core.filter(|r| *r > 0.0) else {
+            return self.clone();
+        };
+        // Core-equivalents on a node of `r` GiB per core.
+        let cost = |(cpu_mc, mem_mib): (f64, f64)| (cpu_mc / 1000.0).max(mem_mib / 1024.0 / r);
+        let (h, f) = (cost(held), cost(full));
+        if f > 0.0 && h.is_finite() && h <= 0.5 * f {
+            return self.clone();
+        }
+        let quick = ChurnConfig::default();
+        ChurnConfig {
+            confirm_s: quick.confirm_s.min(self.confirm_s),
+            min_down_share: 0.0,
+            min_up_share: 0.0,
+            ..self.clone()
         }
     }
 }
@@ -99,6 +131,15 @@ impl ChurnConfig {
                     workload: "*".into(),
                     field: field.into(),
                     reason: format!("must be in 0..={hi}, got {v}"),
+                });
+            }
+        }
+        if let Some(r) = self.node_gib_per_core {
+            if !(r.is_finite() && r > 0.0 && r <= 1024.0) {
+                return Err(PlanError::InvalidConfig {
+                    workload: "*".into(),
+                    field: "churn.node_gib_per_core".into(),
+                    reason: format!("must be in (0, 1024] GiB per core, got {r}"),
                 });
             }
         }
@@ -329,6 +370,33 @@ mod tests {
     }
 
     #[test]
+    fn memory_heavy_pods_keep_the_quick_holds_when_asked() {
+        let long = ChurnConfig::for_sized_pods();
+        // Without a node shape every pod gets the long holds.
+        assert_eq!(long.for_pod((50.0, 550.0), (200.0, 550.0)), long);
+        let aware = ChurnConfig {
+            node_gib_per_core: Some(4.0),
+            ..long.clone()
+        };
+        // A small pod sized to 50 m of 200 m costs a quarter of a full one: long holds.
+        assert_eq!(aware.for_pod((50.0, 48.0), (200.0, 48.0)), aware);
+        // A Java pod's 550 MiB is 0.13 cores of a 4 GiB-per-core node: held, it still costs
+        // 0.13 of a full pod's 0.2, so the quick holds.
+        let q = aware.for_pod((50.0, 550.0), (200.0, 550.0));
+        assert_eq!(q.confirm_s, 60.0);
+        assert_eq!((q.min_down_share, q.min_up_share), (0.0, 0.0));
+        assert_eq!(q.down_band, aware.down_band);
+        // No full pod to compare with, or a bad shape: the quick holds, never a panic.
+        assert_eq!(aware.for_pod((50.0, 48.0), (0.0, 0.0)).confirm_s, 60.0);
+        assert_eq!(
+            aware
+                .for_pod((f64::INFINITY, 48.0), (200.0, 48.0))
+                .confirm_s,
+            60.0
+        );
+    }
+
+    #[test]
     fn the_history_keeps_the_window_and_is_bounded() {
         let mut h = PlanHistory::default();
         h.record(Millis::from_secs(0), 9, 60.0);
@@ -363,6 +431,10 @@ mod tests {
             },
             ChurnConfig {
                 min_up_share: -0.1,
+                ..ChurnConfig::default()
+            },
+            ChurnConfig {
+                node_gib_per_core: Some(0.0),
                 ..ChurnConfig::default()
             },
         ] {

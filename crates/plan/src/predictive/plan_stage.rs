@@ -104,8 +104,25 @@ pub fn plan_workloads(
                 replicas = Some(f.min(cfg.safety.max_replicas));
             }
         }
-        if let (Some(c), Some(r), Some(st)) = (&cfg.churn, replicas, a.services.get_mut(&w.name)) {
-            st.plans.record(snapshot.time, r, c.confirm_s);
+        if let (Some(all), Some(r), Some(st)) = (&cfg.churn, replicas, a.services.get_mut(&w.name))
+        {
+            // The plans are kept for the longest window; the window and the steps are this
+            // service's (memory-aware holds, `ChurnConfig::for_pod`).
+            st.plans.record(snapshot.time, r, all.confirm_s);
+            // What one more pod adds: with CPU requests sized to the plan, the pods share the
+            // demand and the extra one adds about the least request; its memory it adds whole.
+            let (cpu, mem) = w.pods.iter().fold((0.0_f64, 0.0_f64), |(c, m), p| {
+                (
+                    c.max(p.requests.cpu_millicores),
+                    m.max(p.requests.memory_mib),
+                )
+            });
+            let full = (st.cpu_reference.unwrap_or(cpu).max(cpu), mem);
+            let held = match &cfg.cpu_requests {
+                Some(r) => (r.min_millicores.min(full.0), mem),
+                None => full,
+            };
+            let c = &all.for_pod(held, full);
             let check = DownCheck {
                 current: w.spec_replicas,
                 plan: r,
