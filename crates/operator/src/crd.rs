@@ -101,10 +101,22 @@ pub struct PredictiveAutoscalerSpec {
     /// Caps on the total requests the plan may reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budgets: Option<Budgets>,
-    /// `off` (replicas only; the default) or `memory` (memory requests and limits resized in
-    /// place, the template updated so new pods match).
+    /// `off` (replicas only; the default), `memory` (memory requests and limits resized in
+    /// place, the template updated so new pods match), `cpu` (CPU requests sized with the
+    /// replica plan, resized in place on the running pods) or `all` (both).
     #[serde(default)]
     pub vertical: Vertical,
+    /// Memory-aware holds for the autoscalers with a cost per scaling action (`graphscale`,
+    /// `graphscale-replicas`): the nodes' GiB of memory per core (4 for the general-purpose
+    /// shapes). A workload whose extra pod would cost more than half of a full pod on such a
+    /// node keeps the quick holds (docs/planner.md); default none.
+    #[serde(
+        default,
+        rename = "nodeGiBPerCore",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[x_kube(validation = Rule::new("self > 0.0 && self <= 1024.0").message("nodeGiBPerCore must be in (0, 1024]"))]
+    pub node_gib_per_core: Option<f64>,
     /// Where the metrics come from.
     #[serde(default)]
     pub prometheus: PrometheusSpec,

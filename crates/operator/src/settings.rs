@@ -165,6 +165,21 @@ pub fn autoscaler(
             } else if config.cpu_requests.is_none() {
                 config.cpu_requests = Some(CpuRequestConfig::default());
             }
+            if let Some(r) = spec.node_gib_per_core {
+                if !(r.is_finite() && r > 0.0 && r <= 1024.0) {
+                    return Err(invalid(
+                        "nodeGiBPerCore",
+                        format!("must be in (0, 1024], got {r}"),
+                    ));
+                }
+                match config.churn.as_mut() {
+                    Some(c) => c.node_gib_per_core = Some(r),
+                    None => ignored.push(format!(
+                        "nodeGiBPerCore does not apply to `{}` (it has no cost per scaling action)",
+                        spec.autoscaler
+                    )),
+                }
+            }
         }
         AutoscalerSpec::Hpa {
             controller,
@@ -188,7 +203,13 @@ pub fn autoscaler(
             note_unused(
                 spec,
                 &mut ignored,
-                &["horizonSeconds", "headroom", "budgets", "vertical"],
+                &[
+                    "horizonSeconds",
+                    "headroom",
+                    "budgets",
+                    "vertical",
+                    "nodeGiBPerCore",
+                ],
             );
         }
         AutoscalerSpec::Static { .. } | AutoscalerSpec::Phpa { .. } | AutoscalerSpec::Rl { .. } => {
@@ -202,6 +223,7 @@ pub fn autoscaler(
                     "budgets",
                     "vertical",
                     "syncPeriodSeconds",
+                    "nodeGiBPerCore",
                 ],
             );
         }
@@ -232,6 +254,7 @@ fn note_unused(spec: &PredictiveAutoscalerSpec, out: &mut Vec<String>, fields: &
             "budgets" => spec.budgets.is_some(),
             "vertical" => spec.vertical != Vertical::Off,
             "syncPeriodSeconds" => spec.sync_period_seconds.is_some(),
+            "nodeGiBPerCore" => spec.node_gib_per_core.is_some(),
             _ => false,
         };
         if set {
@@ -375,6 +398,33 @@ mod tests {
                 assert!(config.churn.is_some());
             }
         }
+        // Memory-aware holds reach the action cost; an autoscaler without one says so.
+        for (auto, applied) in [("graphscale", true), ("graph-slo", false), ("hpa", false)] {
+            let s = spec(serde_json::json!({
+                "targets": {"workloads": [{"name": "cart"}]},
+                "autoscaler": auto, "vertical": "all", "nodeGiBPerCore": 4.0
+            }));
+            let (a, ignored) = autoscaler(&s, Path::new("/models")).unwrap();
+            if let AutoscalerSpec::Predictive { config, .. } = a {
+                assert_eq!(
+                    config.churn.and_then(|c| c.node_gib_per_core),
+                    applied.then_some(4.0)
+                );
+            }
+            assert_eq!(
+                ignored.iter().any(|x| x.starts_with("nodeGiBPerCore")),
+                !applied,
+                "{auto}: {ignored:?}"
+            );
+        }
+        let s = spec(serde_json::json!({
+            "targets": {"workloads": [{"name": "cart"}]},
+            "autoscaler": "graphscale", "nodeGiBPerCore": -1.0
+        }));
+        let e = autoscaler(&s, Path::new("/models"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nodeGiBPerCore"), "{e}");
         // The resource's SLO reaches the SLO planner.
         let s = spec(serde_json::json!({
             "targets": {"workloads": [{"name": "cart"}]},
@@ -409,6 +459,7 @@ mod tests {
             cooldowns: None,
             budgets: None,
             vertical: Vertical::Off,
+            node_gib_per_core: None,
             prometheus: Default::default(),
             graph: Default::default(),
             take_over: false,

@@ -544,6 +544,25 @@ async fn recommend_writes_status_and_events_then_auto_scales_through_the_scale_s
     let msg = condition(&got, "Degraded").unwrap().1;
     assert!(msg.starts_with("spec.autoscaler: "), "{msg}");
 
+    // A bound the CRD's CEL rules check: the API server refuses it and names the field.
+    let e = pas
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"nodeGiBPerCore": 0.0}})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nodeGiBPerCore must be in (0, 1024]"), "{e}");
+    pas.patch(
+        "shop",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"nodeGiBPerCore": 4.0}})),
+    )
+    .await
+    .unwrap();
+
     // Deleting it: the finalizer runs and the object goes.
     pas.delete("shop", &DeleteParams::default()).await.unwrap();
     eventually(
