@@ -10,7 +10,7 @@ use graphscale_core::{AppGraph, ClusterSnapshot, PodPhase, Reason, WorkloadObser
 use super::analyze::Analysis;
 use super::PredictiveAutoscaler;
 use crate::churn::{hold_down, raise_up, DownCheck};
-use crate::cpu_request::CpuNeed;
+use crate::cpu_request::{CpuNeed, CpuRequestConfig};
 use crate::guarded::WorkloadPlan;
 use crate::learn::past_startup;
 use crate::planner::{plan, ServiceInput};
@@ -109,20 +109,13 @@ pub fn plan_workloads(
             // The plans are kept for the longest window; the window and the steps are this
             // service's (memory-aware holds, `ChurnConfig::for_pod`).
             st.plans.record(snapshot.time, r, all.confirm_s);
-            // What one more pod adds: with CPU requests sized to the plan, the pods share the
-            // demand and the extra one adds about the least request; its memory it adds whole.
-            let (cpu, mem) = w.pods.iter().fold((0.0_f64, 0.0_f64), |(c, m), p| {
-                (
-                    c.max(p.requests.cpu_millicores),
-                    m.max(p.requests.memory_mib),
-                )
-            });
-            let full = (st.cpu_reference.unwrap_or(cpu).max(cpu), mem);
-            let held = match &cfg.cpu_requests {
-                Some(r) => (r.min_millicores.min(full.0), mem),
-                None => full,
+            let c = &match all.node_gib_per_core {
+                Some(_) => {
+                    let (held, full) = pod_costs(w, st.cpu_reference, cfg.cpu_requests.as_ref());
+                    all.for_pod(held, full)
+                }
+                None => all.clone(),
             };
-            let c = &all.for_pod(held, full);
             let check = DownCheck {
                 current: w.spec_replicas,
                 plan: r,
@@ -192,6 +185,29 @@ pub fn plan_workloads(
         });
     }
     out
+}
+
+/// What one more pod of `w` adds and what a full pod holds, (CPU millicores, memory MiB), for
+/// the memory-aware holds: with CPU requests sized to the plan the pods share the demand, so
+/// the extra one adds about the least request; its memory it adds whole. A full pod holds the
+/// reference CPU request.
+fn pod_costs(
+    w: &WorkloadObservation,
+    reference_mc: Option<f64>,
+    sized: Option<&CpuRequestConfig>,
+) -> ((f64, f64), (f64, f64)) {
+    let (cpu, mem) = w.pods.iter().fold((0.0_f64, 0.0_f64), |(c, m), p| {
+        (
+            c.max(p.requests.cpu_millicores),
+            m.max(p.requests.memory_mib),
+        )
+    });
+    let full = (reference_mc.unwrap_or(cpu).max(cpu), mem);
+    let held = match sized {
+        Some(r) => (r.min_millicores.min(full.0), mem),
+        None => full,
+    };
+    (held, full)
 }
 
 /// Mean CPU of the ready pods whose sample is past their start-up (two sample windows after
