@@ -35,11 +35,11 @@ impl Net {
 pub struct Timing {
     /// One training step at `batch`.
     pub train_step_ms: f64,
-    /// One forward pass at batch 1: what a prediction runs (for the recurrent networks, the
-    /// host kernel of [`crate::rnn_host`]).
+    /// One forward pass at batch 1: what a prediction runs (for the recurrent networks the
+    /// host kernel of [`crate::rnn_host`], for the HGT that of [`crate::hgt_host`]).
     pub forward_ms: f64,
-    /// One forward pass at batch 1 through burn's modules (the recurrent networks; the same as
-    /// `forward_ms` for the others).
+    /// One forward pass at batch 1 through burn's modules (the recurrent networks and the HGT;
+    /// the same as `forward_ms` for the others).
     pub forward_modules_ms: f64,
 }
 
@@ -177,16 +177,37 @@ pub fn time_hgt(
         }
     }
     let v = m.valid();
+    let mut modules = Vec::new();
     for k in 0..runs + 3 {
         let start = Instant::now();
         let _ = v.forward(xp.clone(), &gp).into_data();
+        if k >= 3 {
+            modules.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    // What a prediction runs: the host forward, graph laid out once as a prediction's is.
+    let host = crate::hgt_host::HostHgt::of(&v).ok_or_else(|| crate::NnError::Tensor {
+        reason: "the HGT's weights cannot be read for the host forward".into(),
+    })?;
+    let hg = crate::hgt_host::HostGraph::new(graph)?;
+    let xv = xp
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| crate::NnError::Tensor {
+            reason: format!("{e:?}"),
+        })?;
+    for k in 0..runs + 3 {
+        let start = Instant::now();
+        let y = host.forward(&xv, &hg)?;
+        std::hint::black_box(y);
         if k >= 3 {
             fwd.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
     Ok(Timing {
         train_step_ms: median(train),
-        forward_ms: median(fwd.clone()),
-        forward_modules_ms: median(fwd),
+        forward_ms: median(fwd),
+        forward_modules_ms: median(modules),
     })
 }

@@ -19,6 +19,7 @@ pub mod gnn;
 pub mod graphdata;
 pub mod graphmodel;
 pub mod hgt;
+pub mod hgt_host;
 pub mod hybrid;
 pub mod online;
 pub mod rnn;

@@ -22,6 +22,50 @@ pub(crate) fn observed_adjacency(layout: &Layout) -> Vec<f32> {
     a
 }
 
+/// The node inputs of `samples`, `[samples * nodes, input width]` row-major.
+pub(crate) fn node_inputs(
+    cfg: &GraphModelConfig,
+    layout: &Layout,
+    data: &[Tensorised],
+    samples: &[(usize, usize)],
+) -> Vec<f32> {
+    let n = layout.nodes.len();
+    let mut x = Vec::with_capacity(samples.len() * n * input_width(cfg.window));
+    for (s, t) in samples {
+        data[*s].node_window(layout, *t, cfg.window, &mut x);
+    }
+    x
+}
+
+/// The graph of `samples` for the HGT: one copy of the layout's graph per sample, with the
+/// edge features at the sample's time.
+pub(crate) fn hetero_graph(
+    layout: &Layout,
+    data: &[Tensorised],
+    samples: &[(usize, usize)],
+) -> HeteroGraph {
+    let n = layout.nodes.len();
+    let mut relations = vec![RelationEdges::default(); RELATIONS.len()];
+    for (k, (s, t)) in samples.iter().enumerate() {
+        let e = data[*s].edges_at(layout, *t);
+        for (j, (a, d, r)) in layout.edges.iter().enumerate() {
+            relations[*r].src.push(k * n + a);
+            relations[*r].dst.push(k * n + d);
+            relations[*r]
+                .features
+                .extend_from_slice(&e[j * EDGE_METRICS.len()..(j + 1) * EDGE_METRICS.len()]);
+        }
+    }
+    HeteroGraph {
+        node_type: (0..samples.len())
+            .flat_map(|_| layout.node_type.iter().copied())
+            .collect(),
+        node_types: NODE_KINDS.len(),
+        relations,
+        edge_features: EDGE_METRICS.len(),
+    }
+}
+
 /// Builds the batch of `samples` (`(series index, window end)`).
 pub fn batch(
     kind: Kind,
@@ -33,10 +77,7 @@ pub fn batch(
 ) -> Result<Batch, NnError> {
     let n = layout.nodes.len();
     let b = samples.len();
-    let mut x = Vec::with_capacity(b * n * input_width(cfg.window));
-    for (s, t) in samples {
-        data[*s].node_window(layout, *t, cfg.window, &mut x);
-    }
+    let x = node_inputs(cfg, layout, data, samples);
     let x = Tensor::from_data(TensorData::new(x, [b * n, input_width(cfg.window)]), device);
     let mut out = Batch {
         x,
@@ -47,26 +88,10 @@ pub fn batch(
     };
     match kind {
         Kind::Hgt => {
-            let mut relations = vec![RelationEdges::default(); RELATIONS.len()];
-            for (k, (s, t)) in samples.iter().enumerate() {
-                let e = data[*s].edges_at(layout, *t);
-                for (j, (a, d, r)) in layout.edges.iter().enumerate() {
-                    relations[*r].src.push(k * n + a);
-                    relations[*r].dst.push(k * n + d);
-                    relations[*r].features.extend_from_slice(
-                        &e[j * EDGE_METRICS.len()..(j + 1) * EDGE_METRICS.len()],
-                    );
-                }
-            }
-            let g = HeteroGraph {
-                node_type: (0..b)
-                    .flat_map(|_| layout.node_type.iter().copied())
-                    .collect(),
-                node_types: NODE_KINDS.len(),
-                relations,
-                edge_features: EDGE_METRICS.len(),
-            };
-            out.hetero = Some(DeviceGraph::new(&g, device)?);
+            out.hetero = Some(DeviceGraph::new(
+                &hetero_graph(layout, data, samples),
+                device,
+            )?);
         }
         Kind::Gat => {
             let mut edges = Vec::with_capacity(b * layout.edges.len());

@@ -157,6 +157,7 @@ impl GraphModel {
             net,
             val_loss: m.val_loss,
             best_epoch: m.best_epoch,
+            host: std::sync::OnceLock::new(),
         })
     }
 

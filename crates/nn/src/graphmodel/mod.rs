@@ -32,6 +32,7 @@ use crate::graphdata::{
 use crate::hgt::{
     DeviceGraph, HeteroGraph, HgtConfig, HgtNet, RelationEdges, NODE_KINDS, RELATIONS,
 };
+use crate::hgt_host::{HostGraph, HostHgt};
 use crate::NnError;
 
 mod adjacency;
@@ -322,10 +323,14 @@ pub struct GraphModel {
     pub norm: Normalisation,
     /// Step of the training series, ms.
     pub step_ms: u64,
-    /// Weights (plain device).
+    /// Weights (plain device). Predictions of an HGT run a host copy of them, made at the
+    /// first prediction ([`crate::hgt_host`]): a model's weights are not changed in place.
     pub net: GraphNet,
     /// Validation loss per epoch.
     pub val_loss: Vec<f64>,
     /// Epoch of the kept weights.
     pub best_epoch: usize,
+    /// The HGT's weights laid out for host forwards, once read (`None` inside: not an HGT, or
+    /// weights that cannot be read, and predictions go through burn's modules).
+    host: std::sync::OnceLock<Option<HostHgt>>,
 }

@@ -42,10 +42,26 @@ impl GraphModel {
         let device = Device::flex();
         let n = self.layout.nodes.len();
         let (h, k, q) = (self.config.horizon, TARGETS.len(), QUANTILES.len());
+        let host = self
+            .host
+            .get_or_init(|| self.net.hgt.as_ref().and_then(HostHgt::of))
+            .as_ref();
         let mut all = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(64) {
-            let b = batch(self.kind, &self.config, &self.layout, data, chunk, &device)?;
-            let out = to_vec(self.net.forward(&b))?;
+            let out = match host {
+                Some(host) => host.forward(
+                    &batch::node_inputs(&self.config, &self.layout, data, chunk),
+                    &HostGraph::new(&batch::hetero_graph(&self.layout, data, chunk))?,
+                )?,
+                None => to_vec(self.net.forward(&batch(
+                    self.kind,
+                    &self.config,
+                    &self.layout,
+                    data,
+                    chunk,
+                    &device,
+                )?))?,
+            };
             for (bi, (s, t)) in chunk.iter().enumerate() {
                 let d = &data[*s];
                 let mut preds = Vec::new();
@@ -125,5 +141,88 @@ impl GraphModel {
             }
         }
         self.predict_at(&d, t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graphscale_core::{Edge, Metric, Node, NodeKind, Relation};
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
+    /// Three services calling each other and a queue that `b` produces to and `c` consumes
+    /// from; random loads.
+    fn series(points: usize) -> GraphSeries {
+        let svc = |id: &str| Node::new(id, NodeKind::Service);
+        let g = AppGraph::new(
+            "chain",
+            vec![
+                svc("a"),
+                svc("b"),
+                svc("c"),
+                Node::new("q", NodeKind::Queue),
+            ],
+            vec![
+                Edge::new("a", "b", Relation::Calls, 1.0),
+                Edge::new("a", "c", Relation::Calls, 0.5),
+                Edge::new("b", "c", Relation::Calls, 1.0),
+                Edge::new("b", "q", Relation::Produces, 1.0),
+                Edge::new("c", "q", Relation::Consumes, 1.0),
+            ],
+        )
+        .unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut s = GraphSeries::new(g, 0, 15_000, points);
+        for id in ["a", "b", "c", "q"] {
+            let v: Vec<f64> = (0..points).map(|_| rng.random_range(10.0..100.0)).collect();
+            let mut m = BTreeMap::new();
+            m.insert(Metric::CpuMillicores, v.iter().map(|x| 5.0 * x).collect());
+            m.insert(Metric::Rps, v);
+            m.insert(Metric::MemoryMib, vec![200.0; points]);
+            m.insert(Metric::ReplicasReady, vec![2.0; points]);
+            s.nodes.insert(id.into(), m);
+        }
+        s
+    }
+
+    #[test]
+    fn host_predictions_of_an_hgt_equal_those_through_burns_modules() {
+        let cfg = GraphModelConfig {
+            window: 4,
+            horizon: 2,
+            hidden: 16,
+            heads: 4,
+            epochs: 2,
+            ..GraphModelConfig::default()
+        };
+        let s = series(200);
+        let p = Prepared::new(&cfg, std::slice::from_ref(&s)).unwrap();
+        let host = train(Kind::Hgt, &cfg, &p, &mut |_| {}).unwrap();
+        let mut modules = host.clone();
+        // Read as "not an HGT": predictions go through burn's modules.
+        modules.host = std::sync::OnceLock::from(None);
+        let samples = p.samples(&cfg, 2);
+        assert!(samples.len() > 10);
+        let a = host.predict_many(&p.data, &samples).unwrap();
+        let b = modules.predict_many(&p.data, &samples).unwrap();
+        assert!(
+            host.host.get().is_some_and(|h| h.is_some()),
+            "host path taken"
+        );
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+            assert_eq!((&x.service, x.step), (&y.service, y.step));
+            for (u, v) in x
+                .rps
+                .iter()
+                .chain(&x.cpu_m)
+                .chain(&x.memory_mib)
+                .zip(y.rps.iter().chain(&y.cpu_m).chain(&y.memory_mib))
+            {
+                assert!((u - v).abs() <= 1e-4 * (1.0 + v.abs()), "{x:?} vs {y:?}");
+            }
+            assert!(x.replicas.abs_diff(y.replicas) <= 1, "{x:?} vs {y:?}");
+        }
     }
 }

@@ -222,5 +222,6 @@ pub fn train(
         net,
         val_loss,
         best_epoch,
+        host: std::sync::OnceLock::new(),
     })
 }

@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 
 /// Every float parameter of `net`, found by the module's own visitor: how many there are, and
 /// the ids of those whose gradient in `grads` is absent or all zero.
+#[allow(dead_code)] // not every test file that shares these helpers uses this one
 pub fn nonzero_grads<M: Module>(net: &M, grads: &burn::tensor::Gradients) -> (usize, Vec<String>) {
     struct Visit<'a> {
         grads: &'a burn::tensor::Gradients,
