@@ -285,17 +285,18 @@ pub fn nn(
         "batch {batch}, window {window}, hidden {hidden}, outputs {outputs}; threads: {threads}; median of {runs}\n"
     )?;
     crate::say!(
-        "| network | train step (batch {batch}), ms | forward (batch 1), ms | forward (batch 1) through burn's modules, ms |"
+        "| network | train step (batch {batch}), ms | forward (batch 1), ms | forward (batch 1) through burn's modules, ms | train step through burn's modules, ms |"
     )?;
-    crate::say!("|---|---:|---:|---:|")?;
+    crate::say!("|---|---:|---:|---:|---:|")?;
     for net in [Net::Linear, Net::Rnn(Cell::Lstm), Net::Rnn(Cell::Gru)] {
         let t = time(net, batch, window, hidden, outputs, runs)?;
         crate::say!(
-            "| {} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} |",
             net.name(),
             t.train_step_ms,
             t.forward_ms,
-            t.forward_modules_ms
+            t.forward_modules_ms,
+            t.train_step_modules_ms
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -33,8 +33,12 @@ impl Net {
 /// Medians in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// One training step at `batch`.
+    /// One training step at `batch`: what training runs (for the LSTM, the host step of
+    /// [`crate::lstm_train`]).
     pub train_step_ms: f64,
+    /// One training step at `batch` through burn's modules and autodiff (the same as
+    /// `train_step_ms` where training runs them).
+    pub train_step_modules_ms: f64,
     /// One forward pass at batch 1: what a prediction runs (for the recurrent networks the
     /// host kernel of [`crate::rnn_host`], for the HGT that of [`crate::hgt_host`]).
     pub forward_ms: f64,
@@ -74,6 +78,7 @@ pub fn time(
     let x1 = Tensor::<3>::random([1, window, 1], Distribution::Default, &plain);
     let mut optim = AdamConfig::new().init();
     let (mut train, mut fwd, mut modules) = (Vec::new(), Vec::new(), Vec::new());
+    let mut host_train = Vec::new();
     match net {
         Net::Rnn(_) => {
             let mut m = RnnNet::new(&cfg, &ad);
@@ -88,6 +93,31 @@ pub fn time(
                 }
             }
             let v = m.valid();
+            if let (Net::Rnn(Cell::Lstm), Some(lstm)) = (net, v.lstm.as_ref()) {
+                // What training runs: the host step, from the same weights.
+                let mut host = crate::lstm_train::HostLstm::of(lstm, &v.head).ok_or_else(|| {
+                    crate::NnError::Tensor {
+                        reason: "the LSTM's weights cannot be read for the host step".into(),
+                    }
+                })?;
+                let xv: Vec<f32> = x
+                    .clone()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
+                let tv: Vec<f32> = t
+                    .clone()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default();
+                for k in 0..runs + 3 {
+                    let start = Instant::now();
+                    std::hint::black_box(host.step(&xv, &tv, batch, 1e-3));
+                    if k >= 3 {
+                        host_train.push(start.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+            }
             for k in 0..runs + 3 {
                 let start = Instant::now();
                 let _ = v.forward(x1.clone()).into_data();
@@ -133,8 +163,14 @@ pub fn time(
             modules = fwd.clone();
         }
     }
+    let train_modules = median(train);
     Ok(Timing {
-        train_step_ms: median(train),
+        train_step_ms: if host_train.is_empty() {
+            train_modules
+        } else {
+            median(host_train)
+        },
+        train_step_modules_ms: train_modules,
         forward_ms: median(fwd),
         forward_modules_ms: median(modules),
     })
@@ -205,8 +241,10 @@ pub fn time_hgt(
             fwd.push(start.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let train = median(train);
     Ok(Timing {
-        train_step_ms: median(train),
+        train_step_ms: train,
+        train_step_modules_ms: train,
         forward_ms: median(fwd),
         forward_modules_ms: median(modules),
     })

@@ -21,6 +21,8 @@ pub mod graphmodel;
 pub mod hgt;
 pub mod hgt_host;
 pub mod hybrid;
+mod linalg;
+pub mod lstm_train;
 pub mod online;
 pub mod rnn;
 pub mod rnn_host;

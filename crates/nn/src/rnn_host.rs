@@ -33,7 +33,7 @@ pub struct HostRnn {
 }
 
 /// A matrix parameter's values (`[d_in, d_out]`, row-major) and its shape.
-fn matrix(p: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
+pub(crate) fn matrix(p: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
     let t = p.val();
     let dims = t.dims();
     (
@@ -44,7 +44,7 @@ fn matrix(p: &Param<Tensor<2>>) -> (Vec<f32>, [usize; 2]) {
 
 /// A layer's bias of `n` values (zeros for a layer without one); `None` when it has another
 /// length or cannot be read.
-fn bias(l: &Linear, n: usize) -> Option<Vec<f32>> {
+pub(crate) fn bias(l: &Linear, n: usize) -> Option<Vec<f32>> {
     match &l.bias {
         None => Some(vec![0.0; n]),
         Some(b) => b
