@@ -33,8 +33,8 @@ impl Net {
 /// Medians in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// One training step at `batch`: what training runs (for the LSTM, the host step of
-    /// [`crate::lstm_train`]).
+    /// One training step at `batch`: what training runs (for the recurrent networks, the host
+    /// step of [`crate::rnn_train`]).
     pub train_step_ms: f64,
     /// One training step at `batch` through burn's modules and autodiff (the same as
     /// `train_step_ms` where training runs them).
@@ -93,29 +93,25 @@ pub fn time(
                 }
             }
             let v = m.valid();
-            if let (Net::Rnn(Cell::Lstm), Some(lstm)) = (net, v.lstm.as_ref()) {
-                // What training runs: the host step, from the same weights.
-                let mut host = crate::lstm_train::HostLstm::of(lstm, &v.head).ok_or_else(|| {
-                    crate::NnError::Tensor {
-                        reason: "the LSTM's weights cannot be read for the host step".into(),
-                    }
-                })?;
-                let xv: Vec<f32> = x
-                    .clone()
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .unwrap_or_default();
-                let tv: Vec<f32> = t
-                    .clone()
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .unwrap_or_default();
-                for k in 0..runs + 3 {
-                    let start = Instant::now();
-                    std::hint::black_box(host.step(&xv, &tv, batch, 1e-3));
-                    if k >= 3 {
-                        host_train.push(start.elapsed().as_secs_f64() * 1e3);
-                    }
+            // What training runs: the host step, from the same weights.
+            let mut host = v.host_trainer().ok_or_else(|| crate::NnError::Tensor {
+                reason: "the network's weights cannot be read for the host step".into(),
+            })?;
+            let xv: Vec<f32> = x
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            let tv: Vec<f32> = t
+                .clone()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap_or_default();
+            for k in 0..runs + 3 {
+                let start = Instant::now();
+                std::hint::black_box(host.step(&xv, &tv, batch, 1e-3));
+                if k >= 3 {
+                    host_train.push(start.elapsed().as_secs_f64() * 1e3);
                 }
             }
             for k in 0..runs + 3 {

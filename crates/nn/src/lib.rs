@@ -22,10 +22,10 @@ pub mod hgt;
 pub mod hgt_host;
 pub mod hybrid;
 mod linalg;
-pub mod lstm_train;
 pub mod online;
 pub mod rnn;
 pub mod rnn_host;
+pub mod rnn_train;
 
 pub use error::NnError;
 

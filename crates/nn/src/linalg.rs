@@ -1,4 +1,4 @@
-//! Dense products on plain slices, for the host kernels (`hgt_host`, `lstm_train`): row-major or
+//! Dense products on plain slices, for the host kernels (`hgt_host`, `rnn_train`): row-major or
 //! strided operands through nalgebra's views over matrixmultiply's blocked kernels, and a plain loop
 //! for the small products nalgebra would not hand over.
 

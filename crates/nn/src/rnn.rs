@@ -12,9 +12,8 @@
 use burn::module::Module;
 use burn::nn::{Gru, GruConfig, Linear, LinearConfig, Lstm, LstmConfig};
 
-use crate::lstm_train::HostLstm;
 use crate::rnn_host::HostRnn;
-use burn::optim::{AdamConfig, GradientsParams};
+use crate::rnn_train::HostTrainer;
 use burn::tensor::{Device, Tensor, TensorData};
 use graphscale_core::{FittedForecaster, ForecastFailure, ForecastOutput, Forecaster};
 use graphscale_forecast::conformal::{check_request, with_quantiles};
@@ -176,9 +175,9 @@ impl RnnNet {
         HostRnn::new(cell, self.lstm.as_ref(), self.gru.as_ref(), &self.head)
     }
 
-    /// The LSTM's weights laid out for training steps on the host; `None` for a GRU.
-    pub fn host_trainer(&self) -> Option<HostLstm> {
-        HostLstm::of(self.lstm.as_ref()?, &self.head)
+    /// The weights laid out for training steps on the host ([`crate::rnn_train`]).
+    pub fn host_trainer(&self) -> Option<HostTrainer> {
+        HostTrainer::of(self)
     }
 
     /// `x`: `[batch, window, features]` -> `[batch, max_horizon]`.
@@ -258,10 +257,6 @@ fn tensor3(x: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(x, shape), device)
 }
 
-fn tensor2(x: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(x, shape), device)
-}
-
 fn to_vec(t: Tensor<2>) -> Result<Vec<f32>, ForecastFailure> {
     t.into_data()
         .convert::<f32>()
@@ -292,7 +287,7 @@ pub struct TrainedRnn {
     pub train_windows: usize,
 }
 
-/// Windows per forward pass when a host-trained LSTM predicts its validation windows.
+/// Windows per forward pass when the network in training predicts its validation windows.
 const VALIDATION_BATCH: usize = 256;
 
 /// What the epochs gave: the validation loss per epoch, the kept epoch and its validation
@@ -405,60 +400,32 @@ pub fn train(
             targets(cfg, scale, y, ends),
         )
     };
-    let (net, run) = if cfg.cell == Cell::Lstm {
-        // On the host (`lstm_train`): the same steps as burn's, several times faster.
-        let mut net = RnnNet::new(cfg, &plain);
-        let start = match (net.lstm.as_ref(), &net.head) {
-            (Some(l), head) => HostLstm::of(l, head),
-            _ => None,
-        }
-        .ok_or_else(|| ForecastFailure::new(name, "the LSTM's weights cannot be read"))?;
-        let (host, run) = epochs(
-            cfg,
-            train_ends,
-            start,
-            |h, ends| {
-                let (x, t) = batch_of(ends);
-                h.step(&x, &t, ends.len(), cfg.learning_rate as f32);
-                Ok(())
-            },
-            |h| {
-                let mut pred = Vec::with_capacity(vt.len());
-                let per = cfg.window * f;
-                for chunk in val_x.chunks(per * VALIDATION_BATCH) {
-                    pred.extend(h.outputs(chunk, chunk.len() / per));
-                }
-                Ok(pred)
-            },
-            |h| h.weights(),
-            &vt,
-        )?;
-        if let Some(lstm) = net.lstm.as_mut() {
-            host.write(lstm, &mut net.head, &plain);
-        }
-        (net, run)
-    } else {
-        let device = Device::flex().autodiff();
-        let vx = tensor3(val_x, [val_ends.len(), cfg.window, f], &plain);
-        let (state, run) = epochs(
-            cfg,
-            train_ends,
-            (RnnNet::new(cfg, &device), AdamConfig::new().init()),
-            |(net, optim), ends| {
-                let (x, t) = batch_of(ends);
-                let x = tensor3(x, [ends.len(), cfg.window, f], &device);
-                let t = tensor2(t, [ends.len(), cfg.max_horizon], &device);
-                let loss = (net.forward(x) - t).powi_scalar(2).mean();
-                let grads = GradientsParams::from_grads(loss.backward(), &*net);
-                *net = optim.step(cfg.learning_rate, net.clone(), grads);
-                Ok(())
-            },
-            |(net, _)| to_vec(net.valid().forward(vx.clone())),
-            |(net, _)| net.valid(),
-            &vt,
-        )?;
-        (state, run)
-    };
+    // On the host (`rnn_train`): the same steps as burn's autodiff and Adam, several times
+    // faster.
+    let mut net = RnnNet::new(cfg, &plain);
+    let start = HostTrainer::of(&net)
+        .ok_or_else(|| ForecastFailure::new(name, "the network's weights cannot be read"))?;
+    let (host, run) = epochs(
+        cfg,
+        train_ends,
+        start,
+        |h, ends| {
+            let (x, t) = batch_of(ends);
+            h.step(&x, &t, ends.len(), cfg.learning_rate as f32);
+            Ok(())
+        },
+        |h| {
+            let mut pred = Vec::with_capacity(vt.len());
+            let per = cfg.window * f;
+            for chunk in val_x.chunks(per * VALIDATION_BATCH) {
+                pred.extend(h.outputs(chunk, chunk.len() / per));
+            }
+            Ok(pred)
+        },
+        |h| h.weights(),
+        &vt,
+    )?;
+    host.write(&mut net, &plain);
     let Epochs {
         val_loss,
         best_epoch,

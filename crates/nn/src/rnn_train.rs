@@ -1,27 +1,29 @@
-//! The LSTM forecaster's training step on the host: the forward pass over a batch of windows with
-//! every gate kept, the backward pass through time written out, and Adam, as burn computes them
-//! (burn's `Lstm`, a linear head on the last hidden state, the mean squared error, burn's `Adam`
-//! with its defaults). On burn's `flex` backend a step is a dozen small tensor operations per time
-//! step with autodiff's bookkeeping, and the gate functions run element by element through libm
-//! (the profile is in docs/benchmarks.md); here each time step is three matrix products over the
-//! batch ([`crate::linalg`]) and loops over contiguous rows, with the exponential in a form the
-//! compiler vectorises. A test checks the weights after several steps against burn's.
+//! The recurrent forecasters' training step on the host: the forward pass over a batch of windows
+//! with every gate kept, the backward pass through time written out, and Adam, as burn computes
+//! them (burn's `Lstm` or `Gru` with its defaults, a linear head on the last hidden state, the mean
+//! squared error, burn's `Adam` with its defaults). On burn's `flex` backend a step is a dozen small
+//! tensor operations per time step with autodiff's bookkeeping, and the gate functions run element
+//! by element through libm (the profile is in docs/benchmarks.md); here each time step is a few
+//! matrix products over the batch ([`crate::linalg`]) and loops over contiguous rows, with the
+//! exponential in a form the compiler vectorises. Tests check the weights after several steps
+//! against burn's, for both cells.
 //!
-//! The weights live here during training; [`HostLstm::write`] puts them back into the burn module
-//! (checkpoints and the modules' forward read it) and [`HostLstm::host`] gives the prediction
-//! layout ([`crate::rnn_host::HostRnn`]).
+//! The weights live here during training; [`HostTrainer::write`] puts them back into the network
+//! (checkpoints, the modules' forward and the prediction kernel read it).
 
 use burn::module::Param;
-use burn::nn::{GateController, Linear, Lstm};
+use burn::nn::{GateController, Gru, Lstm};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::linalg::{matmul, Mat};
+use crate::rnn::{Cell, RnnNet};
 use crate::rnn_host::{bias, matrix};
 use rayon::prelude::*;
 
-/// Parameters in the order of [`HostLstm::params`]: input weights `[f, 4h]`, recurrent weights
-/// `[h, 4h]`, input-side and hidden-side biases `[4h]` (burn keeps both, and Adam moves each on its
-/// own), head weights `[h, o]` and bias `[o]`. Gates side by side: input, forget, output, cell.
+/// Parameters: input weights `[f, g h]`, recurrent weights `[h, g h]`, input-side and hidden-side
+/// biases `[g h]` (burn keeps both, and Adam moves each on its own), head weights `[h, o]` and bias
+/// `[o]`; `g` gates side by side: the LSTM's input, forget, output and cell gates, the GRU's update,
+/// reset and new gates.
 const PARAMS: usize = 6;
 
 /// burn's `AdamConfig` defaults.
@@ -29,9 +31,9 @@ const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
 const EPSILON: f32 = 1e-5;
 
-/// An LSTM forecaster's weights and Adam's moments, for training steps on the host.
+/// A recurrent forecaster's weights and Adam's moments, for training steps on the host.
 #[derive(Debug, Clone)]
-pub struct HostLstm {
+pub struct HostTrainer {
     dims: Dims,
     params: [Vec<f32>; PARAMS],
     grads: [Vec<f32>; PARAMS],
@@ -44,18 +46,22 @@ pub struct HostLstm {
 
 #[derive(Debug, Clone, Copy)]
 struct Dims {
+    cell: Cell,
     inputs: usize,
     hidden: usize,
     outputs: usize,
 }
 
-/// The buffers of one part of a batch: gate values `[steps][rows, 4h]` (after their
-/// functions) and their gradients, cell and hidden states `[steps + 1][rows, h]` (the first all
-/// zero), `tanh` of the cell states, and this part's gradients.
+/// The buffers of one part of a batch: gate values `[steps][rows, g h]` (after their functions)
+/// and the gradients of their pre-activations (for the GRU the hidden side's; `dzx`, the input
+/// side's, for one step), the LSTM's cell states `[steps + 1][rows, h]` (for the GRU its new
+/// gate's hidden-side sum, `[steps][rows, h]`), hidden states `[steps + 1][rows, h]` (the first
+/// all zero), `tanh` of the LSTM's cell states, and this part's gradients.
 #[derive(Debug, Clone, Default)]
 struct Shard {
     gates: Vec<f32>,
     dz: Vec<f32>,
+    dzx: Vec<f32>,
     cells: Vec<f32>,
     states: Vec<f32>,
     tanh_cells: Vec<f32>,
@@ -65,13 +71,17 @@ struct Shard {
 /// Windows below which a batch is not split between threads.
 const SPLIT_ROWS: usize = 16;
 
-fn gates(l: &Lstm) -> Option<[&GateController; 4]> {
+fn lstm_gates(l: &Lstm) -> Option<[&GateController; 4]> {
     Some([
         &l.input_gate,
         l.forget_gate.as_ref()?,
         &l.output_gate,
         &l.cell_gate,
     ])
+}
+
+fn gru_gates(g: &Gru) -> [&GateController; 3] {
+    [&g.update_gate, &g.reset_gate, &g.new_gate]
 }
 
 /// `e^x` for `x` in f32's range, within 2 units in the last place: Cody and Waite's reduction to
@@ -108,20 +118,25 @@ fn tanh(x: f32) -> f32 {
     ((1.0 - e) / (1.0 + e)).copysign(x)
 }
 
-impl HostLstm {
-    /// The weights of an LSTM and its head; `None` for shapes other than burn's.
-    pub fn of(lstm: &Lstm, head: &Linear) -> Option<Self> {
-        let g = gates(lstm)?;
+impl HostTrainer {
+    /// The weights of `net` (either cell); `None` for shapes other than burn's.
+    pub fn of(net: &RnnNet) -> Option<Self> {
+        let (cell, g): (Cell, Vec<&GateController>) = match (&net.lstm, &net.gru) {
+            (Some(l), None) => (Cell::Lstm, lstm_gates(l)?.to_vec()),
+            (None, Some(g)) => (Cell::Gru, gru_gates(g).to_vec()),
+            _ => return None,
+        };
+        let head = &net.head;
         let (head_w, [hidden, outputs]) = matrix(&head.weight);
         if head_w.len() != hidden * outputs {
             return None;
         }
         let head_b = bias(head, outputs)?;
         let inputs = matrix(&g[0].input_transform.weight).1[0];
-        let (h4, mut w_x, mut w_h) = (4 * hidden, Vec::new(), Vec::new());
-        w_x.resize(inputs * h4, 0.0);
-        w_h.resize(hidden * h4, 0.0);
-        let (mut b_x, mut b_h) = (Vec::with_capacity(h4), Vec::with_capacity(h4));
+        let (hg, mut w_x, mut w_h) = (g.len() * hidden, Vec::new(), Vec::new());
+        w_x.resize(inputs * hg, 0.0);
+        w_h.resize(hidden * hg, 0.0);
+        let (mut b_x, mut b_h) = (Vec::with_capacity(hg), Vec::with_capacity(hg));
         for (k, gate) in g.iter().enumerate() {
             for (w, rows, lin) in [
                 (&mut w_x, inputs, &gate.input_transform),
@@ -132,7 +147,7 @@ impl HostLstm {
                     return None;
                 }
                 for r in 0..rows {
-                    w[r * h4 + k * hidden..r * h4 + (k + 1) * hidden]
+                    w[r * hg + k * hidden..r * hg + (k + 1) * hidden]
                         .copy_from_slice(&v[r * hidden..(r + 1) * hidden]);
                 }
             }
@@ -141,8 +156,9 @@ impl HostLstm {
         }
         let params = [w_x, w_h, b_x, b_h, head_w, head_b];
         let zeros = || params.clone().map(|p| vec![0.0; p.len()]);
-        Some(HostLstm {
+        Some(HostTrainer {
             dims: Dims {
+                cell,
                 inputs,
                 hidden,
                 outputs,
@@ -178,7 +194,7 @@ impl HostLstm {
 
     /// A copy of the weights and moments, without the buffers of the last batch.
     pub fn weights(&self) -> Self {
-        HostLstm {
+        HostTrainer {
             dims: self.dims,
             params: self.params.clone(),
             grads: self.grads.clone(),
@@ -260,10 +276,9 @@ impl HostLstm {
         }
     }
 
-    /// Puts the weights back into `lstm` and `head` (of the shapes they were read from).
-    pub fn write(&self, lstm: &mut Lstm, head: &mut Linear, device: &Device) {
+    /// Puts the weights back into `net` (the network they were read from).
+    pub fn write(&self, net: &mut RnnNet, device: &Device) {
         let (f, h) = (self.dims.inputs, self.dims.hidden);
-        let h4 = 4 * h;
         let [w_x, w_h, b_x, b_h, head_w, head_b] = &self.params;
         let matrix = |v: Vec<f32>, r: usize, c: usize| {
             Param::from_tensor(Tensor::<2>::from_data(TensorData::new(v, [r, c]), device))
@@ -274,28 +289,28 @@ impl HostLstm {
                 device,
             ))
         };
-        let column = |w: &[f32], rows: usize, k: usize| -> Vec<f32> {
-            (0..rows)
-                .flat_map(|r| w[r * h4 + k * h..r * h4 + (k + 1) * h].iter().copied())
-                .collect()
-        };
-        let mut gates = [
-            &mut lstm.input_gate,
-            match lstm.forget_gate.as_mut() {
-                Some(g) => g,
+        let mut gates: Vec<&mut GateController> = match (&mut net.lstm, &mut net.gru) {
+            (Some(l), None) => match l.forget_gate.as_mut() {
+                Some(fg) => vec![&mut l.input_gate, fg, &mut l.output_gate, &mut l.cell_gate],
                 None => return,
             },
-            &mut lstm.output_gate,
-            &mut lstm.cell_gate,
-        ];
+            (None, Some(g)) => vec![&mut g.update_gate, &mut g.reset_gate, &mut g.new_gate],
+            _ => return,
+        };
+        let hg = gates.len() * h;
+        let column = |w: &[f32], rows: usize, k: usize| -> Vec<f32> {
+            (0..rows)
+                .flat_map(|r| w[r * hg + k * h..r * hg + (k + 1) * h].iter().copied())
+                .collect()
+        };
         for (k, gate) in gates.iter_mut().enumerate() {
             gate.input_transform.weight = matrix(column(w_x, f, k), f, h);
             gate.hidden_transform.weight = matrix(column(w_h, h, k), h, h);
             gate.input_transform.bias = Some(vector(&b_x[k * h..(k + 1) * h]));
             gate.hidden_transform.bias = Some(vector(&b_h[k * h..(k + 1) * h]));
         }
-        head.weight = matrix(head_w.clone(), h, self.dims.outputs);
-        head.bias = Some(vector(head_b));
+        net.head.weight = matrix(head_w.clone(), h, self.dims.outputs);
+        net.head.bias = Some(vector(head_b));
     }
 }
 
@@ -309,13 +324,262 @@ fn forward(
     batch: usize,
     steps: usize,
 ) -> Vec<f32> {
+    match dims.cell {
+        Cell::Lstm => forward_lstm(dims, params, sh, x, batch, steps),
+        Cell::Gru => forward_gru(dims, params, sh, x, batch, steps),
+    }
+}
+
+/// Gradients of the loss whose gradient at the outputs is `dy`, into `sh.grads`.
+fn backward(
+    dims: Dims,
+    params: &[Vec<f32>; PARAMS],
+    sh: &mut Shard,
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    steps: usize,
+) {
+    for (g, p) in sh.grads.iter_mut().zip(params) {
+        g.clear();
+        g.resize(p.len(), 0.0);
+    }
+    match dims.cell {
+        Cell::Lstm => backward_lstm(dims, params, sh, x, dy, batch, steps),
+        Cell::Gru => backward_gru(dims, params, sh, x, dy, batch, steps),
+    }
+}
+
+/// The head's outputs from the last hidden states, and its gradients; the gradient at the last
+/// hidden states.
+fn head(dims: Dims, params: &[Vec<f32>; PARAMS], last: &[f32], batch: usize) -> Vec<f32> {
+    let (h, o) = (dims.hidden, dims.outputs);
+    let mut y = vec![0.0; batch * o];
+    for row in y.chunks_exact_mut(o) {
+        row.copy_from_slice(&params[5]);
+    }
+    matmul(
+        batch,
+        h,
+        o,
+        Mat::rows(last, h),
+        Mat::rows(&params[4], o),
+        &mut y,
+        o,
+        1.0,
+    );
+    y
+}
+
+/// The head's gradients (`dW = h_T^T dy`, `db` = column sums of `dy`) into `grads`, and the
+/// gradient at the last hidden states (`dy W^T`).
+fn head_backward(
+    dims: Dims,
+    params: &[Vec<f32>; PARAMS],
+    grads: &mut [Vec<f32>; PARAMS],
+    last: &[f32],
+    dy: &[f32],
+    batch: usize,
+) -> Vec<f32> {
+    let (h, o) = (dims.hidden, dims.outputs);
+    let [.., g_hw, g_hb] = grads;
+    matmul(
+        h,
+        batch,
+        o,
+        Mat {
+            v: last,
+            rs: 1,
+            cs: h,
+        },
+        Mat::rows(dy, o),
+        g_hw,
+        o,
+        0.0,
+    );
+    for row in dy.chunks_exact(o) {
+        g_hb.iter_mut().zip(row).for_each(|(g, d)| *g += d);
+    }
+    let mut dh = vec![0.0; batch * h];
+    let wt = Mat {
+        v: &params[4],
+        rs: 1,
+        cs: o,
+    };
+    matmul(batch, o, h, Mat::rows(dy, o), wt, &mut dh, h, 0.0);
+    dh
+}
+
+/// The GRU's forward pass (burn's: the reset gate scales the new gate's hidden-side sum, bias
+/// included; `h' = (1 - u) n + u h`).
+fn forward_gru(
+    dims: Dims,
+    params: &[Vec<f32>; PARAMS],
+    sh: &mut Shard,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+) -> Vec<f32> {
     let Dims {
         inputs: f,
         hidden: h,
-        outputs: o,
+        ..
+    } = dims;
+    let (h3, bh) = (3 * h, batch * h);
+    let [w_x, w_h, b_x, b_h, ..] = params;
+    sh.gates.resize(steps * batch * h3, 0.0);
+    sh.cells.resize(steps * bh, 0.0);
+    sh.states.resize((steps + 1) * bh, 0.0);
+    sh.states[..bh].fill(0.0);
+    let mut zh = vec![0.0; batch * h3];
+    for t in 0..steps {
+        let zx = &mut sh.gates[t * batch * h3..(t + 1) * batch * h3];
+        for row in zx.chunks_exact_mut(h3) {
+            row.copy_from_slice(b_x);
+        }
+        let xt = Mat {
+            v: &x[t * f..],
+            rs: steps * f,
+            cs: 1,
+        };
+        matmul(batch, f, h3, xt, Mat::rows(w_x, h3), zx, h3, 1.0);
+        for row in zh.chunks_exact_mut(h3) {
+            row.copy_from_slice(b_h);
+        }
+        let (prev, next) = sh.states.split_at_mut((t + 1) * bh);
+        let hp = &prev[t * bh..];
+        matmul(
+            batch,
+            h,
+            h3,
+            Mat::rows(hp, h),
+            Mat::rows(w_h, h3),
+            &mut zh,
+            h3,
+            1.0,
+        );
+        let zn = &mut sh.cells[t * bh..(t + 1) * bh];
+        let hn = &mut next[..bh];
+        for b in 0..batch {
+            let (zr, hr) = (&mut zx[b * h3..(b + 1) * h3], &zh[b * h3..(b + 1) * h3]);
+            for j in 0..2 * h {
+                zr[j] = sigmoid(zr[j] + hr[j]);
+            }
+            for j in 0..h {
+                let k = b * h + j;
+                zn[k] = hr[2 * h + j];
+                let n = tanh(zr[2 * h + j] + zr[h + j] * zn[k]);
+                zr[2 * h + j] = n;
+                let u = zr[j];
+                hn[k] = (1.0 - u) * n + u * hp[k];
+            }
+        }
+    }
+    head(dims, params, &sh.states[steps * bh..], batch)
+}
+
+fn backward_gru(
+    dims: Dims,
+    params: &[Vec<f32>; PARAMS],
+    sh: &mut Shard,
+    x: &[f32],
+    dy: &[f32],
+    batch: usize,
+    steps: usize,
+) {
+    let Dims {
+        inputs: f,
+        hidden: h,
+        ..
+    } = dims;
+    let (h3, bh) = (3 * h, batch * h);
+    let w_h = &params[1];
+    let last = &sh.states[steps * bh..];
+    let mut dh = head_backward(dims, params, &mut sh.grads, last, dy, batch);
+    let [g_wx, g_wh, g_bx, g_bh, ..] = &mut sh.grads;
+    sh.dz.resize(steps * batch * h3, 0.0);
+    sh.dzx.resize(batch * h3, 0.0);
+    let mut carry = vec![0.0; bh];
+    for t in (0..steps).rev() {
+        let z = &sh.gates[t * batch * h3..(t + 1) * batch * h3];
+        let zn = &sh.cells[t * bh..(t + 1) * bh];
+        let hp = &sh.states[t * bh..(t + 1) * bh];
+        let dzh = &mut sh.dz[t * batch * h3..(t + 1) * batch * h3];
+        let dzx = &mut sh.dzx;
+        for b in 0..batch {
+            let zr = &z[b * h3..(b + 1) * h3];
+            let (dx, dhr) = (
+                &mut dzx[b * h3..(b + 1) * h3],
+                &mut dzh[b * h3..(b + 1) * h3],
+            );
+            for j in 0..h {
+                let k = b * h + j;
+                let (u, r, n) = (zr[j], zr[h + j], zr[2 * h + j]);
+                let d = dh[k];
+                let dn = d * (1.0 - u) * (1.0 - n * n);
+                let du = d * (hp[k] - n) * u * (1.0 - u);
+                let dr = dn * zn[k] * r * (1.0 - r);
+                dx[j] = du;
+                dx[h + j] = dr;
+                dx[2 * h + j] = dn;
+                dhr[j] = du;
+                dhr[h + j] = dr;
+                dhr[2 * h + j] = dn * r;
+                carry[k] = d * u;
+            }
+        }
+        // dW_x += x_t^T dzx, the biases' column sums, dh = h' u + dzh W_h^T.
+        let xt = Mat {
+            v: &x[t * f..],
+            rs: 1,
+            cs: steps * f,
+        };
+        matmul(f, batch, h3, xt, Mat::rows(dzx, h3), g_wx, h3, 1.0);
+        for (rx, rh) in dzx.chunks_exact(h3).zip(dzh.chunks_exact(h3)) {
+            g_bx.iter_mut().zip(rx).for_each(|(g, d)| *g += d);
+            g_bh.iter_mut().zip(rh).for_each(|(g, d)| *g += d);
+        }
+        dh.copy_from_slice(&carry);
+        let wht = Mat {
+            v: w_h,
+            rs: 1,
+            cs: h3,
+        };
+        matmul(batch, h3, h, Mat::rows(dzh, h3), wht, &mut dh, h, 1.0);
+    }
+    let hp = Mat {
+        v: &sh.states[..steps * bh],
+        rs: 1,
+        cs: h,
+    };
+    matmul(
+        h,
+        steps * batch,
+        h3,
+        hp,
+        Mat::rows(&sh.dz, h3),
+        g_wh,
+        h3,
+        0.0,
+    );
+}
+
+/// The LSTM's forward pass.
+fn forward_lstm(
+    dims: Dims,
+    params: &[Vec<f32>; PARAMS],
+    sh: &mut Shard,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+) -> Vec<f32> {
+    let Dims {
+        inputs: f,
+        hidden: h,
+        ..
     } = dims;
     let (h4, bh) = (4 * h, batch * h);
-    let [w_x, w_h, b_x, b_h, head_w, head_b] = params;
+    let [w_x, w_h, b_x, b_h, ..] = params;
     // Every value is written before it is read, but the first states.
     for (v, len) in [
         (&mut sh.gates, steps * batch * h4),
@@ -374,26 +638,10 @@ fn forward(
             }
         }
     }
-    let mut y = vec![0.0; batch * o];
-    for row in y.chunks_exact_mut(o) {
-        row.copy_from_slice(head_b);
-    }
-    let last = &sh.states[steps * bh..];
-    matmul(
-        batch,
-        h,
-        o,
-        Mat::rows(last, h),
-        Mat::rows(head_w, o),
-        &mut y,
-        o,
-        1.0,
-    );
-    y
+    head(dims, params, &sh.states[steps * bh..], batch)
 }
 
-/// Gradients of the loss whose gradient at the outputs is `dy`, into `sh.grads`.
-fn backward(
+fn backward_lstm(
     dims: Dims,
     params: &[Vec<f32>; PARAMS],
     sh: &mut Shard,
@@ -405,33 +653,13 @@ fn backward(
     let Dims {
         inputs: f,
         hidden: h,
-        outputs: o,
+        ..
     } = dims;
     let (h4, bh) = (4 * h, batch * h);
-    for (g, p) in sh.grads.iter_mut().zip(params) {
-        g.clear();
-        g.resize(p.len(), 0.0);
-    }
-    let [g_wx, g_wh, g_bx, g_bh, g_hw, g_hb] = &mut sh.grads;
-    let [_, w_h, _, _, head_w, _] = params;
+    let w_h = &params[1];
     let last = &sh.states[steps * bh..];
-    // Head: dW = h_T^T dy, db = column sums of dy, dh = dy W^T.
-    let ht = Mat {
-        v: last,
-        rs: 1,
-        cs: h,
-    };
-    matmul(h, batch, o, ht, Mat::rows(dy, o), g_hw, o, 0.0);
-    for row in dy.chunks_exact(o) {
-        g_hb.iter_mut().zip(row).for_each(|(g, d)| *g += d);
-    }
-    let mut dh = vec![0.0; bh];
-    let wt = Mat {
-        v: head_w,
-        rs: 1,
-        cs: o,
-    };
-    matmul(batch, o, h, Mat::rows(dy, o), wt, &mut dh, h, 0.0);
+    let mut dh = head_backward(dims, params, &mut sh.grads, last, dy, batch);
+    let [g_wx, g_wh, g_bx, g_bh, ..] = &mut sh.grads;
     let mut dc = vec![0.0; bh];
     sh.dz.resize(steps * batch * h4, 0.0);
     for t in (0..steps).rev() {
@@ -493,7 +721,7 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rnn::{RnnConfig, RnnNet};
+    use crate::rnn::RnnConfig;
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::Distribution;
@@ -502,23 +730,33 @@ mod tests {
     fn steps_on_the_host_move_the_weights_as_burns_do() {
         // Small batches run whole; 40 windows are split between the pool's threads (3 parts
         // with 3 threads) and their gradients summed.
-        for (threads, features, hidden, window, outputs, batch) in [
-            (1, 1, 16, 10, 1, 8),
-            (1, 3, 8, 6, 4, 5),
-            (3, 1, 16, 10, 2, 40),
-            (2, 3, 8, 6, 1, 40),
-        ] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| compare(features, hidden, window, outputs, batch));
+        for cell in [Cell::Lstm, Cell::Gru] {
+            for (threads, features, hidden, window, outputs, batch) in [
+                (1, 1, 16, 10, 1, 8),
+                (1, 3, 8, 6, 4, 5),
+                (3, 1, 16, 10, 2, 40),
+                (2, 3, 8, 6, 1, 40),
+            ] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| compare(cell, features, hidden, window, outputs, batch));
+            }
         }
     }
 
-    fn compare(features: usize, hidden: usize, window: usize, outputs: usize, batch: usize) {
+    fn compare(
+        cell: Cell,
+        features: usize,
+        hidden: usize,
+        window: usize,
+        outputs: usize,
+        batch: usize,
+    ) {
         let ad = Device::flex().autodiff();
         let cfg = RnnConfig {
+            cell,
             hidden,
             window,
             max_horizon: outputs,
@@ -528,7 +766,7 @@ mod tests {
         assert_eq!(cfg.features(), features);
         let mut net = RnnNet::new(&cfg, &ad);
         let valid = net.valid();
-        let mut host = HostLstm::of(valid.lstm.as_ref().unwrap(), &valid.head).unwrap();
+        let mut host = HostTrainer::of(&valid).unwrap();
         let mut optim = AdamConfig::new().init();
         for step in 0..4 {
             let x = Tensor::<3>::random(
@@ -544,13 +782,13 @@ mod tests {
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(1e-2, net, grads);
             let got = host.step(&xv, &tv, batch, 1e-2);
-            let what = format!("batch {batch}, step {step}");
+            let what = format!("{cell:?}, batch {batch}, step {step}");
             assert!(
                 (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
                 "{what}: loss {got} vs {want}"
             );
             let valid = net.valid();
-            let theirs = HostLstm::of(valid.lstm.as_ref().unwrap(), &valid.head).unwrap();
+            let theirs = HostTrainer::of(&valid).unwrap();
             for (k, (a, b)) in host.params.iter().zip(&theirs.params).enumerate() {
                 let worst = a
                     .iter()
@@ -578,9 +816,8 @@ mod tests {
             );
         }
         let mut back = net.valid();
-        let (mut lstm, mut head) = (back.lstm.take().unwrap(), back.head.clone());
-        host.write(&mut lstm, &mut head, &Device::flex());
-        let again = HostLstm::of(&lstm, &head).unwrap();
+        host.write(&mut back, &Device::flex());
+        let again = HostTrainer::of(&back).unwrap();
         assert_eq!(again.params, host.params);
     }
 
