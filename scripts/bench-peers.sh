@@ -59,8 +59,12 @@ for threads in 1 2; do
   one="OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads RAYON_NUM_THREADS=$threads"
   if [[ $only == *,hgt,* ]]; then
     echo "hgt, $threads thread(s): ours" >&2
-    env $one "$bin" bench hgt --apps peer:boutique11,peer:svc1k,peer:svc10k \
-      --layers 2 --heads 4 --dim 64 --runs 10 > "$out/hgt-ours-t$threads.md"
+    # As many repetitions per size as the peer's forward samples (bench_hgt.py ITERS).
+    : > "$out/hgt-ours-t$threads.md"
+    for sr in boutique11:300 svc1k:40 svc10k:12; do
+      env $one "$bin" bench hgt --apps "peer:${sr%%:*}" --layers 2 --heads 4 --dim 64 \
+        --runs "${sr##*:}" | grep '^| peer:' >> "$out/hgt-ours-t$threads.md"
+    done
     for size in boutique11 svc1k svc10k; do
       echo "hgt, $threads thread(s): peer $size" >&2
       (cd "$peers" && env $one PYTHONWARNINGS=ignore "$py" bench_hgt.py worker \

@@ -13,11 +13,14 @@ def path(name):
 
 
 def rows(md_file):
-    """The data rows of the first Markdown table in a file, as lists of cells."""
+    """The data rows of the Markdown table in a file (with or without its header), as lists of
+    cells."""
     if not os.path.exists(md_file):
         return []
     table = [l for l in open(md_file) if l.startswith("|")]
-    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in table[2:]]
+    if len(table) >= 2 and table[1].startswith("|---"):
+        table = table[2:]
+    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in table]
 
 
 def load(name):
