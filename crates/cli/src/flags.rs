@@ -625,7 +625,9 @@ pub(crate) enum BenchCommand {
     /// RAYON_NUM_THREADS (for example 1).
     Nn(NnBenchFlags),
     /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT
-    /// network on each app's graph, medians in ms. Threads: set RAYON_NUM_THREADS.
+    /// network on each app's graph, medians in ms; the forward is the host forward that
+    /// predictions run, with the same forward through burn's modules in the last column.
+    /// Threads: set RAYON_NUM_THREADS.
     Hgt {
         /// Built-in apps, random:N[:SEED], synthetic:NODES:EDGES (a seeded random graph of
         /// services, queues and topics with every relation between them), or peer:SIZE (the
