@@ -8,7 +8,7 @@
 #            Prophet; about 6 GB, a few minutes). Never run by CI or the test script.
 # PEERS      the peers' folder with its venv (default /tmp/peers)
 # GRAPHSCALE our binary (default: target/release/graphscale, built here when missing)
-# ONLY       a comma list of hgt, lstm, prophet (default all three)
+# ONLY       a comma list of hgt, lstm, gru, prophet (default all four)
 #
 # Writes OUT_DIR/*.md (our tables), OUT_DIR/*.json (the peers' results), OUT_DIR/report.md (the
 # side-by-side tables with the ratios, as in docs/benchmarks.md) and prints the report.
@@ -27,7 +27,7 @@ fi
 out="${1:?usage: scripts/bench-peers.sh [--setup] OUT_DIR}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 peers="${PEERS:-/tmp/peers}"
-only=",${ONLY:-hgt,lstm,prophet},"
+only=",${ONLY:-hgt,lstm,gru,prophet},"
 shared="${GRAPHSCALE_SHARED:-$(cd "$here/.." && pwd)/shared}"
 
 if [[ $setup == 1 ]]; then
@@ -52,7 +52,7 @@ commit="$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "commit: $commit$(git -C "$here" diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  echo "command: scripts/bench-peers.sh $out (ONLY=${ONLY:-hgt,lstm,prophet})"
+  echo "command: scripts/bench-peers.sh $out (ONLY=${ONLY:-hgt,lstm,gru,prophet})"
 } > "$out/run.txt"
 
 for threads in 1 2; do
@@ -71,14 +71,39 @@ for threads in 1 2; do
         --size "$size" --threads "$threads" | tail -n 1) > "$out/hgt-peer-$size-t$threads.json"
     done
   fi
-  if [[ $only == *,lstm,* ]]; then
-    echo "lstm, $threads thread(s)" >&2
+  if [[ $only == *,lstm,* || $only == *,gru,* ]]; then
+    echo "lstm and gru, $threads thread(s): ours" >&2
     env $one "$bin" bench nn --batch 64 --window 60 --hidden 64 --outputs 1 --runs 30 \
       > "$out/nn-ours-t$threads.md"
+  fi
+  if [[ $only == *,lstm,* ]]; then
+    echo "lstm, $threads thread(s): peer" >&2
     (cd "$peers" && env $one "$py" -c "
 import json, bench_lstm
 bench_lstm.LAYERS, bench_lstm.HORIZON = 1, 1
 print(json.dumps(bench_lstm.worker($threads)))" | tail -n 1) > "$out/lstm-peer-t$threads.json"
+  fi
+  if [[ $only == *,gru,* ]]; then
+    # The peer's LSTM harness (same sizes, timing and Adam) with torch.nn.GRU in place of the
+    # LSTM: the peers have no GRU benchmark of their own.
+    echo "gru, $threads thread(s): peer" >&2
+    (cd "$peers" && env $one "$py" -c "
+import json, torch, bench_lstm
+from torch import nn
+bench_lstm.LAYERS, bench_lstm.HORIZON = 1, 1
+class Gru(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(bench_lstm.IN, bench_lstm.HID, num_layers=1, batch_first=True)
+        self.head = nn.Linear(bench_lstm.HID, 1)
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1, :])
+def make():
+    torch.manual_seed(0)
+    return Gru()
+bench_lstm.make_model = make
+print(json.dumps(bench_lstm.worker($threads)))" | tail -n 1) > "$out/gru-peer-t$threads.json"
   fi
 done
 

@@ -61,22 +61,23 @@ if hgt:
         print(f"| {size} | {n} | {e} | {t} | {pf:.2f} | {of:.2f} | {ratio(pf, of)} | {pt:.1f} | {ot:.1f} | {ratio(pt, ot)} |")
     print()
 
-lstm = []
-for threads in (1, 2):
-    peer = load(f"lstm-peer-t{threads}.json")
-    ours = {r[0]: r for r in rows(path(f"nn-ours-t{threads}.md"))}
-    o = ours.get("lstm")
-    if peer is None or o is None:
-        continue
-    pt, pf = peer["train_step_b64"]["median_ms"], peer["forward_b1"]["median_ms"]
-    lstm.append((threads, pt, float(o[1]), pf, float(o[2])))
-if lstm:
-    print("LSTM, 1 layer, hidden 64, window 60, 1 output (medians, ms; ratio = peer / ours)\n")
-    print("| threads | PyTorch train step (batch 64) | ours | ratio | PyTorch forward (batch 1) | ours | ratio |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for t, pt, ot, pf, of in lstm:
-        print(f"| {t} | {pt:.2f} | {ot:.2f} | {ratio(pt, ot)} | {pf:.3f} | {of:.3f} | {ratio(pf, of)} |")
-    print()
+for cell, peer_name in (("lstm", "PyTorch"), ("gru", "PyTorch (nn.GRU in the LSTM harness)")):
+    rec = []
+    for threads in (1, 2):
+        peer = load(f"{cell}-peer-t{threads}.json")
+        ours = {r[0]: r for r in rows(path(f"nn-ours-t{threads}.md"))}
+        o = ours.get(cell)
+        if peer is None or o is None:
+            continue
+        pt, pf = peer["train_step_b64"]["median_ms"], peer["forward_b1"]["median_ms"]
+        rec.append((threads, pt, float(o[1]), pf, float(o[2])))
+    if rec:
+        print(f"{cell.upper()}, 1 layer, hidden 64, window 60, 1 output (medians, ms; ratio = peer / ours)\n")
+        print(f"| threads | {peer_name} train step (batch 64) | ours | ratio | {peer_name} forward (batch 1) | ours | ratio |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for t, pt, ot, pf, of in rec:
+            print(f"| {t} | {pt:.2f} | {ot:.2f} | {ratio(pt, ot)} | {pf:.3f} | {of:.3f} | {ratio(pf, of)} |")
+        print()
 
 peer = load("prophet-peer.json")
 if peer is not None:
