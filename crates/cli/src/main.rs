@@ -26,6 +26,7 @@ mod bench_rl;
 mod data;
 mod experiment;
 mod flags;
+mod flags_bench;
 mod flags_rl;
 mod forecast;
 mod graph;
