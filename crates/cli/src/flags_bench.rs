@@ -77,8 +77,8 @@ pub(crate) enum BenchCommand {
     },
     /// Neural network speed: one training step (forward, backward, Adam) and one batch-1 forward
     /// pass of the LSTM and GRU forecasters and of a linear baseline, medians in ms; the forward
-    /// on the host kernel that predictions run, and through burn's modules; the LSTM's training
-    /// step on the host, as training runs it, and through burn's modules. Threads: set
+    /// on the host kernel that predictions run, and through burn's modules; the LSTM's and GRU's
+    /// training step on the host, as training runs it, and through burn's modules. Threads: set
     /// RAYON_NUM_THREADS (for example 1).
     Nn(NnBenchFlags),
     /// HGT speed: one forward pass and one training step (forward, backward, Adam) of an HGT

@@ -411,8 +411,9 @@ pub fn train(
         start,
         |h, ends| {
             let (x, t) = batch_of(ends);
-            h.step(&x, &t, ends.len(), cfg.learning_rate as f32);
-            Ok(())
+            h.step(&x, &t, ends.len(), cfg.learning_rate as f32)
+                .map(|_| ())
+                .ok_or_else(|| ForecastFailure::new(name, "a training batch of the wrong size"))
         },
         |h| {
             let mut pred = Vec::with_capacity(vt.len());

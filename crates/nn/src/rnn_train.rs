@@ -207,15 +207,19 @@ impl HostTrainer {
 
     /// One training step on `batch` windows `x` (`[batch, steps, inputs]`, row-major) and their
     /// targets (`[batch, outputs]`): the mean squared error's gradient and one Adam step of rate
-    /// `lr`. Returns the loss before the step. With several threads, the batch is split between
-    /// them and their gradients summed.
-    pub fn step(&mut self, x: &[f32], targets: &[f32], batch: usize, lr: f32) -> f32 {
+    /// `lr`. Returns the loss before the step, or `None` (and no step) when the sizes do not
+    /// fit: no window, windows of another width, or another number of targets. With several
+    /// threads, the batch is split between them and their gradients summed.
+    pub fn step(&mut self, x: &[f32], targets: &[f32], batch: usize, lr: f32) -> Option<f32> {
         let Dims {
             inputs: f,
             outputs: o,
             ..
         } = self.dims;
         let steps = x.len() / (batch * f).max(1);
+        if batch == 0 || steps == 0 || x.len() != batch * steps * f || targets.len() != batch * o {
+            return None;
+        }
         let parts = if batch >= SPLIT_ROWS {
             rayon::current_num_threads().clamp(1, batch / (SPLIT_ROWS / 2))
         } else {
@@ -257,7 +261,7 @@ impl HostTrainer {
             }
         }
         self.adam(lr);
-        loss / count
+        Some(loss / count)
     }
 
     /// One Adam step of rate `lr` on every parameter, as burn's `Adam` with its defaults.
@@ -781,7 +785,7 @@ mod tests {
             let want: f32 = loss.clone().into_scalar();
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(1e-2, net, grads);
-            let got = host.step(&xv, &tv, batch, 1e-2);
+            let got = host.step(&xv, &tv, batch, 1e-2).unwrap();
             let what = format!("{cell:?}, batch {batch}, step {step}");
             assert!(
                 (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
@@ -819,6 +823,12 @@ mod tests {
         host.write(&mut back, &Device::flex());
         let again = HostTrainer::of(&back).unwrap();
         assert_eq!(again.params, host.params);
+        // Sizes that do not fit take no step.
+        let before = host.params.clone();
+        assert_eq!(host.step(&xv, &[0.0; 1], 3, 1e-2), None);
+        assert_eq!(host.step(&xv[1..], &vec![0.0; 3 * outputs], 3, 1e-2), None);
+        assert_eq!(host.step(&[], &[], 0, 1e-2), None);
+        assert_eq!(host.params, before);
     }
 
     #[test]
